@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Engine's one entry point on a fresh machine.
+#   ./build.sh          install what is missing (apt, npm, NuGet), build native/ and the .NET solution
+#   ./build.sh test     the above, then every test suite; ends with "N passed, M failed"
+#   ./build.sh demo     the above, then the main job (runs/demo/report.md)
+# Every step checks before it acts, so running it again does only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+TOOLS="$ROOT/.tools"
+CONFIG=${ENGINE_CONFIGURATION:-Release}
+LLAMA_NPM_VERSION=3.22.1
+mkdir -p "$TOOLS"
+
+log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; return 1; fi
+}
+
+# NVRTC (CUDA's runtime compiler) from Debian non-free: compiles our .cu kernels to cubin/PTX without a GPU.
+ensure_nvrtc() {
+  if ldconfig -p 2>/dev/null | grep -q 'libnvrtc.so.11.2' && ldconfig -p | grep -q 'libnvrtc-builtins.so.11.8'; then return; fi
+  if [ ! -f /etc/debian_version ]; then log "not Debian: install NVRTC 11.x yourself to compile CUDA kernels"; return; fi
+  log "installing NVRTC (libnvrtc11.2, libnvrtc-builtins11.8) from Debian non-free"
+  if ! grep -rqs 'non-free' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    as_root tee /etc/apt/sources.list.d/engine-nonfree.sources >/dev/null <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: contrib non-free
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  fi
+  as_root apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnvrtc11.2 libnvrtc-builtins11.8 >/dev/null
+}
+
+ensure_build_tools() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v g++ >/dev/null || missing+=(g++)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v git >/dev/null || missing+=(git)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v dotnet >/dev/null || { log "the .NET 10 SDK (dotnet) is required"; exit 1; }
+}
+
+# llama.cpp's CPU libraries from npm (LLamaSharp is not on our feed) and the matching llama.h.
+ensure_llama_cpp() {
+  local dest="$TOOLS/llama.cpp"
+  if [ -f "$dest/.stamp-$LLAMA_NPM_VERSION" ]; then return; fi
+  log "fetching llama.cpp libraries (@node-llama-cpp/linux-x64@$LLAMA_NPM_VERSION) and headers"
+  rm -rf "$dest" "$TOOLS/npm-tmp"; mkdir -p "$dest/lib" "$dest/include" "$TOOLS/npm-tmp"
+  (
+    cd "$TOOLS/npm-tmp"
+    npm pack --silent "@node-llama-cpp/linux-x64@$LLAMA_NPM_VERSION" >/dev/null
+    npm pack --silent "node-llama-cpp@$LLAMA_NPM_VERSION" >/dev/null
+    tar xzf node-llama-cpp-linux-x64-*.tgz
+    cp -a package/bins/linux-x64/. "$dest/lib/"
+    rm -rf package
+    tar xzf "node-llama-cpp-$LLAMA_NPM_VERSION.tgz" package/llama/gitRelease.bundle
+    git clone -q package/llama/gitRelease.bundle llama-src 2>/dev/null
+    cp llama-src/include/llama.h "$dest/include/"
+    cp -a llama-src/ggml/include/. "$dest/include/"
+  )
+  rm -rf "$TOOLS/npm-tmp"
+  touch "$dest/.stamp-$LLAMA_NPM_VERSION"
+}
+
+build_native() {
+  [ -f native/CMakeLists.txt ] || return 0
+  log "building native/ (CMake)"
+  cmake -S native -B native/build -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build native/build -j"$(nproc)" >/dev/null
+}
+
+build_dotnet() {
+  log "building the .NET solution ($CONFIG)"
+  dotnet build Engine.sln -c "$CONFIG" -nologo -v q -clp:ErrorsOnly
+}
+
+setup() {
+  ensure_build_tools
+  ensure_nvrtc
+  ensure_llama_cpp
+  build_native
+  build_dotnet
+}
+
+run_tests() {
+  local passed=0 failed=0 skipped=0 out status=0
+  local results="$ROOT/TestResults"
+  rm -rf "$results"; mkdir -p "$results"
+
+  if [ -f native/CMakeLists.txt ]; then
+    log "native tests (ctest)"
+    out=$(ctest --test-dir native/build --output-on-failure 2>&1) || status=1
+    printf '%s\n' "$out"
+    local line total nfail
+    line=$(printf '%s\n' "$out" | grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' | tail -1 || true)
+    if [ -n "$line" ]; then
+      nfail=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
+      total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+      passed=$((passed + total - nfail)); failed=$((failed + nfail))
+    elif [ $status -ne 0 ]; then failed=$((failed + 1)); fi
+  fi
+
+  log "xunit tests"
+  out=$(dotnet test tests/Engine.Tests -c "$CONFIG" --no-build -nologo \
+        --logger "console;verbosity=normal" --results-directory "$results" 2>&1) || status=1
+  printf '%s\n' "$out" | grep -E '^\s+(Failed|Skipped) |^\s+Error Message|Passed!|Failed!|Skipped ' | head -200 || true
+  local summary
+  summary=$(printf '%s\n' "$out" | grep -E '(Passed|Failed)!' | tail -1 || true)
+  if [ -n "$summary" ]; then
+    passed=$((passed + $(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")))
+    failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")))
+    skipped=$((skipped + $(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")))
+  else
+    printf '%s\n' "$out" | tail -40
+    failed=$((failed + 1))
+  fi
+  [ "$skipped" -gt 0 ] && log "$skipped skipped (see reasons above)"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+}
+
+case "${1:-}" in
+  "") setup ;;
+  test) setup; run_tests ;;
+  demo) setup; shift; "$ROOT/engine" demo "$@" ;;
+  *) echo "usage: ./build.sh [test|demo]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,139 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Engine.Models;
+
+/// <summary>
+/// The Llama / Mistral decoder with its LM head. Parameter names match Hugging Face checkpoints
+/// (<c>model.layers.0.self_attn.q_proj.weight</c>, <c>lm_head.weight</c>).
+/// </summary>
+public sealed class LlamaForCausalLM : nn.Module
+{
+#pragma warning disable IDE1006
+    public LlamaDecoder model;
+    public Projection? lm_head;
+#pragma warning restore IDE1006
+
+    public LlamaConfig Config { get; }
+    public ScalarType Dtype { get; private set; }
+
+    /// <summary>
+    /// Runs one decoder layer; the default calls it directly. Activation checkpointing replaces this with a
+    /// function that recomputes the layer in backward.
+    /// </summary>
+    public Func<DecoderLayer, Tensor, RotaryTables, Tensor?, KvCache?, Tensor>? LayerRunner { get; set; }
+
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32) : base("LlamaForCausalLM")
+    {
+        Config = config;
+        Dtype = dtype;
+        model = new LlamaDecoder(config, dtype);
+        if (!config.TieWordEmbeddings) lm_head = new Projection(config.HiddenSize, config.VocabSize, dtype);
+        RegisterComponents();
+    }
+
+    /// <summary>The output projection [vocab, hidden]: the embedding matrix when tied.</summary>
+    public Tensor LmHeadWeight => lm_head?.weight ?? model.embed_tokens.weight;
+
+    /// <summary>Converts every parameter to <paramref name="dtype"/> in place.</summary>
+    public void ConvertTo(ScalarType dtype)
+    {
+        if (dtype == Dtype) return;
+        using (torch.no_grad())
+            foreach (var (_, p) in named_parameters())
+                p.set_(p.to(dtype));
+        Dtype = dtype;
+    }
+
+    /// <summary>Initialises weights like HF (normal(0, 0.02), norms at 1) from a seeded generator.</summary>
+    public void InitializeWeights(long seed, double std = 0.02)
+    {
+        using var noGrad = torch.no_grad();
+        var gen = new torch.Generator((ulong)seed);
+        foreach (var (name, p) in named_parameters())
+        {
+            if (name.EndsWith("norm.weight")) p.fill_(1.0);
+            else
+            {
+                using var init = torch.randn(p.shape, dtype: ScalarType.Float32, generator: gen) * std;
+                p.copy_(init);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Final hidden states [B, T, hidden] (after the last norm).
+    /// </summary>
+    /// <param name="inputIds">[B, T] token ids</param>
+    /// <param name="attentionMask">[B, T], 1 for real tokens and 0 for padding; null when there is none.
+    /// Right padding needs no mask for the real positions (causality already hides later pads).</param>
+    /// <param name="positionIds">[B, T]; derived from the mask and cache when null</param>
+    /// <param name="cache">decoding cache; this forward's keys/values are appended</param>
+    public Tensor ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        long b = inputIds.shape[0], t = inputIds.shape[1];
+        int past = cache?.Length ?? 0;
+        long s = past + t;
+        var device = inputIds.device;
+        var currentMask = attentionMask?.to(ScalarType.Bool);
+        if (cache != null)
+        {
+            cache.MarkKeys(currentMask ?? torch.ones(new long[] { b, t }, dtype: ScalarType.Bool, device: device));
+        }
+        positionIds ??= DerivePositions(b, t, past, currentMask, cache, device);
+
+        Tensor? keyValid = cache != null ? cache.KeyMask.narrow(1, 0, s) : currentMask;
+        bool hasPadding = keyValid is not null && !keyValid.all().item<bool>();
+        bool windowBinds = Config.SlidingWindow is int w && s > w;
+        Tensor? mask = null;
+        if (hasPadding || windowBinds || (past > 0 && t > 1))
+            mask = BuildMask(b, t, past, hasPadding ? keyValid : null, device);
+        else if (past > 0)
+            mask = torch.ones(new long[] { 1, 1, t, s }, dtype: ScalarType.Bool, device: device); // one query sees all keys
+
+        using var rope = new RotaryTables(Config, positionIds, Dtype);
+        var x = model.embed_tokens.forward(inputIds);
+        foreach (var layer in model.layers)
+        {
+            x = LayerRunner != null ? LayerRunner(layer, x, rope, mask, cache) : layer.Forward(x, rope, mask, cache);
+        }
+        cache?.Advance((int)t);
+        return model.norm.forward(x).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Logits [.., vocab] in the compute dtype.</summary>
+    public Tensor Logits(Tensor hidden) => F.linear(hidden, LmHeadWeight);
+
+    public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
+    {
+        using var hidden = ForwardHidden(inputIds, attentionMask, positionIds, cache);
+        return Logits(hidden);
+    }
+
+    static Tensor DerivePositions(long b, long t, int past, Tensor? currentMask, KvCache? cache, Device device)
+    {
+        if (currentMask is null && (cache is null || past == 0))
+            return torch.arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(0).expand(b, t);
+        // Left padding: a token's position is the number of real tokens before it.
+        var realBefore = cache != null && past > 0
+            ? cache.KeyMask.narrow(1, 0, past).to(ScalarType.Int64).sum(1, keepdim: true)
+            : torch.zeros(new long[] { b, 1 }, dtype: ScalarType.Int64, device: device);
+        var cur = currentMask?.to(ScalarType.Int64) ?? torch.ones(new long[] { b, t }, dtype: ScalarType.Int64, device: device);
+        return (realBefore + cur.cumsum(1) - 1).clamp_min(0);
+    }
+
+    Tensor BuildMask(long b, long t, int past, Tensor? keyValid, Device device)
+    {
+        long s = past + t;
+        var q = torch.arange(past, s, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        var k = torch.arange(0, s, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        var allowed = k <= q;
+        if (Config.SlidingWindow is int w) allowed = allowed & ((q - k) < w);
+        var full = allowed.unsqueeze(0).unsqueeze(0); // [1, 1, T, S]
+        if (keyValid is not null) full = full & keyValid.unsqueeze(1).unsqueeze(1);
+        // A padded query would see no key and turn NaN; let every query see itself.
+        return full | (k == q).unsqueeze(0).unsqueeze(0);
+    }
+}

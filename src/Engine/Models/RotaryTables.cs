@@ -1,0 +1,48 @@
+using static TorchSharp.torch;
+
+namespace Engine.Models;
+
+/// <summary>
+/// RoPE cos/sin for one forward's positions, in HF's rotate-half layout (frequencies repeated over the two halves).
+/// Computed in fp32 like the reference, then cast to the compute dtype.
+/// </summary>
+public sealed class RotaryTables : IDisposable
+{
+    readonly Tensor _cos, _sin; // [B, 1, T, headDim]
+
+    public RotaryTables(LlamaConfig c, Tensor positionIds, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var invFreq = InverseFrequencies(c);
+        var pos = positionIds.to(ScalarType.Float32);
+        if (c.RopeScaling == RopeScalingKind.Linear) pos = pos / c.RopeScalingFactor;
+        var freqs = pos.unsqueeze(-1) * invFreq; // [B, T, hd/2]
+        var emb = torch.cat(new[] { freqs, freqs }, -1).unsqueeze(1);
+        _cos = emb.cos().to(dtype).MoveToOuterDisposeScope();
+        _sin = emb.sin().to(dtype).MoveToOuterDisposeScope();
+    }
+
+    public static Tensor InverseFrequencies(LlamaConfig c)
+    {
+        // 1 / theta^(2i/d), exponent computed from integer steps as HF does.
+        var steps = torch.arange(0, c.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / c.HeadDim;
+        return torch.pow(torch.tensor(c.RopeTheta, dtype: ScalarType.Float32), steps).reciprocal();
+    }
+
+    /// <summary>x: [B, heads, T, headDim].</summary>
+    public Tensor Apply(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        long half = x.shape[^1] / 2;
+        var x1 = x.narrow(-1, 0, half);
+        var x2 = x.narrow(-1, half, half);
+        var rotated = torch.cat(new[] { -x2, x1 }, -1);
+        return (x * _cos + rotated * _sin).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        _cos.Dispose();
+        _sin.Dispose();
+    }
+}
