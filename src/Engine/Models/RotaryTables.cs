@@ -22,6 +22,14 @@ public sealed class RotaryTables : IDisposable
         _sin = emb.sin().to(dtype).MoveToOuterDisposeScope();
     }
 
+    RotaryTables(Tensor cos, Tensor sin) { _cos = cos; _sin = sin; }
+
+    /// <summary>
+    /// A second handle to the same tables that outlives the forward's dispose scope (activation checkpointing
+    /// re-runs layers during backward, after the forward has released its own handles).
+    /// </summary>
+    public RotaryTables Retain() => new(_cos.alias().DetachFromDisposeScope(), _sin.alias().DetachFromDisposeScope());
+
     public static Tensor InverseFrequencies(LlamaConfig c)
     {
         // 1 / theta^(2i/d), exponent computed from integer steps as HF does.

@@ -1,0 +1,64 @@
+using Engine.Models;
+using static TorchSharp.torch;
+
+namespace Engine.Training;
+
+/// <summary>
+/// Per-layer activation checkpointing (TorchSharp has none): a decoder layer's forward runs without
+/// autograd and keeps only its input; backward re-runs the layer with autograd on and back-propagates through
+/// the recomputed graph. Activation memory drops from every layer's intermediates to one hidden state per
+/// layer, for one extra layer forward per layer in backward.
+/// </summary>
+public static class ActivationCheckpointing
+{
+    public static void Enable(LlamaForCausalLM model) => model.LayerRunner = Run;
+
+    public static void Disable(LlamaForCausalLM model) => model.LayerRunner = null;
+
+    static Tensor Run(DecoderLayer layer, Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache)
+    {
+        // Nothing to save when no gradient is wanted (eval, reference pre-pass) or when decoding with a cache.
+        if (!is_grad_enabled() || cache != null) return layer.Forward(x, rope, mask, cache);
+        // Backward runs after the forward's scope has released rope and mask: keep handles of our own.
+        var keptRope = rope.Retain();
+        var keptMask = mask?.alias().DetachFromDisposeScope();
+        var recompute = new Recompute(input => layer.Forward(input, keptRope, keptMask, null), () =>
+        {
+            keptRope.Dispose();
+            keptMask?.Dispose();
+        });
+        return CheckpointFunction.apply(x, recompute);
+    }
+
+    sealed record Recompute(Func<Tensor, Tensor> Forward, Action Release);
+
+    sealed class CheckpointFunction : autograd.SingleTensorFunction<CheckpointFunction>
+    {
+        public override string Name => "CheckpointedDecoderLayer";
+
+        public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            ctx.save_for_backward(new List<Tensor> { x });
+            var recompute = (Recompute)vars[1];
+            ctx.save_data("recompute", recompute);
+            using var noGrad = no_grad();
+            return recompute.Forward(x);
+        }
+
+        public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+        {
+            var x = ctx.get_saved_variables()[0];
+            var recompute = (Recompute)ctx.get_data("recompute");
+            using var gradOn = enable_grad();
+            var input = x.detach().requires_grad_(true);
+            using (var output = recompute.Forward(input))
+            {
+                // Re-entrant backward: parameter gradients accumulate as usual; the input's gradient flows on.
+                autograd.backward(new List<Tensor> { output }, new List<Tensor> { gradOutput });
+            }
+            recompute.Release();
+            return new List<Tensor> { input.grad!, null! }; // one entry per apply() argument; the closure has none
+        }
+    }
+}
