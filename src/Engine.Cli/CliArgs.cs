@@ -9,6 +9,8 @@ namespace Engine.Cli;
 public sealed class CliArgs
 {
     readonly Dictionary<string, string?> _values = new();
+    /// <summary>Where each value came from when not the command line (config file keys), for error messages.</summary>
+    readonly Dictionary<string, string> _origin = new();
     readonly HashSet<string> _used = new();
     public List<string> Positionals { get; } = new();
     public string Command { get; }
@@ -96,12 +98,41 @@ public sealed class CliArgs
         return s;
     }
 
-    /// <summary>All option names given on the command line (for config-file merging).</summary>
-    public IEnumerable<string> GivenNames => _values.Keys;
+    /// <summary>
+    /// Adds the keys of a flat TOML file as option values; options given on the command line win. Keys may use
+    /// '-' or '_' (<c>grad_accum</c> = <c>--grad-accum</c>).
+    /// </summary>
+    public void ApplyConfigFile(string path)
+    {
+        if (!File.Exists(path)) throw new Engine.EngineException($"{path}: config file not found");
+        Dictionary<string, object?>? table;
+        try { table = Tomlyn.TomlSerializer.Deserialize<Dictionary<string, object?>>(File.ReadAllText(path)); }
+        catch (Tomlyn.TomlException e) { throw new Engine.EngineException($"{path}: invalid TOML {e.Message}"); }
+        foreach (var (rawKey, value) in table ?? new())
+        {
+            string key = rawKey.Replace('_', '-');
+            string text = value switch
+            {
+                string str => str,
+                bool b => b ? "true" : "false",
+                double d => d.ToString("R", CultureInfo.InvariantCulture),
+                float f => f.ToString("R", CultureInfo.InvariantCulture),
+                long l => l.ToString(CultureInfo.InvariantCulture),
+                int i => i.ToString(CultureInfo.InvariantCulture),
+                _ => throw new Engine.EngineException($"{path}: '{rawKey}' must be a string, number or boolean (tables and arrays are not options)"),
+            };
+            if (_values.ContainsKey(key)) continue;
+            _values[key] = text;
+            _origin[key] = path;
+        }
+    }
 
     /// <summary>Fails on options the command did not read and on stray positionals.</summary>
     public void EnsureAllUsed(int allowedPositionals = 0)
     {
+        var unknownInConfig = _values.Keys.Where(k => !_used.Contains(k) && _origin.ContainsKey(k)).ToList();
+        if (unknownInConfig.Count > 0)
+            throw new Engine.EngineException($"{_origin[unknownInConfig[0]]}: unknown key{(unknownInConfig.Count > 1 ? "s" : "")} {string.Join(", ", unknownInConfig)} for '{Command}'");
         var unknown = _values.Keys.Where(k => !_used.Contains(k)).ToList();
         if (unknown.Count > 0) throw new UsageException($"{Command}: unknown option{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(u => "--" + u))}");
         if (Positionals.Count > allowedPositionals)
