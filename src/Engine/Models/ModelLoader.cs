@@ -102,17 +102,20 @@ public static class ModelLoader
     /// <summary>
     /// Saves in Hugging Face layout (config.json, safetensors, tokenizer files) into a new folder, atomically.
     /// </summary>
+    /// <param name="weightOverrides">tensors to write instead of the model's own (e.g. fp32 master weights of a bf16 model)</param>
     public static void Save(LlamaForCausalLM model, TextTokenizer? tokenizer, string directory, ScalarType dtype,
-        long maxShardBytes = long.MaxValue, bool replace = false)
+        long maxShardBytes = long.MaxValue, bool replace = false, IReadOnlyDictionary<string, Tensor>? weightOverrides = null)
     {
-        AtomicDirectory.Write(directory, tmp => SaveInto(model, tokenizer, tmp, dtype, maxShardBytes), replace);
+        AtomicDirectory.Write(directory, tmp => SaveInto(model, tokenizer, tmp, dtype, maxShardBytes, weightOverrides), replace);
     }
 
-    public static void SaveInto(LlamaForCausalLM model, TextTokenizer? tokenizer, string directory, ScalarType dtype, long maxShardBytes = long.MaxValue)
+    public static void SaveInto(LlamaForCausalLM model, TextTokenizer? tokenizer, string directory, ScalarType dtype,
+        long maxShardBytes = long.MaxValue, IReadOnlyDictionary<string, Tensor>? weightOverrides = null)
     {
         var config = model.Config with { TorchDtype = TensorMemory.DtypeName(dtype) };
         config.Save(Path.Combine(directory, "config.json"));
-        var weights = model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)).ToList();
+        var weights = model.named_parameters()
+            .Select(p => (p.name, weightOverrides != null && weightOverrides.TryGetValue(p.name, out var w) ? w : (Tensor)p.parameter)).ToList();
         SafetensorsWriter.WriteModel(directory, weights, dtype, maxShardBytes);
         tokenizer?.SaveTo(directory);
     }

@@ -31,14 +31,20 @@ public sealed class AdamW : IDisposable
     readonly List<Slot> _slots = new();
 
     /// <param name="stateDtype">dtype of the moment estimates (fp32, or bf16 to halve their memory)</param>
+    /// <param name="masterWeights">keep fp32 masters for parameters that are not fp32</param>
+    /// <param name="masters">initial fp32 master values by name (e.g. the checkpoint's values before a cast to bf16);
+    /// otherwise masters start from the parameters themselves</param>
     public AdamW(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, double beta1 = 0.9, double beta2 = 0.999,
-        double eps = 1e-8, double weightDecay = 0.0, ScalarType stateDtype = ScalarType.Float32, bool masterWeights = true)
+        double eps = 1e-8, double weightDecay = 0.0, ScalarType stateDtype = ScalarType.Float32, bool masterWeights = true,
+        IReadOnlyDictionary<string, Tensor>? masters = null)
     {
         Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
         foreach (var (name, p) in parameters)
         {
             if (!p.requires_grad) continue;
-            Tensor? master = masterWeights && p.dtype != ScalarType.Float32 ? p.detach().to(ScalarType.Float32).clone() : null;
+            Tensor? master = null;
+            if (masterWeights && p.dtype != ScalarType.Float32)
+                master = masters != null && masters.TryGetValue(name, out var m) ? m.detach().to(ScalarType.Float32).clone() : p.detach().to(ScalarType.Float32).clone();
             _slots.Add(new Slot
             {
                 Name = name,

@@ -1,0 +1,47 @@
+using static TorchSharp.torch;
+
+namespace Engine.Data;
+
+/// <summary>A microbatch of prompt + completion rows for SFT (loss on the completions only).</summary>
+public sealed class CompletionBatch : IDisposable
+{
+    public required SequenceBatch Sequences { get; init; }
+    public required DataPosition Position { get; init; }
+    public required DataPosition Next { get; init; }
+    /// <summary>Indices of the rows in the iterator's list.</summary>
+    public required IReadOnlyList<int> RowIndices { get; init; }
+    public void Dispose() => Sequences.Dispose();
+}
+
+/// <summary>Seeded, resumable batches of completions (SFT), shuffled per epoch like paired data.</summary>
+public sealed class CompletionBatchIterator
+{
+    readonly IReadOnlyList<TokenizedUnpaired> _rows;
+    readonly BatchSchedule _schedule;
+    readonly long _padId;
+
+    public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+
+    public CompletionBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, bool shuffle = true)
+    {
+        if (microBatchSize < 1) throw new EngineException($"the microbatch size must be at least 1 (got {microBatchSize})");
+        if (rows.Count == 0) throw new EngineException("no completions to train on");
+        _rows = rows;
+        _padId = padId;
+        int n = rows.Count;
+        _schedule = new BatchSchedule(n, microBatchSize, 1,
+            epoch => shuffle ? SeededShuffle.Permutation(n, seed, epoch) : Enumerable.Range(0, n).ToArray());
+    }
+
+    public IEnumerable<CompletionBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
+    {
+        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        {
+            var sequences = rows.Select(i => (_rows[i].Prompt, _rows[i].Completion)).ToList();
+            yield return new CompletionBatch
+            {
+                Sequences = SequenceBatch.Build(sequences, _padId, device), Position = position, Next = next, RowIndices = rows,
+            };
+        }
+    }
+}
