@@ -62,7 +62,7 @@ public sealed class ByteBpeTokenizer : TextTokenizer
             types[added.Id] = added.Special ? TokenType.Control : TokenType.UserDefined;
         }
         for (int id = 0; id < size; id++)
-            if (tokens[id] is null) { tokens[id] = $"[PAD{id}]"; types[id] = TokenType.Unused; } // as llama.cpp's converter fills gaps
+            if (tokens[id] is null) { tokens[id] = json.Unused.GetValueOrDefault(id, $"[PAD{id}]"); types[id] = TokenType.Unused; } // as llama.cpp's converter fills gaps
         var tokenList = tokens.Select(t => t!).ToList();
         var typeList = types.ToList();
         if (config is not null) TokenizerConfig.ApplyAddedTokens(tokenList, typeList, null, config.AddedTokens, config.Source);
@@ -121,11 +121,13 @@ public sealed class ByteBpeTokenizer : TextTokenizer
             ?? throw new EngineException($"{source}: pre-tokenizer \"{preTokenizerName}\" is not supported (supported: llama-bpe, qwen2, gpt-2, default)");
         var vocab = new Dictionary<string, int>(tokens.Count, StringComparer.Ordinal);
         var added = new List<AddedTokenInfo>();
+        var unused = new Dictionary<int, string>();
         for (int id = 0; id < tokens.Count; id++)
         {
             if (string.IsNullOrEmpty(tokens[id])) throw new EngineException($"{source}: token {id} is empty");
             if (!Enum.IsDefined(types[id])) throw new EngineException($"{source}: token {id} has unknown token type {(int)types[id]}");
             if (types[id] is TokenType.Control or TokenType.UserDefined) added.Add(new AddedTokenInfo(id, tokens[id], types[id] == TokenType.Control));
+            else if (types[id] == TokenType.Unused) unused[id] = tokens[id];
             else if (!vocab.TryAdd(tokens[id], id)) throw new EngineException($"{source}: token \"{tokens[id]}\" appears twice (ids {vocab[tokens[id]]} and {id})");
         }
         var json = new HfTokenizerJson
@@ -136,6 +138,7 @@ public sealed class ByteBpeTokenizer : TextTokenizer
             Added = added,
             PreTokenizer = BpePreTokenizer.FromPattern(pattern, source),
             IgnoreMerges = ignoreMerges,
+            Unused = unused,
         };
         return new ByteBpeTokenizer(json, null, settings, source);
     }

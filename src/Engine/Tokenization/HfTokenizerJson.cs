@@ -24,6 +24,8 @@ internal sealed class HfTokenizerJson
     public BpePreTokenizer PreTokenizer { get; init; } = new(Array.Empty<BpePreTokenizer.Step>());
     public NormalizationForm[] Normalizers { get; init; } = Array.Empty<NormalizationForm>();
     public bool IgnoreMerges { get; init; }
+    /// <summary>Texts of unused ids (GGUF vocabularies); tokenizer.json has none and gets "[PADn]" fillers.</summary>
+    public Dictionary<int, string> Unused { get; init; } = new();
     public string? TemplateBos { get; init; }
     public string? TemplateEos { get; init; }
 
@@ -221,7 +223,7 @@ internal sealed class HfTokenizerJson
                     ["id"] = id, ["content"] = tokens[id], ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
                     ["normalized"] = false, ["special"] = types[id] == TokenType.Control,
                 });
-            else if (!vocab.ContainsKey(tokens[id])) vocab[tokens[id]] = id;
+            else if (types[id] != TokenType.Unused && !vocab.ContainsKey(tokens[id])) vocab[tokens[id]] = id;
         }
         JsonNode? normalizer = normalizers.Length == 0 ? null : new JsonObject
         {
