@@ -81,8 +81,8 @@ internal static class JsonRows
                     finished = true;
                     consumed += reader.BytesConsumed;
                     // Anything but whitespace after the array is malformed.
-                    var rest = new Utf8JsonReader(bytes.AsSpan((int)consumed), isFinalBlock: true, new JsonReaderState(new JsonReaderOptions { CommentHandling = JsonCommentHandling.Skip }));
-                    if (rest.Read()) throw new EngineException($"{path}:{lines.LineOf(consumed + rest.TokenStartIndex)}: unexpected content after the closing ']' of the array");
+                    int extra = bytes.AsSpan((int)consumed).IndexOfAnyExcept(" \t\r\n"u8);
+                    if (extra >= 0) throw new EngineException($"{path}:{lines.LineOf(consumed + extra)}: unexpected content after the closing ']' of the array");
                 }
                 else
                 {
@@ -96,8 +96,8 @@ internal static class JsonRows
             }
             catch (JsonException e)
             {
-                // The reader's line numbers count from where this step began.
-                long line = e.LineNumber is long l ? lines.LineOf(consumed) + l : lines.LineOf(consumed);
+                // The reader state carries the line count across steps, so its (0-based) line is the file's.
+                long line = e.LineNumber is long l ? l + 1 : lines.LineOf(consumed);
                 throw new EngineException($"{path}:{line}: malformed JSON: {FirstSentence(e.Message)}");
             }
             if (finished) yield break;

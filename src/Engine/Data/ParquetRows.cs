@@ -14,20 +14,21 @@ internal static class ParquetRows
     {
         int groups;
         IReadOnlyList<string> columns;
-        try
+        using (var stream = File.OpenRead(path))
         {
-            using var stream = File.OpenRead(path);
-            var reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult();
+            ParquetReader reader;
+            // Parquet.Net reports a file that is not Parquet as an IOException; the file itself was readable.
+            try { reader = ParquetReader.CreateAsync(stream).GetAwaiter().GetResult(); }
+            catch (Exception e) when (e is not EngineException)
+            {
+                throw new EngineException($"{path}: not a readable Parquet file ({e.Message})", e);
+            }
             try
             {
                 groups = reader.RowGroupCount;
                 columns = reader.Schema.Fields.Select(f => f.Name).ToList();
             }
             finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
-        }
-        catch (Exception e) when (e is not EngineException and not IOException and not UnauthorizedAccessException)
-        {
-            throw new EngineException($"{path}: not a readable Parquet file ({e.Message})", e);
         }
 
         long row = 0;
@@ -39,7 +40,7 @@ internal static class ParquetRows
                 using var stream = File.OpenRead(path);
                 data = ParquetSerializer.DeserializeUntypedAsync(stream, rowGroupIndex: g).GetAwaiter().GetResult().Data;
             }
-            catch (Exception e) when (e is not EngineException and not IOException and not UnauthorizedAccessException)
+            catch (Exception e) when (e is not EngineException and not UnauthorizedAccessException)
             {
                 throw new EngineException($"{path}: row group {g + 1} could not be read ({e.Message})", e);
             }
