@@ -1,0 +1,19 @@
+namespace Engine.Data;
+
+/// <summary>
+/// How to read a dataset file beyond what its columns say. Labels from ratings: rows with a numeric rating
+/// column (<see cref="RatingColumn"/>, or "rating"/"score" when not named) and no boolean <c>label</c> become
+/// unpaired rows labelled desirable when rating ≥ <see cref="LabelThreshold"/>.
+/// </summary>
+public sealed record DatasetReadOptions
+{
+    public static readonly DatasetReadOptions Default = new();
+
+    /// <summary>Turns a numeric rating into KTO's label: desirable when rating ≥ threshold.</summary>
+    public double? LabelThreshold { get; init; }
+
+    /// <summary>The rating column; null looks for "rating", then "score".</summary>
+    public string? RatingColumn { get; init; }
+
+    public static readonly IReadOnlyList<string> DefaultRatingColumns = new[] { "rating", "score" };
+}

@@ -1,0 +1,24 @@
+namespace Engine.Data;
+
+/// <summary>
+/// A microbatch of preference pairs for one forward pass: <see cref="Sequences"/> rows 0..P−1 are prompt + chosen,
+/// rows P..2P−1 prompt + rejected, in the same pair order (P = <see cref="Pairs"/>).
+/// </summary>
+public sealed class PairedBatch : IDisposable
+{
+    public SequenceBatch Sequences { get; }
+    public int Pairs { get; }
+    /// <summary>Where this batch was drawn.</summary>
+    public DataPosition Position { get; }
+    /// <summary>The position to resume from once this batch has been trained on.</summary>
+    public DataPosition Next { get; }
+    /// <summary>Dataset rows of the pairs (for diagnostics).</summary>
+    public IReadOnlyList<RowSource?> Sources { get; }
+
+    internal PairedBatch(SequenceBatch sequences, int pairs, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources)
+    {
+        Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources;
+    }
+
+    public void Dispose() => Sequences.Dispose();
+}

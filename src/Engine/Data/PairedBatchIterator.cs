@@ -1,0 +1,48 @@
+using static TorchSharp.torch;
+
+namespace Engine.Data;
+
+/// <summary>
+/// Microbatches of preference pairs. Each epoch visits the pairs in a seeded random order (a new order per
+/// epoch, the same for a given seed); the last, smaller batch of an epoch is kept unless <c>dropLast</c>, as
+/// Hugging Face's DataLoader does by default.
+/// </summary>
+public sealed class PairedBatchIterator
+{
+    readonly IReadOnlyList<TokenizedPair> _pairs;
+    readonly BatchSchedule _schedule;
+    readonly long _padId;
+
+    public int MicroBatchSize { get; }
+    public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+
+    public PairedBatchIterator(IReadOnlyList<TokenizedPair> pairs, int microBatchSize, long seed, long padId, bool shuffle = true, bool dropLast = false)
+    {
+        if (microBatchSize < 1) throw new EngineException($"the microbatch size must be at least 1 (got {microBatchSize})");
+        if (pairs.Count == 0) throw new EngineException("no preference pairs to train on");
+        if (dropLast && pairs.Count < microBatchSize)
+            throw new EngineException($"{pairs.Count} pairs do not fill one microbatch of {microBatchSize} (and the last partial batch is dropped)");
+        _pairs = pairs;
+        _padId = padId;
+        MicroBatchSize = microBatchSize;
+        int n = pairs.Count;
+        _schedule = new BatchSchedule(n, microBatchSize, dropLast ? microBatchSize : 1,
+            epoch => shuffle ? SeededShuffle.Permutation(n, seed, epoch) : Enumerable.Range(0, n).ToArray());
+    }
+
+    /// <summary>Pair indices of each batch of an epoch.</summary>
+    public IReadOnlyList<int[]> EpochBatches(int epoch) => _schedule.Epoch(epoch);
+
+    /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
+    public IEnumerable<PairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
+    {
+        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        {
+            var sequences = new List<(int[], int[])>(rows.Length * 2);
+            foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Chosen));
+            foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Rejected));
+            yield return new PairedBatch(SequenceBatch.Build(sequences, _padId, device), rows.Length, position, next,
+                rows.Select(i => _pairs[i].Source).ToList());
+        }
+    }
+}

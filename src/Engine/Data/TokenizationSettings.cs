@@ -1,0 +1,36 @@
+namespace Engine.Data;
+
+/// <summary>Which end of an over-long prompt survives truncation (TRL's truncation_mode).</summary>
+public enum TruncationMode { KeepEnd, KeepStart }
+
+/// <summary>
+/// How examples become token ids. Defaults are TRL's DPOConfig/KTOConfig defaults (max_length 1024,
+/// max_prompt_length 512, keep_end).
+/// </summary>
+public sealed record TokenizationSettings
+{
+    /// <summary>Longest prompt + completion, in tokens (BOS and EOS included); null for no limit.</summary>
+    public int? MaxLength { get; init; } = 1024;
+    /// <summary>What an over-long prompt is cut to (BOS included); null: as much as leaves room for the longest completion.</summary>
+    public int? MaxPromptLength { get; init; } = 512;
+    public TruncationMode TruncationMode { get; init; } = TruncationMode.KeepEnd;
+    /// <summary>Start the prompt with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it.</summary>
+    public bool AddBos { get; init; } = true;
+    /// <summary>End every completion with EOS (the model learns to stop), unless it already ends with it.</summary>
+    public bool AddEos { get; init; } = true;
+
+    public static readonly TokenizationSettings Default = new();
+
+    /// <summary>Rejects limits that cannot hold a prompt token and a completion token.</summary>
+    public void Validate()
+    {
+        if (MaxLength is int l && l < 2) throw new EngineException($"max length must be at least 2 tokens (got {l})");
+        if (MaxPromptLength is int p && p < 1) throw new EngineException($"max prompt length must be at least 1 token (got {p})");
+        if (MaxLength is int l2 && MaxPromptLength is int p2 && p2 >= l2)
+            throw new EngineException($"max prompt length ({p2}) must be less than max length ({l2}) to leave room for the completion");
+    }
+
+    public string Describe() =>
+        $"max_length {MaxLength?.ToString() ?? "none"}, max_prompt_length {MaxPromptLength?.ToString() ?? "none"}, " +
+        (TruncationMode == TruncationMode.KeepEnd ? "keep_end" : "keep_start");
+}

@@ -1,0 +1,74 @@
+using static TorchSharp.torch;
+
+namespace Engine.Data;
+
+/// <summary>
+/// KTO microbatches, drawn in order as TRL does (its KL pairs are built per microbatch before any shuffling, so
+/// the batches must then be taken sequentially). The rows are shuffled once, seeded, before batches are cut —
+/// TRL's KTOTrainer shuffles the dataset once too — so a microbatch mixes classes and prompts (paired data
+/// converted for KTO lists all chosen rows before all rejected ones). Every epoch repeats that order.
+/// A microbatch of 1 is refused (its only mismatched pair would be the row itself, so z0 could not be
+/// estimated); for the same reason a last batch of one row is dropped, and other partial last batches are kept
+/// unless <c>dropLast</c>.
+/// </summary>
+public sealed class UnpairedBatchIterator
+{
+    readonly IReadOnlyList<TokenizedUnpaired> _rows;
+    readonly BatchSchedule _schedule;
+    readonly long _padId;
+    readonly int? _maxLength;
+
+    public int MicroBatchSize { get; }
+    public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+
+    /// <param name="maxLength">Mismatched prompt + completion rows are cut to this (the completion's end goes), as matched rows were.</param>
+    public UnpairedBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, int? maxLength,
+                                 bool shuffle = true, bool dropLast = false)
+    {
+        if (microBatchSize < 2)
+            throw new EngineException($"KTO needs a microbatch of at least 2 rows (got {microBatchSize}): its KL term z0 is estimated from " +
+                                      "each prompt paired with another row's completion in the same microbatch, and a batch of 1 has no other row");
+        if (rows.Count < 2) throw new EngineException($"KTO needs at least 2 rows (got {rows.Count})");
+        if (dropLast && rows.Count < microBatchSize)
+            throw new EngineException($"{rows.Count} rows do not fill one microbatch of {microBatchSize} (and the last partial batch is dropped)");
+        _rows = rows;
+        _padId = padId;
+        _maxLength = maxLength;
+        MicroBatchSize = microBatchSize;
+        int n = rows.Count;
+        var order = shuffle ? SeededShuffle.Permutation(n, seed) : Enumerable.Range(0, n).ToArray();
+        _schedule = new BatchSchedule(n, microBatchSize, dropLast ? microBatchSize : 2, _ => order);
+    }
+
+    /// <summary>Row indices of each batch of an epoch.</summary>
+    public IReadOnlyList<int[]> EpochBatches(int epoch) => _schedule.Epoch(epoch);
+
+    /// <summary>Rows dropped from every epoch (a last batch of one row, or a partial batch with dropLast).</summary>
+    public int RowsLeftOutPerEpoch => _rows.Count - _schedule.Epoch(0).Sum(b => b.Length);
+
+    /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
+    public IEnumerable<UnpairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
+    {
+        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        {
+            int m = rows.Length;
+            var matched = new List<(int[], int[])>(m);
+            var mismatched = new List<(int[], int[])>(m);
+            for (int i = 0; i < m; i++)
+            {
+                var row = _rows[rows[i]];
+                matched.Add((row.Prompt, row.Completion));
+                var other = _rows[rows[(i - 1 + m) % m]].Completion;
+                if (_maxLength is int max && row.Prompt.Length + other.Length > max)
+                    other = other[..Math.Max(1, max - row.Prompt.Length)];
+                mismatched.Add((row.Prompt, other));
+            }
+            var desirable = rows.Select(i => _rows[i].Desirable).ToArray();
+            var sequences = SequenceBatch.Build(matched, _padId, device);
+            SequenceBatch kl;
+            try { kl = SequenceBatch.Build(mismatched, _padId, device); }
+            catch { sequences.Dispose(); throw; }
+            yield return new UnpairedBatch(sequences, kl, desirable, position, next, rows.Select(i => _rows[i].Source).ToList());
+        }
+    }
+}
