@@ -98,6 +98,9 @@ public sealed class CliArgs
         return s;
     }
 
+    /// <summary>Option names given (on the command line or from a config file).</summary>
+    public IEnumerable<string> GivenNames => _values.Keys;
+
     /// <summary>
     /// Adds the keys of a flat TOML file as option values; options given on the command line win. Keys may use
     /// '-' or '_' (<c>grad_accum</c> = <c>--grad-accum</c>).

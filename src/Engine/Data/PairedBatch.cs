@@ -14,10 +14,12 @@ public sealed class PairedBatch : IDisposable
     public DataPosition Next { get; }
     /// <summary>Dataset rows of the pairs (for diagnostics).</summary>
     public IReadOnlyList<RowSource?> Sources { get; }
+    /// <summary>Indices of the pairs in the iterator's list (the reference cache is keyed by them).</summary>
+    public IReadOnlyList<int> RowIndices { get; }
 
-    internal PairedBatch(SequenceBatch sequences, int pairs, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources)
+    internal PairedBatch(SequenceBatch sequences, int pairs, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources, IReadOnlyList<int> rowIndices)
     {
-        Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources;
+        Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources; RowIndices = rowIndices;
     }
 
     public void Dispose() => Sequences.Dispose();

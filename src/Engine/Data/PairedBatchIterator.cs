@@ -42,7 +42,7 @@ public sealed class PairedBatchIterator
             foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Chosen));
             foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Rejected));
             yield return new PairedBatch(SequenceBatch.Build(sequences, _padId, device), rows.Length, position, next,
-                rows.Select(i => _pairs[i].Source).ToList());
+                rows.Select(i => _pairs[i].Source).ToList(), rows);
         }
     }
 }

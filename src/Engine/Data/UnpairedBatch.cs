@@ -15,10 +15,12 @@ public sealed class UnpairedBatch : IDisposable
     public DataPosition Position { get; }
     public DataPosition Next { get; }
     public IReadOnlyList<RowSource?> Sources { get; }
+    /// <summary>Indices of the rows in the iterator's list; row i's mismatched completion is row i−1's.</summary>
+    public IReadOnlyList<int> RowIndices { get; }
 
-    internal UnpairedBatch(SequenceBatch sequences, SequenceBatch mismatched, bool[] desirable, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources)
+    internal UnpairedBatch(SequenceBatch sequences, SequenceBatch mismatched, bool[] desirable, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources, IReadOnlyList<int> rowIndices)
     {
-        Sequences = sequences; MismatchedSequences = mismatched; Desirable = desirable; Position = position; Next = next; Sources = sources;
+        Sequences = sequences; MismatchedSequences = mismatched; Desirable = desirable; Position = position; Next = next; Sources = sources; RowIndices = rowIndices;
     }
 
     public void Dispose()

@@ -68,7 +68,7 @@ public sealed class UnpairedBatchIterator
             SequenceBatch kl;
             try { kl = SequenceBatch.Build(mismatched, _padId, device); }
             catch { sequences.Dispose(); throw; }
-            yield return new UnpairedBatch(sequences, kl, desirable, position, next, rows.Select(i => _rows[i].Source).ToList());
+            yield return new UnpairedBatch(sequences, kl, desirable, position, next, rows.Select(i => _rows[i].Source).ToList(), rows);
         }
     }
 }

@@ -79,7 +79,7 @@ public sealed class MethodStep
                 }
                 else
                 {
-                    var kl = KlReduction.Compute(tokenLogps, referenceSums, mask);
+                    var kl = KlReduction.ComputeWithReferenceSums(tokenLogps, referenceSums, mask);
                     z0 = new Z0Estimate(kl.MeanRaw, kl.Z0);
                     kl.Dispose();
                 }

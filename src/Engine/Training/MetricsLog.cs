@@ -25,7 +25,7 @@ public sealed class MetricsLog
                 JsonObject? row;
                 try { row = JsonNode.Parse(line) as JsonObject; }
                 catch (JsonException) { continue; } // a line cut by a crash mid-write
-                if (row?["step"] is JsonValue v && v.GetValue<double>() <= step) _rows.Add(row);
+                if (row?["step"] is JsonValue v && Number(v) <= step) _rows.Add(row);
             }
             Rewrite();
         }
@@ -49,5 +49,8 @@ public sealed class MetricsLog
     /// <summary>(step, value) series of one metric across rows that have it.</summary>
     public List<(double Step, double Value)> Series(string name) =>
         _rows.Where(r => r[name] is JsonValue v && v.GetValueKind() == JsonValueKind.Number)
-             .Select(r => (r["step"]!.GetValue<double>(), r[name]!.GetValue<double>())).ToList();
+             .Select(r => (Number(r["step"]!), Number(r[name]!))).ToList();
+
+    // Rows built in this process hold ints and doubles, rows parsed from disk hold JSON elements: read both.
+    static double Number(JsonNode n) => double.Parse(n.ToJsonString(), CultureInfo.InvariantCulture);
 }

@@ -34,7 +34,9 @@ public static class RunData
         var renderer = ChatRenderer(tokenizer, train, eval);
         var exampleTokenizer = new ExampleTokenizer(tokenizer, settings, renderer);
         var trainBatches = Batches(train, method, exampleTokenizer, o.BatchSize, o.Seed, settings, notices, shuffle: true);
-        var evalBatches = eval is null ? null : Batches(eval, method, exampleTokenizer, evalBatchSize, o.Seed, settings, notices, shuffle: false);
+        // Eval batches are shuffled too (seeded): unpaired data converted from pairs lists all chosen rows first, and
+        // KTO's mismatched pairs must not come from one-class microbatches.
+        var evalBatches = eval is null ? null : Batches(eval, method, exampleTokenizer, evalBatchSize, o.Seed, settings, notices, shuffle: true);
         return new Prepared(trainBatches, evalBatches, notices, files);
     }
 

@@ -26,9 +26,9 @@ public static class SequenceScorer
         var selectedHidden = hidden.narrow(1, 0, t - 1).reshape(-1, hidden.shape[2]).index_select(0, positions);
         var selectedTargets = targets.index_select(0, positions);
         using var token = TokenLogProbs.FromHidden(selectedHidden, model.LmHeadWeight, selectedTargets, mode);
-        var logpSum = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, token.LogProbs);
-        var count = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, ones_like(token.LogitMeans));
-        var logitSum = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, token.LogitMeans);
+        var logpSum = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, token.LogProbs, 1.0);
+        var count = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, ones_like(token.LogitMeans), 1.0);
+        var logitSum = zeros(b, dtype: ScalarType.Float32).index_add(0, rowOf, token.LogitMeans, 1.0);
         return new SequenceScores(logpSum.MoveToOuterDisposeScope(), count.MoveToOuterDisposeScope(), logitSum.MoveToOuterDisposeScope());
     }
 
