@@ -146,7 +146,7 @@ public sealed class AlignmentTrainer
 
                 if (data.Eval != null && _o.EvalSteps > 0 && (stepIndex + 1) % _o.EvalSteps == 0)
                     lastEval = EvaluateAndLog(step, data.Eval, log, stepIndex + 1);
-                if (_o.SaveSteps > 0 && (stepIndex + 1) % _o.SaveSteps == 0 && stepIndex + 1 < totalSteps)
+                if (_o.SaveSteps > 0 && (stepIndex + 1) % _o.SaveSteps == 0)
                 {
                     var saved = state with
                     {
