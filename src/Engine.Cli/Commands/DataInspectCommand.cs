@@ -41,6 +41,7 @@ public sealed class DataInspectCommand : ICliCommand
             var parts = ModelLoader.OpenParts(modelDir);
             parts.Weights.Dispose();
             var tok = parts.Tokenizer ?? throw new EngineException($"{modelDir}: no tokenizer found (expected tokenizer.model or tokenizer.json)");
+            // TRL's defaults (1024 / 512); a smaller --max-length alone keeps the prompt limit at half of it, as those defaults do.
             var settings = new TokenizationSettings
             {
                 MaxLength = maxLength ?? TokenizationSettings.Default.MaxLength,
