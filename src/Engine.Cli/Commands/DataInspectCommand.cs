@@ -41,6 +41,7 @@ public sealed class DataInspectCommand : ICliCommand
             var parts = ModelLoader.OpenParts(modelDir);
             parts.Weights.Dispose();
             var tok = parts.Tokenizer ?? throw new EngineException($"{modelDir}: no tokenizer found (expected tokenizer.model or tokenizer.json)");
+            // TRL's defaults (1024 / 512); a smaller --max-length alone keeps the prompt limit at half of it, as those defaults do.
             var settings = new TokenizationSettings
             {
                 MaxLength = maxLength ?? TokenizationSettings.Default.MaxLength,
@@ -67,7 +68,9 @@ public sealed class DataInspectCommand : ICliCommand
         if (r.Tokens is { } tokens)
             foreach (var (field, stats) in tokens) Line(field + " tokens", stats.ToString());
         if (r.Truncation is { } t)
-            Line("truncation", $"{r.Settings!.Describe()}: {t.PromptsTruncated} prompts and {t.CompletionsTruncated} completions would be truncated, {t.RowsDropped} rows dropped");
+            Line("truncation", $"{r.Settings!.Describe()}: {t.PromptsTruncated} prompts " +
+                (t.PromptsOverMaxLength > 0 ? $"({t.PromptsOverMaxLength} longer than max_length alone) " : "") +
+                $"and {t.CompletionsTruncated} completions would be truncated, {t.RowsDropped} rows dropped");
         else Line("truncation", "give --model to count tokens and truncation");
         if (d.Format == DataFormat.Paired)
         {
@@ -108,6 +111,7 @@ public sealed class DataInspectCommand : ICliCommand
             w.WriteNumber("max_prompt_length", r.Settings.MaxPromptLength ?? 0);
             w.WriteString("truncation_mode", r.Settings.TruncationMode == TruncationMode.KeepEnd ? "keep_end" : "keep_start");
             w.WriteNumber("prompts_truncated", t.PromptsTruncated);
+            w.WriteNumber("prompts_over_max_length", t.PromptsOverMaxLength);
             w.WriteNumber("completions_truncated", t.CompletionsTruncated);
             w.WriteNumber("rows_dropped", t.RowsDropped);
             w.WriteEndObject();

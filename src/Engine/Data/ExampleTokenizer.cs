@@ -88,6 +88,7 @@ public sealed class ExampleTokenizer
         report.LongestSequence = Math.Max(report.LongestSequence, prompt.Length + longest);
         if (Settings.MaxLength is int maxLength && prompt.Length + longest > maxLength)
         {
+            if (prompt.Length >= maxLength) report.PromptsOverMaxLength++;
             // Without max_prompt_length the prompt gives way to the longest completion (what keep_end on the
             // whole sequence does), keeping at least one token.
             int promptLimit = Settings.MaxPromptLength ?? Math.Max(1, maxLength - longest);

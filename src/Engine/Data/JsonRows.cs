@@ -164,7 +164,7 @@ internal static class JsonRows
             JsonValueKind.String => new DataValue.Text(v.GetString()!),
             JsonValueKind.True => new DataValue.Bool(true),
             JsonValueKind.False => new DataValue.Bool(false),
-            JsonValueKind.Number => new DataValue.Number(v.GetDouble()),
+            JsonValueKind.Number => v.TryGetDouble(out double d) && double.IsFinite(d) ? new DataValue.Number(d) : new DataValue.Other($"a number out of range ({v.GetRawText()})"),
             JsonValueKind.Null => DataValue.NullValue,
             JsonValueKind.Array => ConvertList(v),
             _ => new DataValue.Other("an object"),

@@ -10,6 +10,8 @@ public sealed class TruncationReport
     public int Rows { get; internal set; }
     /// <summary>Prompts longer than allowed, cut by the truncation mode.</summary>
     public int PromptsTruncated { get; internal set; }
+    /// <summary>Prompts that alone reached max_length (cut like any over-long prompt, so the row still trains).</summary>
+    public int PromptsOverMaxLength { get; internal set; }
     /// <summary>Completions cut at the end (a pair whose chosen and rejected were both cut counts 2).</summary>
     public int CompletionsTruncated { get; internal set; }
     /// <summary>Rows with no completion token left, which cannot be trained on.</summary>
@@ -28,7 +30,8 @@ public sealed class TruncationReport
     public bool Any => PromptsTruncated + CompletionsTruncated + RowsDropped > 0;
 
     public override string ToString() =>
-        $"{Rows} rows: {PromptsTruncated} prompt{(PromptsTruncated == 1 ? "" : "s")} truncated, " +
+        $"{Rows} rows: {PromptsTruncated} prompt{(PromptsTruncated == 1 ? "" : "s")} truncated" +
+        (PromptsOverMaxLength > 0 ? $" ({PromptsOverMaxLength} longer than max_length on their own)" : "") + ", " +
         $"{CompletionsTruncated} completion{(CompletionsTruncated == 1 ? "" : "s")} truncated, {RowsDropped} row{(RowsDropped == 1 ? "" : "s")} dropped" +
         (_dropped.Count > 0 ? $" (first: {_dropped[0]})" : "");
 }

@@ -110,6 +110,17 @@ public class ExampleTokenizerTests
     }
 
     [Fact]
+    public void A_prompt_longer_than_max_length_is_cut_by_the_mode_and_counted()
+    {
+        var tok = new ExampleTokenizer(new CharTokenizer(), new TokenizationSettings { MaxLength = 6, MaxPromptLength = 3 });
+        var report = new TruncationReport();
+        var t = tok.Tokenize(new UnpairedExample(ExampleText.Plain("abcdefghij"), ExampleText.Plain("xy"), true, Src), report)!;
+        Assert.Equal(Cat([Bos], Ids("ij")), t.Prompt);
+        Assert.Equal(Cat(Ids("xy"), [Eos]), t.Completion);
+        Assert.Equal((1, 1, 0), (report.PromptsOverMaxLength, report.PromptsTruncated, report.RowsDropped));
+    }
+
+    [Fact]
     public void Keep_start_keeps_the_prompt_head()
     {
         var tok = new ExampleTokenizer(new CharTokenizer(), new TokenizationSettings { MaxLength = 8, MaxPromptLength = 4, TruncationMode = TruncationMode.KeepStart });
