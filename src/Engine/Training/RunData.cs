@@ -1,5 +1,4 @@
 using Engine.Data;
-using Engine.Data.ChatTemplates;
 using Engine.Objectives;
 using Engine.Tokenization;
 
@@ -56,13 +55,8 @@ public static class RunData
     {
         bool conversational = train.Style == DataStyle.Conversational || eval?.Style == DataStyle.Conversational;
         if (!conversational) return null;
-        if (tokenizer.ChatTemplate is null)
-            throw new EngineException($"{train.Origin}: conversational data needs a chat template, and the model's tokenizer_config.json has none");
-        var template = ChatTemplate.Parse(tokenizer.ChatTemplate, "tokenizer_config.json chat_template");
-        var variables = new Dictionary<string, object?>();
-        foreach (var (name, text) in tokenizer.SpecialTokenStrings) variables[name] = text;
-        return new DelegateChatRenderer((turns, addGenerationPrompt) =>
-            template.Render(turns.Select(t => new ChatMessage(t.Role, t.Content)).ToList(), addGenerationPrompt, variables));
+        return ChatRendering.ForTokenizer(tokenizer, "tokenizer_config.json chat_template")
+            ?? throw new EngineException($"{train.Origin}: conversational data needs a chat template, and the model's tokenizer_config.json has none");
     }
 
     static RunBatches Batches(Dataset data, AlignmentMethodInfo method, ExampleTokenizer tokenizer, int batchSize, long seed,

@@ -5,28 +5,17 @@ namespace Engine.Tests.Data;
 public class ChatRenderingTests
 {
     [Fact]
-    public void The_template_hook_gets_the_tokenizer_template_and_its_special_token_strings()
+    public void The_tokenizer_template_renders_with_its_special_token_strings()
     {
         var tok = new CharTokenizer
         {
-            ChatTemplate = "{{ bos_token }}{% for m in messages %}...{% endfor %}",
+            ChatTemplate = "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
             SpecialTokenStrings = new Dictionary<string, string> { ["bos_token"] = "<s>", ["eos_token"] = "</s>" },
         };
         Assert.Null(ChatRendering.ForTokenizer(new CharTokenizer(), "model"));
-        var previous = ChatRendering.TemplateCompiler;
-        try
-        {
-            ChatRendering.TemplateCompiler = null;
-            Assert.Contains("no chat-template engine", Assert.Throws<EngineException>(() => ChatRendering.ForTokenizer(tok, "model")).Message);
-            (string Source, string Origin, IReadOnlyDictionary<string, object?> Vars)? seen = null;
-            ChatRendering.TemplateCompiler = (source, origin, vars) => { seen = (source, origin, vars); return new ChatMlRenderer(); };
-            Assert.IsType<ChatMlRenderer>(ChatRendering.ForTokenizer(tok, "model"));
-            Assert.Equal(tok.ChatTemplate, seen!.Value.Source);
-            Assert.Equal("model", seen.Value.Origin);
-            Assert.Equal("<s>", seen.Value.Vars["bos_token"]);
-            Assert.Equal("</s>", seen.Value.Vars["eos_token"]);
-        }
-        finally { ChatRendering.TemplateCompiler = previous; }
+        var renderer = ChatRendering.ForTokenizer(tok, "model")!;
+        Assert.Equal("<s><user>hi</s><assistant>", renderer.Render([new ChatTurn("user", "hi")], true));
+        Assert.Equal("<s><user>hi</s><assistant>yo</s>", renderer.Render([new ChatTurn("user", "hi"), new ChatTurn("assistant", "yo")], false));
     }
 
     [Fact]
