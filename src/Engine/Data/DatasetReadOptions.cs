@@ -15,5 +15,11 @@ public sealed record DatasetReadOptions
     /// <summary>The rating column; null looks for "rating", then "score".</summary>
     public string? RatingColumn { get; init; }
 
+    /// <summary>
+    /// Accept {prompt, completion} rows without a label as desirable (TRL's prompt-completion SFT format);
+    /// preference training leaves this off so a forgotten label column is an error.
+    /// </summary>
+    public bool UnlabeledCompletionsAreDesirable { get; init; }
+
     public static readonly IReadOnlyList<string> DefaultRatingColumns = new[] { "rating", "score" };
 }

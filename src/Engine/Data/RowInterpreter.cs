@@ -8,7 +8,7 @@ namespace Engine.Data;
 /// </summary>
 internal sealed class RowInterpreter(string origin, DatasetReadOptions options)
 {
-    enum Shape { Paired, UnpairedLabel, UnpairedRating }
+    enum Shape { Paired, UnpairedLabel, UnpairedRating, UnpairedUnlabeled }
 
     Shape? _shape;
     bool _hasPromptColumn;
@@ -78,6 +78,7 @@ internal sealed class RowInterpreter(string origin, DatasetReadOptions options)
                 _ratingColumn = ratingColumn;
                 return Shape.UnpairedRating;
             }
+            if (options.UnlabeledCompletionsAreDesirable) return Shape.UnpairedUnlabeled;
             throw new EngineException($"{origin}: prompt/completion rows need a boolean 'label' column (KTO's unpaired format)" +
                 (ratingColumn is not null && Has(ratingColumn) ? $"; to label them from the '{ratingColumn}' column, give a label threshold (--label-threshold)" : "") +
                 $"; columns found: {found}");
@@ -144,6 +145,7 @@ internal sealed class RowInterpreter(string origin, DatasetReadOptions options)
                 throw new EngineException($"{row.Source}: 'label' must be true or false (got {v.Describe()})");
             label = b.Value;
         }
+        else if (_shape == Shape.UnpairedUnlabeled) label = true;
         else
         {
             var v = Value(row, _ratingColumn!);

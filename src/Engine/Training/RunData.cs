@@ -16,12 +16,14 @@ public static class RunData
     {
         var notices = new List<string>();
         var files = new List<string> { o.DataPath };
-        var train = DatasetReader.Read(o.DataPath);
+        // SFT also takes TRL's unlabeled prompt-completion rows.
+        var readOptions = new DatasetReadOptions { UnlabeledCompletionsAreDesirable = method.DataShape == DataShape.Completions };
+        var train = DatasetReader.Read(o.DataPath, readOptions);
         notices.AddRange(train.Notices);
         Dataset? eval = null;
         if (o.EvalDataPath != null)
         {
-            eval = DatasetReader.Read(o.EvalDataPath);
+            eval = DatasetReader.Read(o.EvalDataPath, readOptions);
             notices.AddRange(eval.Notices);
             files.Add(o.EvalDataPath);
         }
