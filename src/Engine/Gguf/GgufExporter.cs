@@ -19,7 +19,7 @@ public sealed record GgufExportOptions
 }
 
 public sealed record GgufExportResult(string OutputPath, GgufExportType Type, IReadOnlyList<TensorTypeChoice> Tensors,
-    long FileBytes, long SourceBytes, TimeSpan Elapsed, IReadOnlyList<string> Notices)
+    long FileBytes, long SourceBytes, TimeSpan WriteTime, IReadOnlyList<string> Notices)
 {
     public IEnumerable<TensorTypeChoice> Fallbacks => Tensors.Where(t => t.IsFallback);
 }
@@ -71,6 +71,8 @@ public static class GgufExporter
         if (config.SlidingWindow is int window)
             notices.Add($"notice: this Mistral model uses a sliding attention window of {window} tokens, which the llama architecture in GGUF does not represent: llama.cpp attends over the full context, so outputs agree with this model only for sequences up to {window} tokens");
 
+        if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
+
         var hfNames = LlamaTensorNames.HfNames(config).ToList();
         var available = new HashSet<string>(weights.Names);
         var missing = hfNames.Where(n => !available.Contains(n)).ToList();
@@ -107,6 +109,7 @@ public static class GgufExporter
             });
         }
 
+        TimeSpan writeTime = TimeSpan.Zero;
         string tmp = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileNameWithoutExtension(target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}.gguf");
         try
         {
@@ -120,6 +123,7 @@ public static class GgufExporter
                 }
                 fs.Flush(true);
             }
+            writeTime = clock.Elapsed;
             options.BeforeRename?.Invoke(tmp);
             File.Move(tmp, target, overwrite: options.Force);
         }
@@ -131,7 +135,7 @@ public static class GgufExporter
         {
             if (File.Exists(tmp)) File.Delete(tmp);
         }
-        return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, clock.Elapsed, notices);
+        return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, writeTime, notices);
     }
 
     static unsafe NativeBuffer Encode(IWeightSource weights, LlamaConfig config, string hfName, TensorTypeChoice choice)

@@ -38,6 +38,13 @@ public static partial class GgufTokenizerMetadata
             Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
             Add("tokenizer.ggml.scores", GgufValue.Array(GgufValueType.Float32, scores));
             Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
+            if (tokenizer is SpmTokenizer spm)
+            {
+                // llama.cpp honours add_space_prefix; remove_extra_whitespaces it reads but does not apply to
+                // SentencePiece vocabularies (see RemovesExtraWhitespace), so it is kept for Engine's own import.
+                Add("tokenizer.ggml.add_space_prefix", GgufValue.Bool(spm.Normalization.AddDummyPrefix));
+                if (spm.Normalization.RemoveExtraWhitespaces) Add("tokenizer.ggml.remove_extra_whitespaces", GgufValue.Bool(true));
+            }
         }
         else
         {
@@ -63,4 +70,16 @@ public static partial class GgufTokenizerMetadata
         if (!string.IsNullOrEmpty(tokenizer.ChatTemplate)) Add("tokenizer.chat_template", GgufValue.Str(tokenizer.ChatTemplate));
         return m;
     }
+
+    /// <summary>
+    /// Whether the tokenizer collapses and trims spaces before encoding (SentencePiece's remove_extra_whitespaces),
+    /// which llama.cpp's SentencePiece tokenizer never does: texts with leading, trailing or repeated spaces then
+    /// tokenize differently in llama.cpp, whatever the GGUF file says.
+    /// </summary>
+    public static bool RemovesExtraWhitespace(TextTokenizer tokenizer) =>
+        tokenizer is SpmTokenizer { Normalization.RemoveExtraWhitespaces: true };
+
+    public const string WhitespaceNotice =
+        "notice: the SentencePiece model removes extra whitespace before encoding (remove_extra_whitespaces); llama.cpp's "
+        + "SentencePiece tokenizer does not, so texts with leading, trailing or repeated spaces tokenize differently in llama.cpp";
 }
