@@ -65,4 +65,24 @@ public static partial class LlamaTensorNames
         yield return "model.norm.weight";
         if (!config.TieWordEmbeddings) yield return "lm_head.weight";
     }
+
+    /// <summary>The PyTorch shape a Llama model with this config gives an HF-named tensor, or null for unknown names.</summary>
+    public static long[]? ExpectedShape(Models.LlamaConfig c, string hf)
+    {
+        long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, f = c.IntermediateSize, v = c.VocabSize;
+        if (hf is "model.embed_tokens.weight" or "lm_head.weight") return new[] { v, h };
+        if (hf == "model.norm.weight") return new[] { h };
+        var m = HfLayer().Match(hf);
+        if (!m.Success) return null;
+        return m.Groups[2].Value switch
+        {
+            "input_layernorm.weight" or "post_attention_layernorm.weight" => new[] { h },
+            "self_attn.q_proj.weight" => new[] { q, h },
+            "self_attn.k_proj.weight" or "self_attn.v_proj.weight" => new[] { kv, h },
+            "self_attn.o_proj.weight" => new[] { h, q },
+            "mlp.gate_proj.weight" or "mlp.up_proj.weight" => new[] { f, h },
+            "mlp.down_proj.weight" => new[] { h, f },
+            _ => null,
+        };
+    }
 }
