@@ -46,7 +46,7 @@ public sealed class ExportCommand : ICliCommand
         if (!report.Passed)
         {
             Console.WriteLine(report.Format());
-            throw new EngineException($"the exported file failed validation in llama.cpp ({string.Join("; ", report.Failures)}); nothing was written to the output path");
+            throw new EngineException($"the exported file failed validation in llama.cpp ({string.Join("; ", report.Failures)}); nothing was written to the output path (--no-validate writes it unchecked)");
         }
         return report;
     }
