@@ -122,3 +122,26 @@ public class LlamaCppBindingTests
         Assert.Contains("could not load", e.Message);
     }
 }
+
+/// <summary>The binding's behaviour when llama.cpp is not installed, seen through the command line.</summary>
+public class LlamaCppMissingTests
+{
+    [SkippableFact]
+    public void ExportWithoutLlamaCppFailsClearlyAndWritesNothing()
+    {
+        using var tmp = new TempDir();
+        string output = tmp.File("out.gguf");
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = SharedData.RepoRoot };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Engine.Cli.dll"));
+        foreach (var a in new[] { "export", "--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "f32" }) psi.ArgumentList.Add(a);
+        psi.Environment[LlamaCppLibrary.DirectoryVariable] = tmp.File("no-llama-here");
+        using var p = Process.Start(psi)!;
+        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}\n{stdout}\n{stderr}");
+        Assert.Contains("llama.cpp libraries not found", stderr);
+        Assert.Contains(LlamaCppLibrary.DirectoryVariable, stderr);
+        Assert.False(File.Exists(output));
+        Assert.Empty(Directory.GetFiles(tmp.Path));
+    }
+}

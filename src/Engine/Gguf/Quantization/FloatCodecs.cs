@@ -10,6 +10,7 @@ namespace Engine.Gguf.Quantization;
 /// </summary>
 internal static class FloatCodecs
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToHalf(ReadOnlySpan<float> src, Span<ushort> dst)
     {
         var s = MemoryMarshal.Cast<float, uint>(src);
@@ -47,11 +48,13 @@ internal static class FloatCodecs
         return result | (sign >> 16);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FromHalf(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         for (int i = 0; i < src.Length; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(src[i]);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ToBFloat16(ReadOnlySpan<float> src, Span<ushort> dst)
     {
         var s = MemoryMarshal.Cast<float, uint>(src);
@@ -81,6 +84,7 @@ internal static class FloatCodecs
     public static ushort BFloat16Bits(uint u) =>
         (u & 0x7fffffff) > 0x7f800000 ? (ushort)((u >> 16) | 64) : (ushort)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FromBFloat16(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         var d = MemoryMarshal.Cast<float, uint>(dst);

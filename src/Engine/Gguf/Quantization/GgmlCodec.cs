@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Engine.Gguf.Quantization;
@@ -9,6 +10,7 @@ namespace Engine.Gguf.Quantization;
 public static class GgmlCodec
 {
     /// <summary>Encodes <paramref name="src"/> (a whole number of blocks) into <paramref name="dst"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Encode(GgmlType type, ReadOnlySpan<float> src, Span<byte> dst)
     {
         CheckLengths(type, src.Length, dst.Length);
@@ -27,6 +29,7 @@ public static class GgmlCodec
     }
 
     /// <summary>Decodes <paramref name="src"/> into <paramref name="dst"/> (whose length sets the element count).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Decode(GgmlType type, ReadOnlySpan<byte> src, Span<float> dst)
     {
         CheckLengths(type, dst.Length, src.Length);
@@ -51,6 +54,9 @@ public static class GgmlCodec
         if (GgmlTypes.RowBytes(type, elements) != bytes)
             throw new ArgumentException($"{elements} {GgmlTypes.Name(type)} elements need {GgmlTypes.RowBytes(type, elements)} bytes, got {bytes}");
     }
+
+    /// <summary>Worker limit for the row loops; -1 (the default) uses every core. Benchmarks set 1 to measure the speed-up.</summary>
+    public static int MaxDegreeOfParallelism { get; set; } = -1;
 
     /// <summary>Elements per parallel work item: large enough to amortise scheduling, small enough to balance.</summary>
     const long ChunkElements = 1 << 16;
@@ -88,7 +94,7 @@ public static class GgmlCodec
             if (rows > 0) body(0, rows);
             return;
         }
-        Parallel.For(0L, chunks, c =>
+        Parallel.For(0L, chunks, new ParallelOptions { MaxDegreeOfParallelism = MaxDegreeOfParallelism }, c =>
         {
             long first = c * rowsPerChunk;
             body(first, Math.Min(rowsPerChunk, rows - first));

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Engine.Gguf.Quantization.QuantMath;
 
 namespace Engine.Gguf.Quantization;
@@ -12,6 +13,7 @@ internal static class Q4KCodec
     public const int Block = 256, Bytes = 144;
     const int Groups = Block / 32;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<byte> levels = stackalloc byte[Block];
@@ -94,6 +96,7 @@ internal static class Q4KCodec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> y, Span<float> x)
     {
         for (int b = 0; b < x.Length / Block; b++)

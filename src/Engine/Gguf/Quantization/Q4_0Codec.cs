@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Engine.Gguf.Quantization.QuantMath;
 
 namespace Engine.Gguf.Quantization;
@@ -10,6 +11,7 @@ internal static class Q4_0Codec
 {
     public const int Block = 32, Bytes = 18;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
     {
         for (int b = 0; b < x.Length / Block; b++)
@@ -34,6 +36,7 @@ internal static class Q4_0Codec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> y, Span<float> x)
     {
         for (int b = 0; b < x.Length / Block; b++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Engine.Gguf.Quantization.QuantMath;
 
 namespace Engine.Gguf.Quantization;
@@ -11,6 +12,7 @@ internal static class Q5_0Codec
 {
     public const int Block = 32, Bytes = 22;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
     {
         for (int b = 0; b < x.Length / Block; b++)
@@ -39,6 +41,7 @@ internal static class Q5_0Codec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> y, Span<float> x)
     {
         for (int b = 0; b < x.Length / Block; b++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Engine.Gguf.Quantization.QuantMath;
 
 namespace Engine.Gguf.Quantization;
@@ -12,6 +13,7 @@ internal static class Q6KCodec
     public const int Block = 256, Bytes = 210;
     const int Groups = Block / 16;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
     {
         Span<sbyte> levels = stackalloc sbyte[Block];
@@ -64,6 +66,7 @@ internal static class Q6KCodec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> y, Span<float> x)
     {
         for (int b = 0; b < x.Length / Block; b++)

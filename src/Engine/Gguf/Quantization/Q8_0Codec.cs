@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using static Engine.Gguf.Quantization.QuantMath;
 
 namespace Engine.Gguf.Quantization;
@@ -7,6 +8,7 @@ internal static class Q8_0Codec
 {
     public const int Block = 32, Bytes = 34;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Quantize(ReadOnlySpan<float> x, Span<byte> y)
     {
         for (int b = 0; b < x.Length / Block; b++)
@@ -23,6 +25,7 @@ internal static class Q8_0Codec
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dequantize(ReadOnlySpan<byte> y, Span<float> x)
     {
         for (int b = 0; b < x.Length / Block; b++)

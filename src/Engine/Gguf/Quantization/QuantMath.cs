@@ -41,6 +41,7 @@ internal static class QuantMath
     /// scales around nmax/(max-min) for the smallest weighted squared error (ggml's make_qkx2_quants).
     /// Returns the scale; <paramref name="negMin"/> receives the (positive) offset to subtract.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float MakeQkx2Quants(ReadOnlySpan<float> x, ReadOnlySpan<float> weights, int nmax, Span<byte> levels,
         out float negMin, Span<byte> scratch, float rmin, float rdelta, int nstep)
     {
@@ -130,6 +131,7 @@ internal static class QuantMath
     /// element by x², with a search over 18 scales near -nmax/max (ggml's make_qx_quants, rmse_type 1).
     /// Returns the scale.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float MakeQxQuants(ReadOnlySpan<float> x, int nmax, Span<sbyte> levels)
     {
         int n = x.Length;
