@@ -47,10 +47,11 @@ public sealed class ByteBpeTokenizer : TextTokenizer
         _vocab = json.Vocab;
 
         int entries = json.Vocab.Count + json.Added.Count;
-        int size = Math.Max(json.Vocab.Count == 0 ? 0 : json.Vocab.Values.Max() + 1, json.Added.Count == 0 ? 0 : json.Added.Max(a => a.Id) + 1);
+        long maxId = Math.Max(json.Vocab.Count == 0 ? -1 : json.Vocab.Values.Max(), json.Added.Count == 0 ? -1 : json.Added.Max(a => a.Id));
         // Ids must be (nearly) dense; a stray huge id would otherwise make us allocate a huge table.
-        if (size > entries + MaxUnusedIds)
-            throw new EngineException($"{source}: token id {size - 1} is out of range ({entries} tokens; ids must be dense)");
+        if (maxId >= entries + MaxUnusedIds)
+            throw new EngineException($"{source}: token id {maxId} is out of range ({entries} tokens; ids must be dense)");
+        int size = (int)maxId + 1;
         var tokens = new string?[size];
         var types = new TokenType[size];
         foreach (var (token, id) in json.Vocab) { tokens[id] = token; types[id] = TokenType.Normal; }

@@ -75,10 +75,10 @@ public sealed class SpmTokenizer : TextTokenizer
             }
         }
 
-        UnkId = config?.UnkToken is { } unk ? Lookup(unk, "unk_token", config.Source) : settings.UnkId ?? InRange(model.UnkId);
-        BosId = config?.BosToken is { } bos ? Lookup(bos, "bos_token", config.Source) : settings.BosId ?? InRange(model.BosId);
-        EosId = config?.EosToken is { } eos ? Lookup(eos, "eos_token", config.Source) : settings.EosId ?? InRange(model.EosId);
-        PadId = config?.PadToken is { } pad ? Lookup(pad, "pad_token", config.Source) : settings.PadId ?? InRange(model.PadId);
+        UnkId = config?.UnkToken is { } unk ? Lookup(unk, "unk_token", config.Source) : settings.UnkId ?? ModelId(model.UnkId, "unk", source);
+        BosId = config?.BosToken is { } bos ? Lookup(bos, "bos_token", config.Source) : settings.BosId ?? ModelId(model.BosId, "bos", source);
+        EosId = config?.EosToken is { } eos ? Lookup(eos, "eos_token", config.Source) : settings.EosId ?? ModelId(model.EosId, "eos", source);
+        PadId = config?.PadToken is { } pad ? Lookup(pad, "pad_token", config.Source) : settings.PadId ?? ModelId(model.PadId, "pad", source);
         foreach (var (name, id) in new[] { ("bos", BosId), ("eos", EosId), ("unk", UnkId), ("pad", PadId) })
             if (id is int i && (i < 0 || i >= _pieces.Length))
                 throw new EngineException($"{source}: {name} id {i} is out of range (vocabulary of {_pieces.Length})");
@@ -150,7 +150,10 @@ public sealed class SpmTokenizer : TextTokenizer
         }
     }
 
-    int? InRange(int id) => id >= 0 && id < _pieces.Length ? id : null;
+    /// <summary>A special id from the trainer spec: negative means "none"; beyond the vocabulary is an error.</summary>
+    int? ModelId(int id, string name, string source) =>
+        id < 0 ? null : id < _pieces.Length ? id
+            : throw new EngineException($"{source}: {name} id {id} is out of range (vocabulary of {_pieces.Length})");
 
     int Lookup(string content, string key, string source) =>
         _idByPiece.TryGetValue(content, out int id) ? id

@@ -29,6 +29,12 @@ public abstract class TextTokenizer
     /// <paramref name="parseSpecial"/> (as HF tokenizers do for chat-formatted text).</summary>
     public abstract IReadOnlyList<int> EncodeText(string text, bool parseSpecial = true);
 
+    /// <summary>
+    /// Text of the ids; special (control) tokens are dropped when <paramref name="skipSpecial"/>. SentencePiece
+    /// drops the dummy-prefix space only right after BOS (or another special token), so
+    /// <c>Decode(Encode(text)) == text</c> while generated continuation ids keep their leading space.
+    /// Throws <see cref="EngineException"/> for an id outside the vocabulary.
+    /// </summary>
     public abstract string Decode(IEnumerable<int> ids, bool skipSpecial = true);
 
     /// <summary>Encodes and adds BOS/EOS as the tokenizer config says.</summary>
@@ -44,6 +50,7 @@ public abstract class TextTokenizer
 
     /// <summary>Vocabulary as GGUF writes it: piece strings, scores and types, indexed by id.</summary>
     public abstract IReadOnlyList<string> Tokens { get; }
+    /// <summary>SentencePiece scores by id; empty for byte-level BPE, which has none (llama.cpp writes no scores for it).</summary>
     public abstract IReadOnlyList<float> Scores { get; }
     public abstract IReadOnlyList<TokenType> TokenTypes { get; }
     /// <summary>BPE merges ("a b"), empty for SentencePiece.</summary>
