@@ -27,7 +27,7 @@ public sealed record ModelParts(LlamaConfig Config, IWeightSource Weights, TextT
 public static class ModelLoader
 {
     /// <summary>Formats that are single files rather than HF folders (GGUF registers itself here).</summary>
-    public static readonly Dictionary<string, Func<string, ModelParts>> FileFormats = new(StringComparer.OrdinalIgnoreCase);
+    public static readonly Dictionary<string, Func<string, ModelParts>> FileFormats = new(StringComparer.OrdinalIgnoreCase) { [".gguf"] = Gguf.GgufModelImporter.Open };
 
     /// <summary>Names some HF checkpoints carry that are derived buffers, not parameters.</summary>
     static bool IsIgnorable(string name) => name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);

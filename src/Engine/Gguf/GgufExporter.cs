@@ -1,0 +1,163 @@
+using System.Diagnostics;
+using Engine.Gguf.Quantization;
+using Engine.Models;
+using Engine.Util;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Engine.Gguf;
+
+public sealed record GgufExportOptions
+{
+    public GgufExportType Type { get; init; } = GgufExportType.F16;
+    /// <summary>general.name; defaults to the model folder or file name.</summary>
+    public string? Name { get; init; }
+    /// <summary>Replace an existing output file.</summary>
+    public bool Force { get; init; }
+    /// <summary>Called with the finished temporary file before it is renamed into place; throwing keeps it from appearing.</summary>
+    public Action<string>? BeforeRename { get; init; }
+}
+
+public sealed record GgufExportResult(string OutputPath, GgufExportType Type, IReadOnlyList<TensorTypeChoice> Tensors,
+    long FileBytes, long SourceBytes, TimeSpan WriteTime, IReadOnlyList<string> Notices)
+{
+    public IEnumerable<TensorTypeChoice> Fallbacks => Tensors.Where(t => t.IsFallback);
+}
+
+/// <summary>
+/// Writes a Llama/Mistral model as a llama.cpp GGUF file: llama-architecture metadata, the tokenizer, tensors
+/// renamed, q/k rows permuted for llama.cpp's RoPE, dims innermost first, each tensor converted or quantized
+/// (in parallel, llama.cpp's type mix and fallbacks) while the previous one is written. The file goes to a
+/// temporary sibling and is renamed into place only when complete.
+/// </summary>
+public static class GgufExporter
+{
+    public static GgufExportResult Export(string modelPath, string outputPath, GgufExportOptions options)
+    {
+        string target = CheckOutputPath(outputPath, options.Force);
+        var parts = ModelLoader.OpenParts(modelPath);
+        using var weights = parts.Weights;
+        string name = options.Name ?? DefaultName(modelPath);
+        return Export(parts, modelPath, target, options with { Name = name });
+    }
+
+    /// <summary>Rejects an output path that exists (unless forced), is a folder, or lies in a missing folder.</summary>
+    public static string CheckOutputPath(string outputPath, bool force)
+    {
+        string full = Path.GetFullPath(outputPath);
+        if (Directory.Exists(full)) throw new EngineException($"{outputPath}: is a folder (expected a .gguf file path)");
+        if (File.Exists(full) && !force) throw new EngineException($"{outputPath}: already exists (use --force to replace it)");
+        string? parent = Path.GetDirectoryName(full);
+        if (parent is null || !Directory.Exists(parent)) throw new EngineException($"{outputPath}: folder {parent} does not exist");
+        return full;
+    }
+
+    static string DefaultName(string modelPath)
+    {
+        string full = Path.GetFullPath(modelPath.TrimEnd('/'));
+        string name = File.Exists(full) ? Path.GetFileNameWithoutExtension(full) : Path.GetFileName(full);
+        // HF folders are often named .../model-name/hf; the parent says more.
+        if (name is "hf" or "model" or "checkpoint" && Path.GetDirectoryName(full) is string parent) name = Path.GetFileName(parent);
+        return name;
+    }
+
+    public static GgufExportResult Export(ModelParts parts, string source, string target, GgufExportOptions options)
+    {
+        var clock = Stopwatch.StartNew();
+        var config = parts.Config;
+        var weights = parts.Weights;
+        var tokenizer = parts.Tokenizer ?? throw new EngineException($"{source}: no tokenizer found (GGUF files carry the vocabulary; expected tokenizer.model or tokenizer.json)");
+        var notices = new List<string>();
+        if (config.SlidingWindow is int window)
+            notices.Add($"notice: this Mistral model uses a sliding attention window of {window} tokens, which the llama architecture in GGUF does not represent: llama.cpp attends over the full context, so outputs agree with this model only for sequences up to {window} tokens");
+
+        if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
+        if (parts.StorageDtype.Split('/').Any(t => t.StartsWith('Q')))
+            notices.Add($"notice: the source is already quantized ({parts.StorageDtype}); its dequantized weights are converted again, which adds the new type's error to the old one");
+
+        var hfNames = LlamaTensorNames.HfNames(config).ToList();
+        var available = new HashSet<string>(weights.Names);
+        var missing = hfNames.Where(n => !available.Contains(n)).ToList();
+        if (missing.Count > 0) throw new EngineException($"{weights.Description}: missing tensors: {string.Join(", ", missing.Take(8))}");
+        var plan = new List<(string Hf, TensorTypeChoice Choice)>();
+        long sourceBytes = 0;
+        foreach (var hf in hfNames)
+        {
+            string gguf = LlamaTensorNames.ToGguf(hf)!;
+            var shape = weights.Shape(hf);
+            var dims = shape.Reverse().ToArray();
+            plan.Add((hf, TensorTypePlan.Choose(options.Type, gguf, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings)));
+            sourceBytes += shape.Aggregate(4L, (a, d) => a * d);
+        }
+        bool anyQuantized = plan.Any(p => GgmlTypes.IsQuantized(p.Choice.Type));
+
+        var writer = new GgufWriter();
+        foreach (var kv in GgufModelMetadata.Build(config, options.Name ?? DefaultName(source), options.Type, anyQuantized, config.VocabSize)) writer.Add(kv.Key, kv.Value);
+        foreach (var kv in GgufTokenizerMetadata.Build(tokenizer, config.VocabSize, source)) writer.Add(kv.Key, kv.Value);
+
+        // Each tensor is encoded while the previous one is being written.
+        Task<NativeBuffer>? pending = null;
+        Task<NativeBuffer> Start(int i) => Task.Run(() => Encode(weights, config, plan[i].Hf, plan[i].Choice));
+        for (int i = 0; i < plan.Count; i++)
+        {
+            int index = i;
+            var c = plan[i].Choice;
+            writer.AddTensor(c.Name, c.Dims, c.Type, stream =>
+            {
+                var current = pending ?? Start(index);
+                pending = index + 1 < plan.Count ? Start(index + 1) : null;
+                using var buffer = current.GetAwaiter().GetResult();
+                buffer.WriteTo(stream);
+            });
+        }
+
+        TimeSpan writeTime = TimeSpan.Zero;
+        string tmp = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileNameWithoutExtension(target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                try { writer.Write(fs); }
+                finally
+                {
+                    // Never leave an encoder running against a source that is about to be disposed.
+                    try { pending?.GetAwaiter().GetResult().Dispose(); } catch { }
+                }
+                fs.Flush(true);
+            }
+            writeTime = clock.Elapsed;
+            options.BeforeRename?.Invoke(tmp);
+            File.Move(tmp, target, overwrite: options.Force);
+        }
+        catch (IOException e) when (File.Exists(target) && !options.Force && File.Exists(tmp))
+        {
+            throw new EngineException($"{target}: already exists (use --force to replace it)", e);
+        }
+        finally
+        {
+            if (File.Exists(tmp)) File.Delete(tmp);
+        }
+        return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, writeTime, notices);
+    }
+
+    static unsafe NativeBuffer Encode(IWeightSource weights, LlamaConfig config, string hfName, TensorTypeChoice choice)
+    {
+        using var scope = NewDisposeScope();
+        var tensor = weights.Read(hfName);
+        var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
+        if (RopePermutation.HeadsFor(choice.Name, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
+        long rowLength = choice.Dims[0];
+        long rows = values.numel() / Math.Max(1, rowLength);
+        var buffer = new NativeBuffer(rows * GgmlTypes.RowBytes(choice.Type, rowLength));
+        try
+        {
+            GgmlCodec.EncodeRows(choice.Type, (float*)TensorMemory.DataPointer(values), buffer.Pointer, rows, rowLength);
+            return buffer;
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+using Engine.Tokenization;
+
+namespace Engine.Gguf;
+
+/// <summary>
+/// The tokenizer as GGUF carries it (tokenizer.ggml.*): SentencePiece models as "llama" with scores and token
+/// types, byte-level BPE models as "gpt2" with merges and a pre-tokenizer name llama.cpp recognises.
+/// </summary>
+public static partial class GgufTokenizerMetadata
+{
+    /// <summary>
+    /// Entries for <paramref name="tokenizer"/>, padded to <paramref name="vocabSize"/> with unused "[PADn]" tokens
+    /// when the model's embedding has more rows than the tokenizer has tokens (llama.cpp needs them to agree).
+    /// </summary>
+    public static List<KeyValuePair<string, GgufValue>> Build(TextTokenizer tokenizer, int vocabSize, string source)
+    {
+        int n = tokenizer.VocabSize;
+        if (n > vocabSize)
+            throw new EngineException($"{source}: the tokenizer has {n} tokens but the model's vocabulary is only {vocabSize}");
+        if (tokenizer.Tokens.Count != n || tokenizer.TokenTypes.Count != n)
+            throw new EngineException($"{source}: the tokenizer's token table is incomplete ({tokenizer.Tokens.Count} tokens, {tokenizer.TokenTypes.Count} types for {n} ids)");
+        var tokens = new string[vocabSize];
+        var types = new int[vocabSize];
+        for (int i = 0; i < vocabSize; i++)
+        {
+            tokens[i] = i < n ? tokenizer.Tokens[i] : $"[PAD{i}]";
+            types[i] = i < n ? (int)tokenizer.TokenTypes[i] : (int)TokenType.Unused;
+        }
+        var m = new List<KeyValuePair<string, GgufValue>>();
+        void Add(string key, GgufValue v) => m.Add(new(key, v));
+        if (tokenizer.Kind == TokenizerKind.SentencePiece)
+        {
+            if (tokenizer.Scores.Count != n) throw new EngineException($"{source}: the SentencePiece tokenizer has {tokenizer.Scores.Count} scores for {n} tokens");
+            var scores = new float[vocabSize];
+            for (int i = 0; i < vocabSize; i++) scores[i] = i < n ? tokenizer.Scores[i] : -1000f;
+            Add("tokenizer.ggml.model", GgufValue.Str("llama"));
+            Add("tokenizer.ggml.pre", GgufValue.Str("default"));
+            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
+            Add("tokenizer.ggml.scores", GgufValue.Array(GgufValueType.Float32, scores));
+            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
+            if (tokenizer is SpmTokenizer spm)
+            {
+                // llama.cpp honours add_space_prefix; remove_extra_whitespaces it reads but does not apply to
+                // SentencePiece vocabularies (see RemovesExtraWhitespace), so it is kept for Engine's own import.
+                Add("tokenizer.ggml.add_space_prefix", GgufValue.Bool(spm.Normalization.AddDummyPrefix));
+                if (spm.Normalization.RemoveExtraWhitespaces) Add("tokenizer.ggml.remove_extra_whitespaces", GgufValue.Bool(true));
+            }
+        }
+        else
+        {
+            string pre = BpePreTokenizerName(tokenizer, source);
+            Add("tokenizer.ggml.model", GgufValue.Str("gpt2"));
+            Add("tokenizer.ggml.pre", GgufValue.Str(pre));
+            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
+            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
+            Add("tokenizer.ggml.merges", GgufValue.Array(GgufValueType.String, tokenizer.Merges.ToArray()));
+        }
+        void Id(string key, int? id)
+        {
+            if (id is not int v) return;
+            if (v < 0 || v >= vocabSize) throw new EngineException($"{source}: {key} {v} is outside the vocabulary (0..{vocabSize - 1})");
+            Add($"tokenizer.ggml.{key}", GgufValue.U32((uint)v));
+        }
+        Id("bos_token_id", tokenizer.BosId);
+        Id("eos_token_id", tokenizer.EosId);
+        Id("unknown_token_id", tokenizer.UnkId);
+        Id("padding_token_id", tokenizer.PadId);
+        Add("tokenizer.ggml.add_bos_token", GgufValue.Bool(tokenizer.AddBos));
+        Add("tokenizer.ggml.add_eos_token", GgufValue.Bool(tokenizer.AddEos));
+        if (!string.IsNullOrEmpty(tokenizer.ChatTemplate)) Add("tokenizer.chat_template", GgufValue.Str(tokenizer.ChatTemplate));
+        return m;
+    }
+
+    /// <summary>
+    /// Whether the tokenizer collapses and trims spaces before encoding (SentencePiece's remove_extra_whitespaces),
+    /// which llama.cpp's SentencePiece tokenizer never does: texts with leading, trailing or repeated spaces then
+    /// tokenize differently in llama.cpp, whatever the GGUF file says.
+    /// </summary>
+    public static bool RemovesExtraWhitespace(TextTokenizer tokenizer) =>
+        tokenizer is SpmTokenizer { Normalization.RemoveExtraWhitespaces: true };
+
+    public const string WhitespaceNotice =
+        "notice: the SentencePiece model removes extra whitespace before encoding (remove_extra_whitespaces); llama.cpp's "
+        + "SentencePiece tokenizer does not, so texts with leading, trailing or repeated spaces tokenize differently in llama.cpp";
+}

@@ -1,0 +1,35 @@
+using static TorchSharp.torch;
+
+namespace Engine.Gguf;
+
+/// <summary>
+/// HF checkpoints order the rows of q_proj/k_proj for rotate-half RoPE (each head's first half pairs with
+/// its second half); llama.cpp rotates adjacent pairs. Export interleaves each head's halves, import undoes it.
+/// </summary>
+public static class RopePermutation
+{
+    /// <summary>HF [rows, cols] → llama.cpp order: reshape(heads, 2, rows/heads/2, cols).swap(1, 2).</summary>
+    public static Tensor ToInterleaved(Tensor w, int heads) => Permute(w, heads, toInterleaved: true);
+
+    /// <summary>llama.cpp order → HF: the inverse of <see cref="ToInterleaved"/>.</summary>
+    public static Tensor ToRotateHalf(Tensor w, int heads) => Permute(w, heads, toInterleaved: false);
+
+    static Tensor Permute(Tensor w, int heads, bool toInterleaved)
+    {
+        long rows = w.shape[0], cols = w.shape[1];
+        if (heads <= 0 || rows % (2L * heads) != 0)
+            throw new EngineException($"cannot permute a [{rows}, {cols}] attention weight for RoPE with {heads} heads (rows must be a multiple of 2 × heads)");
+        long half = rows / heads / 2;
+        using var view = toInterleaved ? w.reshape(heads, 2, half, cols) : w.reshape(heads, half, 2, cols);
+        using var swapped = view.transpose(1, 2);
+        return swapped.reshape(rows, cols).contiguous();
+    }
+
+    /// <summary>The head count that governs a tensor's permutation (q: attention heads, k: KV heads), or null.</summary>
+    public static int? HeadsFor(string ggufName, Models.LlamaConfig config)
+    {
+        if (ggufName.EndsWith(".attn_q.weight", StringComparison.Ordinal)) return config.NumHeads;
+        if (ggufName.EndsWith(".attn_k.weight", StringComparison.Ordinal)) return config.NumKvHeads;
+        return null;
+    }
+}

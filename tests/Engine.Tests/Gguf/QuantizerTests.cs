@@ -1,0 +1,170 @@
+using Engine.Gguf;
+using Engine.Gguf.LlamaCpp;
+using Engine.Gguf.Quantization;
+
+namespace Engine.Tests.Gguf;
+
+/// <summary>Engine's codecs against hand-worked blocks and against ggml's own reference quantizers.</summary>
+public class QuantizerTests
+{
+    static readonly GgmlType[] Quantized = { GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q4_K, GgmlType.Q6_K };
+
+    /// <summary>Rows with the awkward cases: zero blocks, constant blocks, outliers, tiny and huge scales, signs.</summary>
+    static float[] TestValues(int rows, int rowLength, int seed)
+    {
+        var rng = new Random(seed);
+        var v = new float[rows * rowLength];
+        for (int r = 0; r < rows; r++)
+        {
+            float scale = (float)Math.Pow(10, rng.Next(-4, 3));
+            for (int i = 0; i < rowLength; i++)
+            {
+                double u1 = 1 - rng.NextDouble(), u2 = rng.NextDouble();
+                v[r * rowLength + i] = (float)(Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2)) * scale;
+            }
+            switch (r % 6)
+            {
+                case 1: Array.Clear(v, r * rowLength, 32); break;                       // a zero block
+                case 2: Array.Fill(v, 0.25f * scale, r * rowLength, 64); break;          // constant blocks
+                case 3: v[r * rowLength + rng.Next(rowLength)] = 50 * scale; break;      // an outlier
+                case 4: for (int i = 0; i < rowLength; i++) v[r * rowLength + i] = Math.Abs(v[r * rowLength + i]); break; // all positive
+                case 5: for (int i = 0; i < rowLength; i++) v[r * rowLength + i] = -Math.Abs(v[r * rowLength + i]); break; // all negative
+            }
+        }
+        return v;
+    }
+
+    [SkippableFact]
+    public void QuantizationIsByteIdenticalToGgml()
+    {
+        LlamaCppRequirement.Require();
+        const int rows = 48, rowLength = 512;
+        foreach (var type in Quantized)
+            for (int seed = 1; seed <= 3; seed++)
+            {
+                var values = TestValues(rows, rowLength, seed);
+                var expected = GgmlReference.Quantize(type, values, rows, rowLength);
+                var actual = new byte[expected.Length];
+                GgmlCodec.Encode(type, values, actual);
+                int firstDiff = -1;
+                for (int i = 0; i < actual.Length; i++)
+                    if (actual[i] != expected[i]) { firstDiff = i; break; }
+                Assert.True(firstDiff < 0, $"{type} seed {seed}: first differing byte {firstDiff} (block {firstDiff / GgmlTypes.BlockBytes(type)})");
+            }
+    }
+
+    [SkippableFact]
+    public void DequantizationMatchesGgml()
+    {
+        LlamaCppRequirement.Require();
+        const int rows = 16, rowLength = 256;
+        foreach (var type in Quantized.Append(GgmlType.F16).Append(GgmlType.BF16))
+        {
+            var values = TestValues(rows, rowLength, 7);
+            var encoded = new byte[GgmlTypes.RowBytes(type, rowLength) * rows];
+            GgmlCodec.Encode(type, values, encoded);
+            var expected = GgmlReference.Dequantize(type, encoded, values.Length);
+            var actual = new float[values.Length];
+            GgmlCodec.Decode(type, encoded, actual);
+            Assert.Equal(expected, actual);
+        }
+    }
+
+    [Fact]
+    public void Q8_0HandWorkedBlock()
+    {
+        // max |x| = 2.54 → d = 0.02 (fp16 0.0200042724609375); q = round(x / d) with ties away from zero.
+        var x = new float[32];
+        x[0] = 2.54f; x[1] = -1.27f; x[2] = 0.01f; x[3] = -0.03f; x[4] = 1.0f;
+        var y = new byte[34];
+        GgmlCodec.Encode(GgmlType.Q8_0, x, y);
+        float d = (float)BitConverter.UInt16BitsToHalf((ushort)(y[0] | y[1] << 8));
+        Assert.Equal((float)(Half)(2.54f / 127), d);
+        float id = 1f / (2.54f / 127);
+        Assert.Equal(127, (sbyte)y[2]);
+        Assert.Equal(-64, (sbyte)y[3]);                      // -1.27/0.02 = -63.5 → -64 (away from zero)
+        Assert.Equal((sbyte)MathF.Round(0.01f * id, MidpointRounding.AwayFromZero), (sbyte)y[4]);
+        Assert.Equal(-2, (sbyte)y[5]);                       // -1.5 → -2
+        Assert.Equal(50, (sbyte)y[6]);
+        Assert.All(y.Skip(7), b => Assert.Equal(0, b));
+    }
+
+    [Fact]
+    public void Q4_0HandWorkedBlock()
+    {
+        // The largest magnitude is -4 → d = -4/-8 = 0.5, id = 2; q = min(15, trunc(x*2 + 8.5)).
+        var x = new float[32];
+        x[0] = -4f;   // -8 + 8.5 = 0.5 → 0
+        x[1] = 3.9f;  // 7.8 + 8.5 = 16.3 → 16 → 15 (clamped)
+        x[2] = 0.3f;  // 0.6 + 8.5 = 9.1 → 9
+        x[16] = 1f;   // 2 + 8.5 = 10.5 → 10, high nibble of byte 0
+        x[17] = -1.2f; // -2.4 + 8.5 = 6.1 → 6, high nibble of byte 1
+        var y = new byte[18];
+        GgmlCodec.Encode(GgmlType.Q4_0, x, y);
+        Assert.Equal(0.5f, (float)BitConverter.UInt16BitsToHalf((ushort)(y[0] | y[1] << 8)));
+        Assert.Equal(0 | 10 << 4, y[2]);
+        Assert.Equal(15 | 6 << 4, y[3]);
+        Assert.Equal(9 | 8 << 4, y[4]);
+        Assert.All(y.Skip(5), b => Assert.Equal(8 | 8 << 4, b)); // zeros are level 8
+        var back = new float[32];
+        GgmlCodec.Decode(GgmlType.Q4_0, y, back);
+        Assert.Equal(new[] { -4f, 3.5f, 0.5f }, back.Take(3));
+        Assert.Equal(1f, back[16]);
+        Assert.Equal(-1f, back[17]);
+    }
+
+    [Fact]
+    public void HalfConversionRoundsLikeSystemHalf()
+    {
+        var rng = new Random(3);
+        var values = new List<float> { 0f, -0f, 65504f, 65520f, 65519.99f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, 6.097e-5f, float.PositiveInfinity, float.NegativeInfinity, 1e10f, -1e10f };
+        for (int i = 0; i < 100_000; i++) values.Add(BitConverter.Int32BitsToSingle(rng.Next()) * (rng.Next(2) == 0 ? 1 : -1));
+        for (int i = 0; i < 10_000; i++) values.Add((float)(rng.NextDouble() * 2 - 1) * MathF.Pow(2, rng.Next(-26, 17)));
+        var src = values.Where(v => !float.IsNaN(v)).ToArray();
+        var dst = new byte[src.Length * 2];
+        GgmlCodec.Encode(GgmlType.F16, src, dst);
+        for (int i = 0; i < src.Length; i++)
+            Assert.True(BitConverter.HalfToUInt16Bits((Half)src[i]) == (ushort)(dst[2 * i] | dst[2 * i + 1] << 8), $"value {src[i]:R}");
+    }
+
+    [Fact]
+    public void BFloat16RoundsToNearestEven()
+    {
+        // 1 + 2^-8 is halfway between bf16 neighbours 1 and 1+2^-7: ties go to the even mantissa (1).
+        float tieDown = BitConverter.Int32BitsToSingle(0x3F808000);
+        float tieUp = BitConverter.Int32BitsToSingle(0x3F818000);   // halfway above an odd mantissa → up
+        float above = BitConverter.Int32BitsToSingle(0x3F808001);
+        var src = new[] { tieDown, tieUp, above, 1f, -2.5f }.Concat(Enumerable.Repeat(3.14159f, 20)).ToArray();
+        var dst = new byte[src.Length * 2];
+        GgmlCodec.Encode(GgmlType.BF16, src, dst);
+        ushort At(int i) => (ushort)(dst[2 * i] | dst[2 * i + 1] << 8);
+        Assert.Equal(0x3F80, At(0));
+        Assert.Equal(0x3F82, At(1));
+        Assert.Equal(0x3F81, At(2));
+        Assert.Equal(0x3F80, At(3));
+        Assert.Equal(0xC020, At(4));
+        Assert.Equal(0x4049, At(24)); // 3.14159 = 0x40490FD0 → 0x4049
+    }
+
+    [Fact]
+    public void RoundTripErrorIsBoundedPerType()
+    {
+        var values = TestValues(12, 256, 11);
+        // Half a quantization step, relative to the row's largest magnitude: 1/254 for 8 bits, 1/16 for 4 bits.
+        foreach (var (type, relative) in new[] { (GgmlType.Q8_0, 0.004), (GgmlType.Q6_K, 0.02), (GgmlType.Q5_0, 0.032), (GgmlType.Q4_K, 0.07), (GgmlType.Q4_0, 0.0625) })
+        {
+            var encoded = new byte[GgmlTypes.RowBytes(type, 256) * 12];
+            GgmlCodec.Encode(type, values, encoded);
+            var back = new float[values.Length];
+            GgmlCodec.Decode(type, encoded, back);
+            for (int r = 0; r < 12; r++)
+            {
+                var row = values.AsSpan(r * 256, 256);
+                double max = row.ToArray().Max(v => Math.Abs((double)v));
+                double err = Math.Sqrt(Enumerable.Range(0, 256).Average(i => Math.Pow(values[r * 256 + i] - back[r * 256 + i], 2)));
+                // Tiny rows also pay for the fp16 scale's resolution (subnormal steps of 2^-24, times up to 127 levels).
+                Assert.True(err <= relative * max + 127 * Math.Pow(2, -25), $"{type} row {r}: rms error {err} vs max |x| {max}");
+            }
+        }
+    }
+}
