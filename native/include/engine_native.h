@@ -52,6 +52,11 @@ int32_t engine_logprob_backward(const void* logits, int32_t dtype, const int64_t
  * (out[r] = sum exp(min(logits[r], 80))). Benchmarks compare the forward against it. */
 int32_t engine_floor_exp_sum(const void* logits, int32_t dtype, int64_t rows, int64_t vocab, float* out);
 
+/* Asks the kernel for transparent huge pages on [p, p + bytes) (the 2 MiB-aligned part), before the memory is first
+ * touched: a freshly allocated gradient buffer then costs one page fault per 2 MiB instead of per 4 KiB.
+ * Advisory: returns 0, or errno when the kernel refuses (the buffer works either way). */
+int32_t engine_advise_huge_pages(void* p, int64_t bytes);
+
 /* KTO z0 reduction over a microbatch of mismatched pairs, deterministic (fixed order, double accumulation):
  *   policy_sums[b] = sum_t mask[b,t] ? policy[b,t] : 0, likewise reference from ref_tokens [B,T];
  *   or, when ref_tokens is NULL, the reference sums are taken from ref_sums_in [B].

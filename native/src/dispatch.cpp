@@ -3,6 +3,9 @@
 #include "row_kernels.h"
 
 #include <sched.h>
+#include <sys/mman.h>
+#include <cerrno>
+#include <cstdint>
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -121,7 +124,7 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 1; }
+int32_t engine_native_abi_version(void) { return 2; }
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 
@@ -204,6 +207,19 @@ int32_t engine_floor_exp_sum(const void* logits, int32_t dtype, int64_t rows, in
         else k->floor_bf16(static_cast<const uint16_t*>(logits), begin, end, vocab, out);
     });
     return ENGINE_OK;
+}
+
+int32_t engine_advise_huge_pages(void* p, int64_t bytes)
+{
+    constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+    if (!p || bytes <= 0) return EINVAL;
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+    if (end <= begin) return 0;
+#ifdef MADV_HUGEPAGE
+    if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE) != 0) return errno;
+#endif
+    return 0;
 }
 
 } // extern "C"

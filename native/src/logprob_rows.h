@@ -73,6 +73,10 @@ int64_t forward_rows(const T* logits, const int64_t* labels, int64_t row_begin, 
             int64_t i = 0;
             for (; i + 2 * W <= nv; i += 2 * W)
             {
+                // The max pass of the next chunk would otherwise wait on memory while no exp is computed:
+                // fetch it now, under this chunk's exps (past the row's end this is the next row: still useful).
+                __builtin_prefetch(c + i + kChunk);
+                __builtin_prefetch(c + i + kChunk + W);
                 const V a = S::load(c + i), b = S::load(c + i + W);
                 sum0 = S::add(sum0, S::exp(S::sub(a, vm)));
                 sum1 = S::add(sum1, S::exp(S::sub(b, vm)));

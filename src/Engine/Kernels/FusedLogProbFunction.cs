@@ -43,7 +43,7 @@ internal sealed class FusedLogProbFunction : MultiTensorFunction<FusedLogProbFun
         {
             Tensor logits = saved[0], labels = saved[1], stats = saved[2];
             using var g = grad_outputs[0].to(ScalarType.Float32).contiguous();
-            Tensor grad = (bool)ctx.get_data("inPlace") ? logits.detach() : empty_like(logits);
+            Tensor grad = (bool)ctx.get_data("inPlace") ? logits.detach() : LogProbKernels.NewGradientBuffer(logits);
             LogProbKernels.Backward(logits, labels, stats, g, grad);
             return new List<Tensor> { grad, null!, null! };
         }

@@ -81,6 +81,18 @@ internal static class LogProbKernels
             TensorMemory.DataPointer(stats), TensorMemory.DataPointer(gradOut), rows, vocab, TensorMemory.DataPointer(grad));
     }
 
+    /// <summary>
+    /// A new buffer for the logits' gradient. On the CPU a large one is advised onto transparent huge pages before
+    /// its first touch: otherwise the 4 KiB page faults of a fresh [rows, vocab] buffer cost more than the kernel.
+    /// </summary>
+    public static Tensor NewGradientBuffer(Tensor logits)
+    {
+        var grad = empty_like(logits);
+        long bytes = grad.numel() * grad.element_size();
+        if (grad.device_type == DeviceType.CPU && bytes >= (8L << 20)) NativeKernels.AdviseHugePages(TensorMemory.DataPointer(grad), bytes);
+        return grad;
+    }
+
     /// <summary>The benchmark's hardware floor: sum of exp over each row, one read and one exp per logit (CPU).</summary>
     public static Tensor FloorExpSum(Tensor logits)
     {

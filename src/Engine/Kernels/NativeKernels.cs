@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 1;
+    const int ExpectedAbi = 2;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -26,6 +26,7 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int> Backward;
         public delegate* unmanaged<void*, int, long, long, float*, int> FloorExpSum;
         public delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int> KlZ0;
+        public delegate* unmanaged<void*, long, int> AdviseHugePages;
     }
 
     static readonly Lazy<(Api? Api, string? Error)> Loaded = new(Load);
@@ -34,6 +35,9 @@ internal static unsafe class NativeKernels
     public static string? LoadedFrom { get; private set; }
 
     public static bool IsAvailable => Loaded.Value.Api is not null;
+
+    /// <summary>Throws the EngineException that says how to build the library when it is missing.</summary>
+    public static void EnsureAvailable() => Require();
 
     static Api Require()
     {
@@ -53,10 +57,15 @@ internal static unsafe class NativeKernels
         }
     }
 
-    static (Api?, string?) Load()
+    static (Api?, string?) Load() => LoadFrom(Candidates());
+
+    /// <summary>Why the library at none of <paramref name="candidates"/> can be used, or null when one can (tests).</summary>
+    internal static string? ProbeError(IEnumerable<string> candidates) => LoadFrom(candidates).Item2;
+
+    static (Api?, string?) LoadFrom(IEnumerable<string> candidates)
     {
         var tried = new List<string>();
-        foreach (string path in Candidates())
+        foreach (string path in candidates)
         {
             tried.Add(path);
             if (!File.Exists(path) || !NativeLibrary.TryLoad(path, out IntPtr handle)) continue;
@@ -73,11 +82,12 @@ internal static unsafe class NativeKernels
                     Backward = (delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int>)NativeLibrary.GetExport(handle, "engine_logprob_backward"),
                     FloorExpSum = (delegate* unmanaged<void*, int, long, long, float*, int>)NativeLibrary.GetExport(handle, "engine_floor_exp_sum"),
                     KlZ0 = (delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int>)NativeLibrary.GetExport(handle, "engine_kl_z0"),
+                    AdviseHugePages = (delegate* unmanaged<void*, long, int>)NativeLibrary.GetExport(handle, "engine_advise_huge_pages"),
                 };
                 int abi = api.AbiVersion();
                 if (abi != ExpectedAbi)
                     return (null, $"{path} is a stale build of the native kernels (ABI {abi}, expected {ExpectedAbi}): run ./build.sh to rebuild native/");
-                LoadedFrom = path;
+                LoadedFrom ??= path;
                 return (api, null);
             }
             catch (EntryPointNotFoundException e)
@@ -135,6 +145,9 @@ internal static unsafe class NativeKernels
                             IntPtr policySums, IntPtr referenceSumsOut, double* stats) =>
         Check(Require().KlZ0((float*)policy, (float*)referenceTokens, (float*)referenceSums, (byte*)mask, batch, tokens,
             (float*)policySums, (float*)referenceSumsOut, stats), "engine_kl_z0");
+
+    /// <summary>Transparent huge pages for a fresh, untouched buffer (advisory; see engine_native.h).</summary>
+    public static void AdviseHugePages(IntPtr buffer, long bytes) => Require().AdviseHugePages((void*)buffer, bytes);
 
     static void Check(int status, string function)
     {

@@ -18,38 +18,60 @@ public static partial class KernelCompiler
 
     public static bool CompilerAvailable => Nvrtc.IsAvailable;
     public static string? CompilerUnavailableReason => Nvrtc.UnavailableReason;
+    /// <summary>Whether kernels could run here: the NVIDIA driver is present and initialises.</summary>
+    public static bool DriverAvailable => CudaDriver.IsAvailable;
+    public static string? DriverUnavailableReason => CudaDriver.UnavailableReason;
+
     public static string CompilerDescription => Nvrtc.IsAvailable ? $"NVRTC {Nvrtc.Version} ({Nvrtc.LibraryName})" : "NVRTC not available";
 
+    /// <summary>The default targets of the compile check: every cubin architecture, then PTX.</summary>
+    public static IReadOnlyList<string> DefaultTargets => CubinArchitectures.Append(PtxArchitecture).ToList();
+
     /// <summary>
-    /// Compiles every kernel source for every cubin architecture and to PTX. Throws EngineException (with the
-    /// compiler log) on the first error; otherwise one entry per kernel and architecture.
+    /// Compiles every kernel source for every target ("sm_XY": cubin, "compute_XY": PTX; default
+    /// <see cref="DefaultTargets"/>). Throws EngineException (with the compiler log) on the first error; otherwise
+    /// one entry per kernel and target. <paramref name="saveImage"/> receives each image with a file name such as
+    /// token_logprob.sm_89.cubin.
     /// </summary>
-    public static IReadOnlyList<KernelResourceUsage> CompileAll()
+    public static IReadOnlyList<KernelResourceUsage> CompileAll(IReadOnlyList<string>? targets = null, Action<string, byte[]>? saveImage = null)
     {
+        targets ??= DefaultTargets;
+        foreach (string t in targets)
+            if (!TargetPattern().IsMatch(t))
+                throw new EngineException($"unknown CUDA target '{t}' (expected sm_XY for a cubin or compute_XY for PTX, e.g. sm_89)");
         var rows = new List<KernelResourceUsage>();
         foreach (string file in KernelSources.Files)
         {
             string source = KernelSources.Read(file);
-            foreach (string arch in CubinArchitectures)
+            string stem = Path.GetFileNameWithoutExtension(file);
+            foreach (string arch in targets)
             {
                 var output = Nvrtc.Compile(source, file, arch);
-                var parsed = ParsePtxasReport(output.Log, file, arch, output.Image.Length);
-                foreach (string kernel in KernelSources.Kernels[file])
-                    rows.Add(parsed.FirstOrDefault(p => p.Kernel == kernel)
-                        ?? throw new EngineException($"ptxas reported nothing for kernel {kernel} of {file} on {arch}: is it still defined?\n{output.Log}"));
-            }
-            var ptx = Nvrtc.Compile(source, file, PtxArchitecture);
-            string ptxText = System.Text.Encoding.ASCII.GetString(ptx.Image);
-            foreach (string kernel in KernelSources.Kernels[file])
-            {
-                if (!ptxText.Contains($".entry {kernel}(", StringComparison.Ordinal))
-                    throw new EngineException($"the PTX of {file} lacks the entry {kernel}");
-                rows.Add(new KernelResourceUsage(kernel, file, PtxArchitecture, "ptx", null, null, null, null, ptx.Image.Length));
+                saveImage?.Invoke($"{stem}.{arch}.{(output.IsCubin ? "cubin" : "ptx")}", output.IsCubin ? output.Image : output.Image[..^1]);
+                if (output.IsCubin)
+                {
+                    var parsed = ParsePtxasReport(output.Log, file, arch, output.Image.Length);
+                    foreach (string kernel in KernelSources.Kernels[file])
+                        rows.Add(parsed.FirstOrDefault(p => p.Kernel == kernel)
+                            ?? throw new EngineException($"ptxas reported nothing for kernel {kernel} of {file} on {arch}: is it still defined?\n{output.Log}"));
+                }
+                else
+                {
+                    string ptx = System.Text.Encoding.ASCII.GetString(output.Image);
+                    foreach (string kernel in KernelSources.Kernels[file])
+                    {
+                        if (!ptx.Contains($".entry {kernel}(", StringComparison.Ordinal))
+                            throw new EngineException($"the PTX of {file} for {arch} lacks the entry {kernel}");
+                        rows.Add(new KernelResourceUsage(kernel, file, arch, "ptx", null, null, null, null, output.Image.Length));
+                    }
+                }
             }
         }
         return rows;
     }
 
+    [GeneratedRegex(@"^(sm|compute)_\d{2,3}a?$")]
+    private static partial Regex TargetPattern();
     [GeneratedRegex(@"Compiling entry function '(?<name>[^']+)' for '(?<arch>[^']+)'")]
     private static partial Regex EntryLine();
     [GeneratedRegex(@"(?<stack>\d+) bytes stack frame, (?<stores>\d+) bytes spill stores, (?<loads>\d+) bytes spill loads")]
