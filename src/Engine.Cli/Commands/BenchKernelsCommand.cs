@@ -32,16 +32,23 @@ public sealed class BenchKernelsCommand : ICliCommand
             if (d is not ("f32" or "bf16")) throw new UsageException($"bench kernels: --dtype takes f32 and/or bf16 (got '{d}')");
         if (options.Isa is not (null or "scalar" or "avx2" or "avx512")) throw new UsageException($"bench kernels: --isa must be scalar, avx2 or avx512 (got '{options.Isa}')");
 
-        var results = new List<string>();
-        if (!json) Console.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
+        // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
+        if (json) Console.WriteLine("[");
+        else Console.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
+        bool first = true;
         foreach (var r in KernelBenchmark.Run(options, msg => Console.Error.WriteLine(msg)))
         {
-            if (json) results.Add(JsonSerializer.Serialize(r, JsonOptions));
+            if (json)
+            {
+                Console.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
             else
                 Console.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
+            Console.Out.Flush();
         }
-        if (json) Console.WriteLine("[\n  " + string.Join(",\n  ", results) + "\n]");
+        if (json) Console.WriteLine("]");
         return 0;
     }
 
