@@ -47,9 +47,18 @@ int64_t forward_rows(const T* logits, const int64_t* labels, int64_t row_begin, 
             const int64_t n = vocab - c0 < kChunk ? vocab - c0 : kChunk;
             const int64_t nv = n - n % W;
             const T* c = x + c0;
-            V vmax = S::set1(kNegInf);
-            for (int64_t i = 0; i < nv; i += W) vmax = S::max(vmax, S::load(c + i));
-            float chunk_max = S::hmax(vmax);
+            // Four independent maxima: one chain would be bound by the max latency, not by the loads.
+            V vmax0 = S::set1(kNegInf), vmax1 = vmax0, vmax2 = vmax0, vmax3 = vmax0;
+            int64_t j = 0;
+            for (; j + 4 * W <= nv; j += 4 * W)
+            {
+                vmax0 = S::max(vmax0, S::load(c + j));
+                vmax1 = S::max(vmax1, S::load(c + j + W));
+                vmax2 = S::max(vmax2, S::load(c + j + 2 * W));
+                vmax3 = S::max(vmax3, S::load(c + j + 3 * W));
+            }
+            for (; j < nv; j += W) vmax0 = S::max(vmax0, S::load(c + j));
+            float chunk_max = S::hmax(S::max(S::max(vmax0, vmax1), S::max(vmax2, vmax3)));
             for (int64_t i = nv; i < n; ++i) chunk_max = fmax_scalar(chunk_max, logit_to_float(c[i]));
             if (chunk_max > m)
             {
