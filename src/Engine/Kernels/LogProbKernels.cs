@@ -89,9 +89,13 @@ internal static class LogProbKernels
     {
         var grad = empty_like(logits);
         long bytes = grad.numel() * grad.element_size();
-        if (grad.device_type == DeviceType.CPU && bytes >= (8L << 20)) NativeKernels.AdviseHugePages(TensorMemory.DataPointer(grad), bytes);
+        if (AdviseHugePages && grad.device_type == DeviceType.CPU && bytes >= (8L << 20))
+            NativeKernels.AdviseHugePages(TensorMemory.DataPointer(grad), bytes);
         return grad;
     }
+
+    /// <summary>ENGINE_GRAD_HUGE_PAGES=0 turns the advice off (where the kernel's compaction stalls cost more than it saves).</summary>
+    public static bool AdviseHugePages { get; set; } = Environment.GetEnvironmentVariable("ENGINE_GRAD_HUGE_PAGES") != "0";
 
     /// <summary>The benchmark's hardware floor: sum of exp over each row, one read and one exp per logit (CPU).</summary>
     public static Tensor FloorExpSum(Tensor logits)
