@@ -111,6 +111,10 @@ run_tests() {
     elif [ $status -ne 0 ]; then failed=$((failed + 1)); fi
   fi
 
+  # The NVRTC compile check of the CUDA kernels (also an xunit test): the table of registers and spill bytes.
+  log "CUDA kernels: NVRTC compile check"
+  "$ROOT/engine" kernels compile || { failed=$((failed + 1)); status=1; }
+
   log "xunit tests"
   out=$(dotnet test tests/Engine.Tests -c "$CONFIG" --no-build -nologo \
         --logger "console;verbosity=normal" --results-directory "$results" 2>&1) || status=1
