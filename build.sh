@@ -21,7 +21,9 @@ as_root() {
 
 # NVRTC (CUDA's runtime compiler) from Debian non-free: compiles our .cu kernels to cubin/PTX without a GPU.
 ensure_nvrtc() {
-  if ldconfig -p 2>/dev/null | grep -q 'libnvrtc.so.11.2' && ldconfig -p | grep -q 'libnvrtc-builtins.so.11.8'; then return; fi
+  # (ldconfig's output is captured first: with pipefail, `ldconfig -p | grep -q` can fail on SIGPIPE.)
+  local libs; libs=$(ldconfig -p 2>/dev/null || true)
+  if grep -q 'libnvrtc.so.11.2' <<<"$libs" && grep -q 'libnvrtc-builtins.so.11.8' <<<"$libs"; then return; fi
   if [ ! -f /etc/debian_version ]; then log "not Debian: install NVRTC 11.x yourself to compile CUDA kernels"; return; fi
   log "installing NVRTC (libnvrtc11.2, libnvrtc-builtins11.8) from Debian non-free"
   if ! grep -rqs 'non-free' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -116,17 +118,19 @@ run_tests() {
   "$ROOT/engine" kernels compile || { failed=$((failed + 1)); status=1; }
 
   log "xunit tests"
-  out=$(dotnet test tests/Engine.Tests -c "$CONFIG" --no-build -nologo \
-        --logger "console;verbosity=normal" --results-directory "$results" 2>&1) || status=1
-  printf '%s\n' "$out" | grep -E '^\s+(Failed|Skipped) |^\s+Error Message|Passed!|Failed!|Skipped ' | head -200 || true
-  local summary
-  summary=$(printf '%s\n' "$out" | grep -E '(Passed|Failed)!' | tail -1 || true)
-  if [ -n "$summary" ]; then
-    passed=$((passed + $(sed -E 's/.*Passed: +([0-9]+).*/\1/' <<<"$summary")))
-    failed=$((failed + $(sed -E 's/.*Failed: +([0-9]+).*/\1/' <<<"$summary")))
-    skipped=$((skipped + $(sed -E 's/.*Skipped: +([0-9]+).*/\1/' <<<"$summary")))
+  # Counts come from the TRX report (console summaries differ between SDK versions).
+  dotnet test tests/Engine.Tests -c "$CONFIG" --no-build -nologo \
+    --logger "trx;LogFileName=engine.trx" --results-directory "$results" 2>&1 | grep -vE '^\s*$' || status=1
+  local trx="$results/engine.trx" counters
+  counters=$(grep -o '<Counters [^>]*' "$trx" 2>/dev/null | head -1 || true)
+  if [ -n "$counters" ]; then
+    attr() { sed -E "s/.* $1=\"([0-9]+)\".*/\1/" <<<"$counters"; }
+    passed=$((passed + $(attr passed)))
+    failed=$((failed + $(attr failed) + $(attr error) + $(attr timeout) + $(attr aborted)))
+    skipped=$((skipped + $(attr total) - $(attr executed)))
+    grep -o '<UnitTestResult [^>]*outcome="NotExecuted"[^>]*' "$trx" | sed -E 's/.*testName="([^"]*)".*/  skipped: \1/' | head -50 || true
   else
-    printf '%s\n' "$out" | tail -40
+    log "no test report was written (the test run crashed?)"
     failed=$((failed + 1))
   fi
   [ "$skipped" -gt 0 ] && log "$skipped skipped (see reasons above)"
