@@ -42,7 +42,7 @@ public sealed record DemoOptions
 
 /// <summary>Judged samples of one model on the fresh evaluation prompts.</summary>
 public sealed record SampleJudgement(string Model, int Desirable, int Total, double Rate, double Low, double High, double KlToBase,
-    IReadOnlyList<(string Prompt, string Completion, bool Desirable)> Samples);
+    int WellFormed, IReadOnlyList<(string Prompt, string Completion, bool Desirable)> Samples);
 
 public sealed record DemoResult(string ReportPath, IReadOnlyList<SampleJudgement> Judgements,
     IReadOnlyDictionary<string, IReadOnlyDictionary<string, double>> HeldOut, TimeSpan Elapsed);
@@ -191,7 +191,8 @@ public sealed class DemoPipeline
         int good = samples.Count(s => LexiconJudge.IsDesirable(s.Completion));
         var (low, high) = WilsonInterval(good, samples.Count);
         double kl = ReferenceOf(model, baseModel) ? 0 : KlToBase(model, baseModel, samples);
-        return new SampleJudgement(name, good, samples.Count, (double)good / samples.Count, low, high, kl,
+        int wellFormed = samples.Count(s => StoryCorpus.IsWellFormed(s.Completion));
+        return new SampleJudgement(name, good, samples.Count, (double)good / samples.Count, low, high, kl, wellFormed,
             samples.Select(s => (s.Prompt, s.Completion, LexiconJudge.IsDesirable(s.Completion))).ToList());
     }
 

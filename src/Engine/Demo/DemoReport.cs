@@ -31,10 +31,14 @@ public static class DemoReport
         md.AppendLine("## Judged desirable rate on fresh samples\n");
         md.AppendLine($"{o.EvalPrompts} new prompts × {o.EvalSamplesPerPrompt} samples each, temperature 1. Interval: Wilson 95%. " +
             "KL to base: mean over the model's own samples of log π(y|x) − log π_base(y|x) (nats per completion).\n");
-        md.AppendLine("| model | desirable | rate | 95% interval | KL to base |");
-        md.AppendLine("| --- | --- | --- | --- | --- |");
+        bool scratch = o.ModelPath is null;
+        if (scratch)
+            md.AppendLine("Well-formed: the completion is exactly one of the corpus's endings (a fluency check: a policy could dodge the judge with gibberish).\n");
+        md.AppendLine("| model | desirable | rate | 95% interval | KL to base |" + (scratch ? " well-formed |" : ""));
+        md.AppendLine("| --- | --- | --- | --- | --- |" + (scratch ? " --- |" : ""));
         foreach (var j in judgements)
-            md.AppendLine($"| {j.Model} | {j.Desirable}/{j.Total} | {F(j.Rate)} | [{F(j.Low)}, {F(j.High)}] | {F(j.KlToBase)} |");
+            md.AppendLine($"| {j.Model} | {j.Desirable}/{j.Total} | {F(j.Rate)} | [{F(j.Low)}, {F(j.High)}] | {F(j.KlToBase)} |" +
+                (scratch ? $" {j.WellFormed}/{j.Total} |" : ""));
         md.AppendLine($"\n![desirable rate]({Path.GetFileName(ratesPlot)})\n");
 
         md.AppendLine("## Held-out preference pairs (the seed paper's Table 1 columns)\n");

@@ -58,6 +58,18 @@ public static class StoryCorpus
         return Enumerable.Range(0, count).Select(_ => Prompt(r, out string _)).ToList();
     }
 
+    /// <summary>
+    /// Whether a completion is one of the corpus's own endings (" She smiled and ..."): a fluency check that
+    /// catches a policy dodging the judge by writing gibberish.
+    /// </summary>
+    public static bool IsWellFormed(string completion)
+    {
+        foreach (var pronoun in new[] { "She", "He" })
+            foreach (var reaction in Kind.Concat(Hurtful))
+                if (completion == $" {pronoun} {reaction}.") return true;
+        return false;
+    }
+
     /// <summary>Every character the corpus uses (the demo tokenizer's alphabet).</summary>
     public static string Alphabet()
     {
