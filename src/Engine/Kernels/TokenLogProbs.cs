@@ -27,18 +27,74 @@ public static class TokenLogProbs
 {
     public const long IgnoreIndex = -100;
 
+    public static LogProbMode ParseMode(string name) => name.ToLowerInvariant() switch
+    {
+        "naive" => LogProbMode.Naive,
+        "fused" => LogProbMode.Fused,
+        "chunked" => LogProbMode.Chunked,
+        _ => throw new EngineException($"unknown log-prob mode '{name}' (expected fused, chunked or naive)"),
+    };
+
     /// <summary>
     /// log p(label) for each row of <paramref name="hidden"/> [N, H] under the head <paramref name="weight"/> [V, H].
     /// Rows whose label is <see cref="IgnoreIndex"/> give 0 and no gradient. Returns fp32 [N] log-probs (with
-    /// autograd to hidden and weight) and fp32 [N] mean logits (detached).
+    /// autograd to hidden and weight) and fp32 [N] mean logits (detached). hidden/weight: f32 or bf16 (same dtype);
+    /// leading dimensions of hidden beyond [N, H] are flattened to match labels.
+    /// Fused: one linear, then the fused kernel, whose backward overwrites the (private) logits with their gradient.
+    /// Chunked: the chunked linear + log-prob; <paramref name="chunkRows"/> defaults to a 64 MiB logits block.
     /// </summary>
-    public static TokenLogProbResult FromHidden(Tensor hidden, Tensor weight, Tensor labels, LogProbMode mode)
+    public static TokenLogProbResult FromHidden(Tensor hidden, Tensor weight, Tensor labels, LogProbMode mode, long? chunkRows = null)
     {
-        // Placeholder routing until the native kernels land: every mode uses the reference path.
         using var scope = NewDisposeScope();
-        var logits = nn.functional.linear(hidden, weight);
-        var result = Naive(logits, labels);
-        return new TokenLogProbResult(result.LogProbs.MoveToOuterDisposeScope(), result.LogitMeans.MoveToOuterDisposeScope());
+        long h = hidden.shape[^1];
+        if (weight.dim() != 2 || weight.shape[1] != h)
+            throw new ArgumentException($"weight must be [vocab, {h}] (got [{string.Join(", ", weight.shape)}])");
+        var hidden2 = hidden.reshape(-1, h);
+        var labels1 = FlatLabels(labels, hidden2.shape[0]);
+        TokenLogProbResult result;
+        switch (mode)
+        {
+            case LogProbMode.Naive:
+                result = Naive(nn.functional.linear(hidden2, weight), labels1);
+                break;
+            case LogProbMode.Fused:
+            {
+                var logits = nn.functional.linear(hidden2, weight).contiguous();
+                var (lp, means) = FusedLogProbFunction.Apply(logits, labels1, inPlace: true);
+                result = new TokenLogProbResult(lp, means);
+                break;
+            }
+            case LogProbMode.Chunked:
+            {
+                if (hidden.dtype != weight.dtype)
+                    throw new ArgumentException($"hidden ({hidden.dtype}) and weight ({weight.dtype}) must have the same dtype");
+                LogProbKernels.DtypeCode(weight);
+                long rows = hidden2.shape[0];
+                long chunk = chunkRows ?? ChunkedLinearLogProbFunction.DefaultChunkRows(rows, weight.shape[0]);
+                if (chunk < 1) throw new ArgumentException("chunkRows must be at least 1");
+                var (lp, means) = ChunkedLinearLogProbFunction.Apply(hidden2.contiguous(), weight.contiguous(), labels1, chunk);
+                result = new TokenLogProbResult(lp, means);
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(mode));
+        }
+        return Reshaped(result, labels.shape);
+    }
+
+    /// <summary>
+    /// log p(label) from materialised logits [..., V] (labels [...]); Fused (or Chunked, the logits existing
+    /// already) runs the fused kernel without touching the caller's logits; Naive is the reference.
+    /// </summary>
+    public static TokenLogProbResult FromLogits(Tensor logits, Tensor labels, LogProbMode mode)
+    {
+        if (mode == LogProbMode.Naive) return Naive(logits, labels);
+        using var scope = NewDisposeScope();
+        long vocab = logits.shape[^1];
+        var logits2 = logits.reshape(-1, vocab).contiguous();
+        var labels1 = FlatLabels(labels, logits2.shape[0]);
+        var (lp, means) = FusedLogProbFunction.Apply(logits2, labels1, inPlace: false);
+        return Reshaped(new TokenLogProbResult(lp, means), labels.shape);
     }
 
     /// <summary>The reference: fp32 log_softmax over the vocabulary, then gather.</summary>
@@ -54,4 +110,16 @@ public static class TokenLogProbs
         using (no_grad()) means = logitsF.detach().mean(new long[] { -1 });
         return new TokenLogProbResult(logp.MoveToOuterDisposeScope(), means.MoveToOuterDisposeScope());
     }
+
+    static Tensor FlatLabels(Tensor labels, long rows)
+    {
+        if (labels.numel() != rows)
+            throw new ArgumentException($"labels have {labels.numel()} elements for {rows} rows");
+        return labels.reshape(-1).to(ScalarType.Int64).contiguous();
+    }
+
+    // Called inside the caller's dispose scope: moves the results out of it.
+    static TokenLogProbResult Reshaped(TokenLogProbResult r, long[] shape) => new(
+        r.LogProbs.reshape(shape).MoveToOuterDisposeScope(),
+        r.LogitMeans.reshape(shape).MoveToOuterDisposeScope());
 }

@@ -1,0 +1,5 @@
+// The avx2 build of the row kernels (compiler flags for this file are set in CMake: cmake/EngineSimd.cmake).
+#include "simd_avx2.h"
+#include "logprob_rows.h"
+
+const EngineRowKernels* engine_row_kernels_avx2() { return make_row_kernels<SimdAvx2>(); }

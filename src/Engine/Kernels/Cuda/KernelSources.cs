@@ -1,0 +1,28 @@
+using System.Reflection;
+
+namespace Engine.Kernels.Cuda;
+
+/// <summary>The CUDA kernel sources (native/cuda/*.cu), embedded in Engine.dll so NVRTC can compile them anywhere.</summary>
+internal static class KernelSources
+{
+    public const string TokenLogProb = "token_logprob.cu";
+    public const string KlReduction = "kl_reduction.cu";
+
+    /// <summary>The kernels each source defines (their extern "C" names).</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> Kernels = new Dictionary<string, string[]>
+    {
+        [TokenLogProb] = new[] { "token_logprob_forward_f32", "token_logprob_forward_bf16", "token_logprob_backward_f32", "token_logprob_backward_bf16" },
+        [KlReduction] = new[] { "kl_z0_reduce" },
+    };
+
+    public static IEnumerable<string> Files => Kernels.Keys;
+
+    public static string Read(string file)
+    {
+        var assembly = typeof(KernelSources).Assembly;
+        using Stream? stream = assembly.GetManifestResourceStream("cuda/" + file)
+            ?? throw new InvalidOperationException($"CUDA source {file} is not embedded in {assembly.GetName().Name} (see Engine.csproj)");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+}

@@ -1,0 +1,159 @@
+using System.Runtime.InteropServices;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// The CPU kernels of libengine_native.so (native/, built by ./build.sh), bound through function pointers from
+/// <see cref="NativeLibrary"/> so no assembly-wide DllImport resolver is claimed. All pointers are to contiguous
+/// CPU memory; shapes are checked by the callers.
+/// </summary>
+internal static unsafe class NativeKernels
+{
+    public const string LibraryFile = "libengine_native.so";
+    const int ExpectedAbi = 2;
+
+    public const int DtypeF32 = 0, DtypeBf16 = 1;
+    const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
+
+    sealed class Api
+    {
+        public delegate* unmanaged<int> AbiVersion;
+        public delegate* unmanaged<int> CpuIsa;
+        public delegate* unmanaged<int, int> ForceIsa;
+        public delegate* unmanaged<int, void> SetThreads;
+        public delegate* unmanaged<int> Threads;
+        public delegate* unmanaged<void*, int, long*, long, long, long, float*, float*, float*, long*, int> Forward;
+        public delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int> Backward;
+        public delegate* unmanaged<void*, int, long, long, float*, int> FloorExpSum;
+        public delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int> KlZ0;
+        public delegate* unmanaged<void*, long, int> AdviseHugePages;
+    }
+
+    static readonly Lazy<(Api? Api, string? Error)> Loaded = new(Load);
+
+    /// <summary>Where the library was found, or null.</summary>
+    public static string? LoadedFrom { get; private set; }
+
+    public static bool IsAvailable => Loaded.Value.Api is not null;
+
+    /// <summary>Throws the EngineException that says how to build the library when it is missing.</summary>
+    public static void EnsureAvailable() => Require();
+
+    static Api Require()
+    {
+        var (api, error) = Loaded.Value;
+        return api ?? throw new EngineException(error!);
+    }
+
+    static IEnumerable<string> Candidates()
+    {
+        if (Environment.GetEnvironmentVariable("ENGINE_NATIVE_LIB") is { Length: > 0 } explicitPath) yield return explicitPath;
+        yield return Path.Combine(AppContext.BaseDirectory, LibraryFile);
+        // Running from a source tree (bin/Release/...): native/build/ of the repository.
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "native", "build", LibraryFile);
+            if (File.Exists(candidate)) { yield return candidate; break; }
+        }
+    }
+
+    static (Api?, string?) Load() => LoadFrom(Candidates());
+
+    /// <summary>Why the library at none of <paramref name="candidates"/> can be used, or null when one can (tests).</summary>
+    internal static string? ProbeError(IEnumerable<string> candidates) => LoadFrom(candidates).Item2;
+
+    static (Api?, string?) LoadFrom(IEnumerable<string> candidates)
+    {
+        var tried = new List<string>();
+        foreach (string path in candidates)
+        {
+            tried.Add(path);
+            if (!File.Exists(path) || !NativeLibrary.TryLoad(path, out IntPtr handle)) continue;
+            try
+            {
+                var api = new Api
+                {
+                    AbiVersion = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_native_abi_version"),
+                    CpuIsa = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_cpu_isa"),
+                    ForceIsa = (delegate* unmanaged<int, int>)NativeLibrary.GetExport(handle, "engine_force_isa"),
+                    SetThreads = (delegate* unmanaged<int, void>)NativeLibrary.GetExport(handle, "engine_set_threads"),
+                    Threads = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_threads"),
+                    Forward = (delegate* unmanaged<void*, int, long*, long, long, long, float*, float*, float*, long*, int>)NativeLibrary.GetExport(handle, "engine_logprob_forward"),
+                    Backward = (delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int>)NativeLibrary.GetExport(handle, "engine_logprob_backward"),
+                    FloorExpSum = (delegate* unmanaged<void*, int, long, long, float*, int>)NativeLibrary.GetExport(handle, "engine_floor_exp_sum"),
+                    KlZ0 = (delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int>)NativeLibrary.GetExport(handle, "engine_kl_z0"),
+                    AdviseHugePages = (delegate* unmanaged<void*, long, int>)NativeLibrary.GetExport(handle, "engine_advise_huge_pages"),
+                };
+                int abi = api.AbiVersion();
+                if (abi != ExpectedAbi)
+                    return (null, $"{path} is a stale build of the native kernels (ABI {abi}, expected {ExpectedAbi}): run ./build.sh to rebuild native/");
+                LoadedFrom ??= path;
+                return (api, null);
+            }
+            catch (EntryPointNotFoundException e)
+            {
+                return (null, $"{path} lacks a kernel entry point ({e.Message}): run ./build.sh to rebuild native/");
+            }
+        }
+        return (null, $"the native kernel library {LibraryFile} was not found (looked in {string.Join(", ", tried)}): " +
+                      "run ./build.sh to build native/ (or use --logprob naive)");
+    }
+
+    public static string IsaName
+    {
+        get
+        {
+            int isa = Require().CpuIsa();
+            return isa switch { 2 => "avx512", 1 => "avx2", _ => "scalar" };
+        }
+    }
+
+    /// <summary>Forces the CPU kernels' instruction set ("scalar", "avx2", "avx512", or null for automatic).</summary>
+    public static bool TryForceIsa(string? isa)
+    {
+        int code = isa switch { null => -1, "scalar" => 0, "avx2" => 1, "avx512" => 2, _ => throw new ArgumentException($"unknown ISA '{isa}'") };
+        return Require().ForceIsa(code) == Ok;
+    }
+
+    public static int Threads
+    {
+        get => Require().Threads();
+        set => Require().SetThreads(value);
+    }
+
+    public static void Forward(IntPtr logits, int dtype, IntPtr labels, long rows, long vocab, IntPtr logp, IntPtr stats, IntPtr means)
+    {
+        long badRow;
+        int status = Require().Forward((void*)logits, dtype, (long*)labels, rows, vocab, TokenLogProbs.IgnoreIndex,
+            (float*)logp, (float*)stats, (float*)means, &badRow);
+        if (status == LabelOutOfRange)
+        {
+            long label = ((long*)labels)[badRow];
+            throw new EngineException($"label {label} at row {badRow} is outside the vocabulary [0, {vocab}) (and is not the ignore index {TokenLogProbs.IgnoreIndex})");
+        }
+        Check(status, "engine_logprob_forward");
+    }
+
+    public static void Backward(IntPtr logits, int dtype, IntPtr labels, IntPtr stats, IntPtr gradOut, long rows, long vocab, IntPtr grad) =>
+        Check(Require().Backward((void*)logits, dtype, (long*)labels, (float*)stats, (float*)gradOut, rows, vocab, TokenLogProbs.IgnoreIndex, (void*)grad),
+            "engine_logprob_backward");
+
+    public static void FloorExpSum(IntPtr logits, int dtype, long rows, long vocab, IntPtr output) =>
+        Check(Require().FloorExpSum((void*)logits, dtype, rows, vocab, (float*)output), "engine_floor_exp_sum");
+
+    public static void KlZ0(IntPtr policy, IntPtr referenceTokens, IntPtr referenceSums, IntPtr mask, long batch, long tokens,
+                            IntPtr policySums, IntPtr referenceSumsOut, double* stats) =>
+        Check(Require().KlZ0((float*)policy, (float*)referenceTokens, (float*)referenceSums, (byte*)mask, batch, tokens,
+            (float*)policySums, (float*)referenceSumsOut, stats), "engine_kl_z0");
+
+    /// <summary>Transparent huge pages for a fresh, untouched buffer (advisory; see engine_native.h).</summary>
+    public static void AdviseHugePages(IntPtr buffer, long bytes) => Require().AdviseHugePages((void*)buffer, bytes);
+
+    static void Check(int status, string function)
+    {
+        if (status == Ok) return;
+        throw status == BadArgument
+            ? new ArgumentException($"{function}: invalid argument (a bug in the caller)")
+            : new InvalidOperationException($"{function} failed with status {status}");
+    }
+}

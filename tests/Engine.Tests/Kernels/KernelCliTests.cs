@@ -1,0 +1,68 @@
+using System.Text.Json;
+using Engine.Tests.Infrastructure;
+
+namespace Engine.Tests.Kernels;
+
+/// <summary>The kernel commands end to end, as a user runs them (./engine ...).</summary>
+public class KernelCliTests
+{
+    [Fact]
+    public void KernelsCompileJsonHasOneObjectPerKernelAndArchitecture()
+    {
+        var r = CliRunner.Run("kernels", "compile", "--json", "--arch", "sm_89,compute_80");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var items = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(5 * 2, items.Count); // 5 kernels x (sm_89 cubin, compute_80 PTX)
+        var cubins = items.Where(i => i.GetProperty("arch").GetString() == "sm_89").ToList();
+        Assert.Equal(5, cubins.Count);
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "token_logprob_forward_bf16");
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "kl_z0_reduce");
+        foreach (var c in cubins)
+        {
+            Assert.InRange(c.GetProperty("registers").GetInt32(), 1, 255);
+            Assert.Equal(0, c.GetProperty("spill_bytes").GetInt32());
+        }
+    }
+
+    [Fact]
+    public void KernelsCompileRejectsAnUnknownArchitecture()
+    {
+        var r = CliRunner.Run("kernels", "compile", "--arch", "sm_8x");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("unknown CUDA target 'sm_8x'", r.Stderr);
+    }
+
+    [Fact]
+    public void BenchKernelsJsonReportsEveryField()
+    {
+        var r = CliRunner.Run("bench", "kernels", "--json", "--rows", "8", "--vocab", "1000,333", "--dtype", "f32,bf16",
+            "--repeat", "1", "--head-hidden", "8");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var items = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(4, items.Count);
+        foreach (var item in items)
+        {
+            foreach (string field in new[] { "naive_ms", "fused_ms", "fused_forward_ms", "floor_ms", "head_naive_ms", "head_chunked_ms" })
+                Assert.True(item.GetProperty(field).GetDouble() > 0, $"{field} in {item}");
+            foreach (string field in new[] { "naive_extra_bytes", "fused_extra_bytes" })
+                Assert.Equal(JsonValueKind.Number, item.GetProperty(field).ValueKind);
+            Assert.Equal(8, item.GetProperty("rows").GetInt64());
+        }
+        Assert.Equal(new[] { "f32", "bf16", "f32", "bf16" }, items.Select(i => i.GetProperty("dtype").GetString()));
+    }
+
+    [Fact]
+    public void BenchKernelsRejectsBadOptions()
+    {
+        var r = CliRunner.Run("bench", "kernels", "--dtype", "f16");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--dtype", r.Stderr);
+        r = CliRunner.Run("bench", "kernels", "--rows", "0");
+        Assert.Equal(2, r.ExitCode);
+        r = CliRunner.Run("bench", "kernels", "--rowz", "5");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("unknown option --rowz", r.Stderr);
+    }
+}
