@@ -92,7 +92,15 @@ public class MemoryAccountingTests
         Assert.Equal(CudaAllowances.ContextBytes + CudaAllowances.CublasWorkspaceBytes + (long)(dynamicBytes * CudaAllowances.FragmentationFraction),
             gpu.PeakBytes - gpu.TensorPeakBytes);
     }
+}
 
+/// <summary>Measures the process allocator, so it runs alone (other tests' allocations would count).</summary>
+[CollectionDefinition("process allocator", DisableParallelization = true)]
+public sealed class ProcessAllocatorCollection { }
+
+[Collection("process allocator")]
+public class LayerActivationMeasurementTests
+{
     [Fact]
     public void OneLayersSavedTensorsAreWhatTheAllocatorSees()
     {
