@@ -14,7 +14,10 @@ public static class CliRunner
 
     public static Result Run(params string[] args) => RunIn(null, TimeSpan.FromMinutes(10), args);
 
-    public static Result RunIn(string? workingDirectory, TimeSpan timeout, params string[] args)
+    public static Result RunIn(string? workingDirectory, TimeSpan timeout, params string[] args) =>
+        RunWith(workingDirectory, timeout, new Dictionary<string, string>(), args);
+
+    public static Result RunWith(string? workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")
         {
@@ -26,6 +29,7 @@ public static class CliRunner
         psi.ArgumentList.Add(CliDll);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["NO_COLOR"] = "1";
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
