@@ -14,12 +14,14 @@ public sealed class TrainCommand : ICliCommand
         "[--max-prompt-length N] [--truncation-mode keep_end|keep_start] [--desirable-weight W] [--undesirable-weight W] " +
         "[--loss-type T] [--label-smoothing E] [--rpo-alpha A] [--reference-free] [--no-z0] [--simpo-gamma G] [--ref DIR] " +
         "[--ref-mode cached|resident] [--logprob fused|naive|chunked] [--precision f32|bf16|bf16-pure] [--checkpointing on|off] " +
-        "[--weight-decay W] [--max-grad-norm N] [--max-nonfinite K] [--no-plots] [--config FILE.toml]";
+        "[--optimizer-state-dtype f32|bf16] [--weight-decay W] [--max-grad-norm N] [--max-nonfinite K] [--no-plots] [--config FILE.toml] " +
+        "[--vram SIZE [--target-batch N]] (--vram: plan micro-batch, accumulation, precision, checkpointing, head and reference to fit, see `engine plan`)";
 
     public int Run(CliArgs args)
     {
         if (args.String("config") is string config) args.ApplyConfigFile(config);
         var options = Parse(args);
+        if (args.String("vram") is not null) options = PlanForTraining.Apply(args, options, Console.Out);
         args.EnsureAllUsed();
         var observer = new ConsoleTrainingObserver();
         new AlignmentTrainer(options, observer).Run();
@@ -71,6 +73,7 @@ public sealed class TrainCommand : ICliCommand
             "bf16" => Precision.Bf16Mixed, "bf16-pure" => Precision.Bf16Pure, _ => Precision.F32,
         },
         ActivationCheckpointing = args.Choice("checkpointing", "off", "on", "off") == "on",
+        Bf16OptimizerStates = args.Choice("optimizer-state-dtype", "f32", "f32", "bf16") == "bf16",
         MaxConsecutiveNonFinite = args.Int("max-nonfinite", min: 1) ?? 5,
         Plots = !args.Flag("no-plots"),
     };

@@ -40,9 +40,9 @@ public sealed class LlamaForCausalLM : nn.Module
     public void ConvertTo(ScalarType dtype)
     {
         if (dtype == Dtype) return;
-        using (torch.no_grad())
-            foreach (var (_, p) in named_parameters())
-                p.set_(p.to(dtype));
+        // Tensor.set_ cannot change a tensor's dtype (libtorch rejects the smaller storage), so the parameters are
+        // replaced: Module.to swaps every registered parameter and the fields that hold them.
+        this.to(dtype);
         Dtype = dtype;
     }
 

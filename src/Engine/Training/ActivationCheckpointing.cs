@@ -46,19 +46,36 @@ public static class ActivationCheckpointing
             return recompute.Forward(x);
         }
 
+        // The gradients this function returned to autograd by earlier backward calls. Their C# handles would keep
+        // each layer's input gradient alive until the caller's dispose scope ends (one [B, T, H] tensor per layer);
+        // by the time the next checkpointed layer runs its backward, autograd has consumed them, so they are
+        // released then (the last one at the next step's backward or by the finalizer).
+        [ThreadStatic] static List<Tensor>? _returned;
+
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {
-            var x = ctx.get_saved_variables()[0];
-            var recompute = (Recompute)ctx.get_data("recompute");
-            using var gradOn = enable_grad();
-            var input = x.detach().requires_grad_(true);
-            using (var output = recompute.Forward(input))
+            if (_returned != null)
             {
+                foreach (var t in _returned) t.Dispose();
+                _returned.Clear();
+            }
+            var recompute = (Recompute)ctx.get_data("recompute");
+            Tensor grad;
+            // Everything made here (the saved input's handle, the recomputed graph's output, the detached input that
+            // aliases the saved activation) is released on return instead of at the end of the caller's scope.
+            using (var scope = NewDisposeScope())
+            {
+                var x = ctx.get_saved_variables()[0];
+                using var gradOn = enable_grad();
+                var input = x.detach().requires_grad_(true);
+                var output = recompute.Forward(input);
                 // Re-entrant backward: parameter gradients accumulate as usual; the input's gradient flows on.
                 autograd.backward(new List<Tensor> { output }, new List<Tensor> { gradOutput });
+                grad = input.grad!.DetachFromDisposeScope();
             }
             recompute.Release();
-            return new List<Tensor> { input.grad!, null! }; // one entry per apply() argument; the closure has none
+            (_returned ??= new List<Tensor>()).Add(grad);
+            return new List<Tensor> { grad, null! }; // one entry per apply() argument; the closure has none
         }
     }
 }

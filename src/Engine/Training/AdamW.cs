@@ -101,7 +101,15 @@ public sealed class AdamW : IDisposable
         using var noGrad = no_grad();
         var grads = _slots.Select(s => s.Parameter.grad).Where(g => g is not null).ToList();
         if (grads.Count == 0) return 0;
-        var total = stack(grads.Select(g => g!.to(ScalarType.Float32).pow(2).sum()).ToArray()).sum().sqrt().item<float>();
+        // One gradient's fp32 square at a time: squaring all of them at once would hold a second fp32 copy of every
+        // gradient (4 bytes per parameter, 8 in bf16) at the optimizer step.
+        var sumSquares = zeros(1, dtype: ScalarType.Float32, device: grads[0]!.device);
+        foreach (var g in grads)
+        {
+            using var inner = NewDisposeScope();
+            sumSquares.add_(g!.to(ScalarType.Float32).pow(2).sum());
+        }
+        var total = sumSquares.sqrt().item<float>();
         if (maxNorm > 0 && double.IsFinite(total) && total > maxNorm)
         {
             double scale = maxNorm / (total + 1e-6);

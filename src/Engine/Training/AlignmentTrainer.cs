@@ -59,6 +59,7 @@ public sealed class AlignmentTrainer
 
         using var reference = OpenReference(info, policy, checkpoint != null, data);
         using var optimizer = new AdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), weightDecay: _o.WeightDecay,
+            stateDtype: _o.Bf16OptimizerStates ? ScalarType.BFloat16 : ScalarType.Float32,
             masters: masters, masterWeights: _o.Precision != Precision.Bf16Pure);
         if (masters != null) foreach (var m in masters.Values) m.Dispose();
         if (checkpoint != null) CheckpointStore.LoadOptimizer(checkpoint, optimizer, state);

@@ -66,6 +66,8 @@ public sealed record TrainingOptions
     public LogProbMode LogProb { get; init; } = LogProbMode.Fused;
     public Precision Precision { get; init; } = Precision.F32;
     public bool ActivationCheckpointing { get; init; }
+    /// <summary>AdamW moments in bf16 instead of fp32 (halves their memory; see docs/memory.md).</summary>
+    public bool Bf16OptimizerStates { get; init; }
     /// <summary>Stop after this many consecutive steps with a non-finite loss or gradient.</summary>
     public int MaxConsecutiveNonFinite { get; init; } = 5;
     /// <summary>Write the final model to OUT/final (off for throwaway runs such as measurements).</summary>

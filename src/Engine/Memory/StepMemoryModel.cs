@@ -1,0 +1,280 @@
+using Engine.Kernels;
+using Engine.Models;
+using Engine.Training;
+
+namespace Engine.Memory;
+
+/// <summary>
+/// The memory of one training microstep of Engine's own implementation (AlignmentTrainer → MethodStep →
+/// SequenceScorer → TokenLogProbs → AdamW), component by component, in bytes. Every method states what it counts;
+/// <see cref="Estimate"/> puts them together at each moment where the step can peak:
+/// the end of the decoder forward, the LM head's forward, a resident reference's forward, the head's backward,
+/// the decoder's backward, KTO's no-grad mismatched forward and the optimizer update. Steady state: gradients
+/// already exist (they are allocated by the first backward and zeroed, not freed, after each update).
+/// </summary>
+public sealed class StepMemoryModel
+{
+    readonly LlamaConfig _c;
+    readonly StepSettings _s;
+    readonly long _p;
+    readonly int _bytes;
+
+    public StepMemoryModel(LlamaConfig config, StepSettings settings)
+    {
+        if (settings.SeqLen < 2) throw new EngineException($"sequence length must be at least 2 (got {settings.SeqLen})");
+        if (settings.MicroBatch < 1) throw new EngineException($"micro-batch must be at least 1 (got {settings.MicroBatch})");
+        if (settings.Method == PlanMethod.Kto && settings.MicroBatch < 2)
+            throw new EngineException("KTO needs a micro-batch of at least 2 rows (z0 comes from mismatched pairs within it)");
+        if (!(settings.CompletionFraction > 0 && settings.CompletionFraction <= 1))
+            throw new EngineException($"completion fraction must be in (0, 1] (got {settings.CompletionFraction})");
+        _c = config;
+        _s = settings;
+        _p = config.ParameterCount();
+        _bytes = LayerActivations.ComputeBytes(settings.Precision);
+    }
+
+    public long Parameters => _p;
+    long H => _c.HiddenSize;
+    long V => _c.VocabSize;
+    long I => _c.IntermediateSize;
+    long L => _c.NumLayers;
+    long Rows => _s.Rows;
+    long T => _s.SeqLen;
+    /// <summary>Tokens in one policy forward (B·T).</summary>
+    public long Tokens => Rows * T;
+    /// <summary>Predicted positions (B·(T−1)), the rows of the shifted hidden states before selection.</summary>
+    long Shifted => Rows * (T - 1);
+    /// <summary>Rows that go through the LM head: completion positions only (SequenceScorer drops the rest).</summary>
+    public long HeadRows => Math.Max(1, (long)Math.Round(Shifted * _s.CompletionFraction));
+    bool HasReference => !_s.ReferenceFree;
+    bool Resident => HasReference && _s.Reference == ReferenceMode.Resident;
+
+    // ---- static: alive for the whole run ----
+
+    public long Weights => _p * _bytes;
+    /// <summary>fp32 masters that AdamW updates when the model computes in bf16 (mixed precision only).</summary>
+    public long MasterWeights => _s.Precision == Precision.Bf16Mixed ? _p * 4 : 0;
+    /// <summary>.grad of every parameter, in the parameter's dtype.</summary>
+    public long Gradients => _p * _bytes;
+    /// <summary>AdamW's exp_avg and exp_avg_sq.</summary>
+    public long OptimizerStates => 2 * _p * (_s.Bf16OptimizerStates ? 2 : 4);
+    /// <summary>A frozen copy of the model in the compute dtype (no gradients); cached log-probs are a few floats per row.</summary>
+    public long ReferenceWeights => Resident ? _p * _bytes : 0;
+
+    /// <summary>input_ids, labels and attention_mask (int64 [B, T]); KTO also holds the mismatched batch.</summary>
+    public long BatchTensors => 3 * Tokens * 8 * (_s.Method == PlanMethod.Kto ? 2 : 1);
+
+    // ---- activations saved for backward ----
+
+    /// <summary>All decoder layers' saved tensors: the full table per layer, or only each layer's input with checkpointing.</summary>
+    public long SavedLayerActivations => _s.ActivationCheckpointing
+        ? L * Tokens * H * _bytes
+        : L * Tokens * LayerActivations.BytesPerToken(_c, _s.Precision);
+
+    /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
+    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision);
+
+    /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor and rsqrt.</summary>
+    public long FinalNormSaved => Tokens * (H * 4 + H * _bytes + 4);
+
+    /// <summary>RoPE cos/sin [B, 1, T, head_dim] in the compute dtype: saved by the q/k products.</summary>
+    public long RopeTables => 2 * Tokens * _c.HeadDim * _bytes;
+
+    /// <summary>
+    /// Layer outputs that no backward needs but the forward's dispose scope keeps until ForwardHidden returns:
+    /// in bf16 the norms save their own fp32 copies, so the embedding output and every layer output are held only
+    /// by the scope (with checkpointing, only the last layer's output).
+    /// </summary>
+    public long ScopeHeldLayerOutputs => _bytes == 4 ? 0 : (_s.ActivationCheckpointing ? 1 : L + 1) * Tokens * H * _bytes;
+
+    /// <summary>Tensors of one layer alive but not saved, at its worst moment, with autograd on.</summary>
+    long GradLayerTransient
+    {
+        get
+        {
+            long kv = _c.KvDim, q = _c.QueryDim;
+            // Attention: q/k/v projections' outputs (k_rope too when GQA copies it) plus RoPE's temporaries for k.
+            long attention = (q + 3 * kv + 4 * kv) * _bytes;
+            long mlp = 4 * H * _bytes; // o_proj output, (bf16) h, down_proj output, the layer output
+            return Tokens * Math.Max(attention, mlp);
+        }
+    }
+
+    /// <summary>A decoder layer's peak with autograd off (its scope holds every intermediate until it returns).</summary>
+    public long NoGradLayerPeak
+    {
+        get
+        {
+            long kv = _c.KvDim, q = _c.QueryDim;
+            long kvCopies = _c.NumHeads > _c.NumKvHeads ? 2 * q : 0;
+            long attention = (2 * H + 3 * q + 3 * kv + kvCopies) * _bytes; // norm out, q, q_rope, k, k_rope, v, copies, attn, o_proj
+            long mlp = (5 * H + 4 * I) * _bytes;                           // norm out, attn out, h, norm out, g, silu, up, product, down
+            long norm = 3 * H * _bytes + H * (_bytes == 4 ? 12 : 16);      // y, attn out, h + the norm's own temporaries
+            return Tokens * Math.Max(attention, Math.Max(mlp, norm));
+        }
+    }
+
+    // ---- LM head (per-token log-probs) ----
+
+    /// <summary>hidden[:, :-1] reshaped (a copy, held until the scorer returns) and the selected completion rows.</summary>
+    public long HeadInputs => Shifted * H * _bytes + HeadRows * H * _bytes + 3 * Shifted * 8;
+
+    long ChunkRows => Math.Min(HeadRows, ChunkedLinearLogProbFunction.DefaultChunkRows(HeadRows, V));
+
+    /// <summary>Head buffers at the forward's worst moment (autograd on or off; the forward allocates the same).</summary>
+    public long HeadForwardPeak => _s.Head switch
+    {
+        // logits (+ fp32 copy in bf16) and the fp32 log_softmax
+        LogProbMode.Naive => HeadRows * V * (_bytes == 4 ? 8 : 10),
+        LogProbMode.Fused => HeadRows * V * _bytes,
+        _ => ChunkRows * V * _bytes,
+    };
+
+    /// <summary>What the head keeps for backward: the fp32 log_softmax (naive), the logits (fused), nothing of size V (chunked).</summary>
+    public long HeadSaved => _s.Head switch
+    {
+        LogProbMode.Naive => HeadRows * V * 4,
+        LogProbMode.Fused => HeadRows * V * _bytes,
+        _ => 0,
+    };
+
+    /// <summary>Extra bytes while the head's backward runs.</summary>
+    public long HeadBackwardTransient => _s.Head switch
+    {
+        // gather's zero-filled gradient and log_softmax's input gradient, both fp32 [M, V]
+        LogProbMode.Naive => 2 * HeadRows * V * 4,
+        // the gradient overwrites the logits; the weight gradient and the hidden gradient are new
+        LogProbMode.Fused => V * H * _bytes + HeadRows * H * _bytes,
+        // one chunk's logits, the fp32 weight-gradient accumulator, the hidden gradient, the chunk's grad·W;
+        // in bf16 also the chunk's bf16 weight gradient and its fp32 promotion in the accumulation
+        _ => ChunkRows * V * _bytes + V * H * 4 + HeadRows * H * _bytes + ChunkRows * H * _bytes + (_bytes == 2 ? V * H * 6 : 0),
+    };
+
+    /// <summary>
+    /// Gradients the head's custom autograd functions return keep their C# handles in the step's dispose scope until
+    /// the microstep ends: the fused head's logits (its gradient is written into them), the chunked head's hidden
+    /// gradient and weight gradient (fp32 accumulator, or its bf16 rounding).
+    /// </summary>
+    public long HeadGradientsHeldByScope => _s.Head switch
+    {
+        LogProbMode.Naive => 0,
+        LogProbMode.Fused => HeadRows * V * _bytes,
+        _ => HeadRows * H * _bytes + V * H * (_bytes == 4 ? 4 : 2),
+    };
+
+    /// <summary>
+    /// Extra bytes while one layer's backward runs: the MLP product's two input gradients (2·N·I·s, measured), or the
+    /// RMSNorm backward, which works in fp32 (the gradients of the normalised tensor, of the fp32 input through the
+    /// product and through pow, their sum, and in bf16 the cast back: 5–6 fp32 [N, H] tensors, measured) —
+    /// whichever is larger (the norm wins in bf16 when I/H is small).
+    /// </summary>
+    public long LayerBackwardWorkspace => Math.Max(2 * Tokens * I * _bytes, Tokens * H * 4 * (_bytes == 2 ? 6 : 5));
+
+    /// <summary>A no-grad scorer forward (reference model, KTO mismatched pairs): the decoder or the head, whichever is larger.</summary>
+    public long NoGradForwardPeak
+    {
+        get
+        {
+            long decoder = (L + 1) * Tokens * H * _bytes + NoGradLayerPeak + RopeTables;
+            long head = Tokens * H * _bytes + HeadInputs + HeadForwardPeak;
+            return Math.Max(decoder, head);
+        }
+    }
+
+    // ---- optimizer ----
+
+    long LargestParameter => Math.Max(V * H, Math.Max(I * H, (long)_c.QueryDim * H));
+
+    /// <summary>
+    /// AdamW.Step works one parameter at a time: the fp32 denominator, an fp32 copy of a bf16 gradient, fp32 copies of
+    /// bf16 moments. Gradient clipping squares one gradient at a time (fp32).
+    /// </summary>
+    public long OptimizerTransient
+    {
+        get
+        {
+            long perElement = 4 + (_bytes == 2 ? 4 : 0) + (_s.Bf16OptimizerStates ? 8 : 0);
+            long clip = 4 + (_bytes == 2 ? 4 : 0);
+            return LargestParameter * Math.Max(perElement, clip);
+        }
+    }
+
+    public MemoryEstimate Estimate()
+    {
+        var statics = new List<MemoryComponent>
+        {
+            new("weights", Weights, $"P × {_bytes} B"),
+        };
+        if (MasterWeights > 0) statics.Add(new("fp32 master weights", MasterWeights, "P × 4 B"));
+        statics.Add(new("gradients", Gradients, $"P × {_bytes} B"));
+        statics.Add(new("optimizer states", OptimizerStates, $"2 × P × {(_s.Bf16OptimizerStates ? 2 : 4)} B (AdamW moments)"));
+        if (ReferenceWeights > 0) statics.Add(new("reference model", ReferenceWeights, $"P × {_bytes} B"));
+        statics.Add(new("batch tensors", BatchTensors, "3 int64 [B, T]" + (_s.Method == PlanMethod.Kto ? " × 2 (matched + mismatched)" : "")));
+
+        string layers = _s.ActivationCheckpointing ? "L × B·T × H × s (checkpointed layer inputs)" : "L × B·T × (per-layer table)";
+        MemoryComponent Activations() => new("activations (saved)", SavedLayerActivations + RopeTables, layers + " + RoPE tables");
+        MemoryComponent FinalNorm() => new("final norm (saved)", FinalNormSaved, "B·T × (4H + sH + 4)");
+
+        var points = new List<PeakPoint>();
+        points.Add(new("end of decoder forward", statics.Concat(new[]
+        {
+            Activations(), FinalNorm(),
+            new MemoryComponent("layer outputs held by the forward scope", ScopeHeldLayerOutputs, "bf16: (L+1 or 1) × B·T × H × s"),
+            new MemoryComponent("final hidden states", Tokens * H * _bytes, "B·T × H × s"),
+            new MemoryComponent("layer workspace", _s.ActivationCheckpointing ? NoGradLayerPeak : GradLayerTransient, "one layer's unsaved intermediates"),
+        }).ToList()));
+        points.Add(new("LM head forward", statics.Concat(new[]
+        {
+            Activations(), FinalNorm(),
+            new MemoryComponent("final hidden states", Tokens * H * _bytes, "B·T × H × s"),
+            new MemoryComponent("head inputs", HeadInputs, "shifted copy + selected rows + indices"),
+            new MemoryComponent($"logits / log-prob buffers ({_s.Head.ToString().ToLowerInvariant()})", HeadForwardPeak, "M × V (chunk for chunked)"),
+        }).ToList()));
+        var afterScore = new[]
+        {
+            Activations(), FinalNorm(),
+            new MemoryComponent("head inputs (selected rows)", HeadRows * H * _bytes, "M × H × s"),
+            new MemoryComponent("head saved for backward", HeadSaved, "naive: M × V × 4; fused: M × V × s"),
+        };
+        if (Resident)
+            points.Add(new("reference forward (resident model)", statics.Concat(afterScore)
+                .Append(new MemoryComponent("reference forward (no grad)", NoGradForwardPeak, "layer outputs + one layer + head")).ToList()));
+        points.Add(new("LM head backward", statics.Concat(afterScore)
+            .Append(new MemoryComponent("head backward buffers", HeadBackwardTransient, "see HeadBackwardTransient")).ToList()));
+
+        var decoderBackward = new List<MemoryComponent>(statics)
+        {
+            Activations(),
+            new("gradient flowing back", 2 * Tokens * H * _bytes, "dx and the residual branch's gradient"),
+            new("head gradients held by the step's scope", HeadGradientsHeldByScope, "fused: M × V × s; chunked: M × H × s + V × H × (4 or 2)"),
+            new("layer backward workspace", LayerBackwardWorkspace, "max(2 × B·T × I × s, RMSNorm's fp32 backward temporaries)"),
+        };
+        if (_s.ActivationCheckpointing)
+        {
+            // The last layer is rebuilt with autograd on while every checkpointed input is still held; in f32 its input
+            // entry is the checkpoint's own saved tensor (already counted).
+            long rebuilt = OneLayerActivations - (_bytes == 4 ? Tokens * H * 4 : 0) + Tokens * H * _bytes;
+            decoderBackward.Add(new("recomputed layer (checkpointing)", rebuilt, "one layer's saved set + its output"));
+        }
+        points.Add(new("decoder backward", decoderBackward));
+
+        if (_s.Method == PlanMethod.Kto)
+            points.Add(new("KTO mismatched forward (no grad)", statics.Append(
+                new MemoryComponent("mismatched forward (no grad)", NoGradForwardPeak, "layer outputs + one layer + head")).ToList()));
+
+        points.Add(new("optimizer update", statics.Where(c => c.Name != "batch tensors")
+            .Append(new MemoryComponent("optimizer workspace", OptimizerTransient, "largest parameter × fp32 temporaries")).ToList()));
+
+        var allowances = new List<MemoryComponent>();
+        if (_s.Device == MemoryDevice.Cuda)
+        {
+            var peak = points.MaxBy(p => p.Bytes)!;
+            long dynamicBytes = peak.Bytes - statics.Sum(c => c.Bytes);
+            allowances.Add(new("CUDA context", CudaAllowances.ContextBytes, "stated constant (CudaAllowances)"));
+            allowances.Add(new("cuBLAS workspace", CudaAllowances.CublasWorkspaceBytes, "stated constant"));
+            allowances.Add(new("allocator fragmentation", (long)(dynamicBytes * CudaAllowances.FragmentationFraction),
+                $"{CudaAllowances.FragmentationFraction:P0} of the dynamic bytes"));
+        }
+        return new MemoryEstimate(_s, _p, statics, points, allowances);
+    }
+}

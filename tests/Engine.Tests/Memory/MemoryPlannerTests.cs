@@ -1,0 +1,89 @@
+using Engine.Kernels;
+using Engine.Memory;
+using Engine.Models;
+using Engine.Training;
+
+namespace Engine.Tests.Memory;
+
+public class MemoryPlannerTests
+{
+    static PlanRequest Minerva(PlanMethod method, long budget = 8L << 30) => new()
+    {
+        Config = ModelPresets.Get("minerva-350m"), Method = method, SeqLen = 1024, BudgetBytes = budget, TargetEffectiveBatch = 32,
+    };
+
+    [Fact]
+    public void MinervaDpoFitsAtLeastEightPairsIn8GiB()
+    {
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo));
+        Assert.True(plan.Fits);
+        Assert.True(plan.Chosen!.Settings.MicroBatch >= 8, plan.Chosen.Settings.Describe());
+        Assert.True(plan.Chosen.Estimate.PeakBytes <= 8L << 30);
+        Assert.Equal(32, plan.Chosen.EffectiveBatch);
+    }
+
+    [Fact]
+    public void MinervaKtoFitsAtLeastSixteenRowsIn8GiB()
+    {
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Kto));
+        Assert.True(plan.Fits);
+        Assert.True(plan.Chosen!.Settings.MicroBatch >= 16, plan.Chosen.Settings.Describe());
+    }
+
+    [Fact]
+    public void ATrlStyleStepFitsAboutOnePair()
+    {
+        // fp32 masters and AdamW states, a resident reference, full fp32 logits, with checkpointing.
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo) with
+        {
+            Precision = Precision.Bf16Mixed, Bf16OptimizerStates = false, Reference = ReferenceMode.Resident, Head = LogProbMode.Naive, Checkpointing = true,
+        });
+        Assert.True(plan.Fits);
+        Assert.InRange(plan.Chosen!.Settings.MicroBatch, 1, 2);
+    }
+
+    [Fact]
+    public void ATooSmallBudgetReportsTheExactShortfallOfTheSmallestConfiguration()
+    {
+        long budget = 2L << 30;
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo, budget));
+        Assert.False(plan.Fits);
+        var s = plan.Smallest.Settings;
+        Assert.Equal(1, s.MicroBatch);
+        Assert.Equal(Precision.Bf16Pure, s.Precision);
+        Assert.True(s.Bf16OptimizerStates && s.ActivationCheckpointing);
+        Assert.Equal(ReferenceMode.Cached, s.Reference);
+        // weights + gradients + moments alone: 351,573,120 × (2 + 2 + 4) bytes
+        Assert.True(plan.Smallest.Estimate.PeakBytes > 351_573_120L * 8);
+        Assert.Equal(plan.Smallest.Estimate.PeakBytes - budget, plan.Smallest.ShortBy);
+        Assert.All(plan.Alternatives, a => Assert.False(a.Candidate.Fits && a.Candidate.Estimate.PeakBytes < plan.Smallest.Estimate.PeakBytes));
+    }
+
+    [Fact]
+    public void FixedKnobsAreKept()
+    {
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Kto, 24L << 30) with { MicroBatch = 4, Precision = Precision.F32, Checkpointing = false, Head = LogProbMode.Naive });
+        var s = plan.Shown.Settings;
+        Assert.Equal(4, s.MicroBatch);
+        Assert.Equal(Precision.F32, s.Precision);
+        Assert.False(s.ActivationCheckpointing);
+        Assert.Equal(LogProbMode.Naive, s.Head);
+        Assert.Equal(8, plan.Shown.GradAccum);
+    }
+
+    [Fact]
+    public void MorePeakMemoryNeverWinsWhenItIsNotFaster()
+    {
+        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo));
+        var resident = plan.Alternatives.Single(a => a.Change.Contains("resident")).Candidate;
+        Assert.Equal(ReferenceMode.Cached, plan.Chosen!.Settings.Reference);
+        Assert.True(resident.Estimate.PeakBytes > plan.Chosen.Estimate.PeakBytes);
+    }
+
+    [Fact]
+    public void KtoRejectsAMicroBatchOfOne()
+    {
+        var e = Assert.Throws<EngineException>(() => MemoryPlanner.Plan(Minerva(PlanMethod.Kto) with { MicroBatch = 1 }));
+        Assert.Contains("at least 2", e.Message);
+    }
+}
