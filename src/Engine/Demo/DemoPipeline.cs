@@ -26,8 +26,8 @@ public sealed record DemoOptions
     public int MaxNewTokens { get; init; } = 48;
     public int AlignSteps { get; init; } = 60;
     public int BatchSize { get; init; } = 16;
-    public double KtoLearningRate { get; init; } = 5e-4;
-    public double DpoLearningRate { get; init; } = 2e-4;
+    public double KtoLearningRate { get; init; } = 1e-4;
+    public double DpoLearningRate { get; init; } = 5e-5;
     public double Beta { get; init; } = 0.1;
     public Precision Precision { get; init; } = Precision.F32;
     public LogProbMode LogProb { get; init; } = LogProbMode.Fused;

@@ -64,9 +64,11 @@ public static class StoryCorpus
     /// </summary>
     public static bool IsWellFormed(string completion)
     {
+        // Leading spaces vary with how the tokenizer's dummy prefix decodes; the words and the period must match.
+        string text = completion.Trim();
         foreach (var pronoun in new[] { "She", "He" })
             foreach (var reaction in Kind.Concat(Hurtful))
-                if (completion == $" {pronoun} {reaction}.") return true;
+                if (text == $"{pronoun} {reaction}.") return true;
         return false;
     }
 
