@@ -16,15 +16,15 @@ public sealed record DemoOptions
     /// <summary>A pretrained model to align instead of training one from scratch (e.g. stories260K).</summary>
     public string? ModelPath { get; init; }
     public int Seed { get; init; } = 1234;
-    public int CorpusSize { get; init; } = 4000;
-    public int SftSteps { get; init; } = 400;
+    public int CorpusSize { get; init; } = 8000;
+    public int SftSteps { get; init; } = 800;
     public double SftLearningRate { get; init; } = 3e-3;
-    public int SamplePrompts { get; init; } = 96;
+    public int SamplePrompts { get; init; } = 256;
     public int SamplesPerPrompt { get; init; } = 4;
-    public int EvalPrompts { get; init; } = 64;
+    public int EvalPrompts { get; init; } = 128;
     public int EvalSamplesPerPrompt { get; init; } = 3;
     public int MaxNewTokens { get; init; } = 48;
-    public int AlignSteps { get; init; } = 60;
+    public int AlignSteps { get; init; } = 80;
     public int BatchSize { get; init; } = 16;
     public double KtoLearningRate { get; init; } = 1e-4;
     public double DpoLearningRate { get; init; } = 5e-5;
