@@ -23,9 +23,7 @@ public sealed class DpoObjective
     /// <param name="referenceChosen">Reference log-prob sums [B] (no gradient); null when reference-free.</param>
     public ObjectiveResult Compute(SequenceScores chosen, SequenceScores rejected, Tensor? referenceChosen, Tensor? referenceRejected)
     {
-        long n = chosen.Validate("chosen");
-        if (rejected.Validate("rejected") != n)
-            throw new ArgumentException($"chosen has {n} rows, rejected has {rejected.Length}");
+        long n = SequenceScores.ValidatePair(chosen, rejected);
         var o = Options;
         if (o.ReferenceFree != (referenceChosen is null) || o.ReferenceFree != (referenceRejected is null))
             throw new ArgumentException(o.ReferenceFree

@@ -31,8 +31,7 @@ public sealed class OrpoObjective
 
     public ObjectiveResult Compute(SequenceScores chosen, SequenceScores rejected)
     {
-        long n = chosen.Validate("chosen");
-        if (rejected.Validate("rejected") != n) throw new ArgumentException($"chosen has {n} rows, rejected has {rejected.Length}");
+        long n = SequenceScores.ValidatePair(chosen, rejected);
         using var scope = NewDisposeScope();
         var lc = chosen.MeanLogp("chosen");
         var lr = rejected.MeanLogp("rejected");

@@ -40,6 +40,14 @@ public sealed record SequenceScores(Tensor LogpSum, Tensor TokenCount, Tensor Lo
         return LogpSum.shape[0];
     }
 
+    /// <summary>Checks a chosen/rejected pair of scores: each valid, both with the same number of rows.</summary>
+    internal static long ValidatePair(SequenceScores chosen, SequenceScores rejected)
+    {
+        long n = chosen.Validate("chosen");
+        if (rejected.Validate("rejected") != n) throw new ArgumentException($"chosen has {n} rows, rejected has {rejected.Length}");
+        return n;
+    }
+
     /// <summary>Per-token averaged log-probs. A completion with no tokens (truncated away) cannot be averaged.</summary>
     internal Tensor MeanLogp(string what)
     {

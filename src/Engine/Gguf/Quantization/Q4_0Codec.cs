@@ -18,13 +18,7 @@ internal static class Q4_0Codec
         {
             var xs = x.Slice(b * Block, Block);
             var ys = y.Slice(b * Bytes, Bytes);
-            float amax = 0, max = 0;
-            for (int j = 0; j < Block; j++)
-            {
-                float v = xs[j];
-                if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
-            }
-            float d = max / -8;
+            float d = SignedAbsMax(xs) / -8;
             float id = d != 0 ? 1.0f / d : 0.0f;
             WriteU16(ys, 0, ToHalfBits(d));
             for (int j = 0; j < Block / 2; j++)

@@ -8,6 +8,16 @@ namespace Engine.Gguf.Quantization;
 /// </summary>
 internal static class QuantMath
 {
+    /// <summary>The element of largest magnitude, with its sign (the first one on ties, as ggml scans).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float SignedAbsMax(ReadOnlySpan<float> xs)
+    {
+        float amax = 0, max = 0;
+        foreach (float v in xs)
+            if (amax < MathF.Abs(v)) { amax = MathF.Abs(v); max = v; }
+        return max;
+    }
+
     /// <summary>Round to nearest, ties to even, through the float-add trick ggml uses (valid for |x| &lt; 2^22).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int NearestInt(float x)
