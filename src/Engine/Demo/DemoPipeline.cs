@@ -190,13 +190,11 @@ public sealed class DemoPipeline
         var samples = Sample(model, prompts, _o.EvalSamplesPerPrompt, _o.Seed + 22);
         int good = samples.Count(s => LexiconJudge.IsDesirable(s.Completion));
         var (low, high) = WilsonInterval(good, samples.Count);
-        double kl = ReferenceOf(model, baseModel) ? 0 : KlToBase(model, baseModel, samples);
+        double kl = ReferenceEquals(model, baseModel) ? 0 : KlToBase(model, baseModel, samples);
         int wellFormed = samples.Count(s => StoryCorpus.IsWellFormed(s.Completion));
         return new SampleJudgement(name, good, samples.Count, (double)good / samples.Count, low, high, kl, wellFormed,
             samples.Select(s => (s.Prompt, s.Completion, LexiconJudge.IsDesirable(s.Completion))).ToList());
     }
-
-    static bool ReferenceOf(LoadedModel a, LoadedModel b) => ReferenceEquals(a, b);
 
     /// <summary>
     /// KL(π ‖ π_base) estimated on π's own samples: mean over samples of log π(y|x) − log π_base(y|x)

@@ -205,11 +205,9 @@ public sealed class AlignmentTrainer
         // Before the first update the policy *is* the reference: the pre-pass reuses it and no second copy is loaded.
         bool policyIsReference = !resuming && _o.ReferenceModelPath is null;
         return CachedReference.LoadOrCompute(_o.OutputDir, key,
-            () => policyIsReference ? (policy, false) : (LoadReference(refPath, dtype), true),
+            () => policyIsReference ? (policy, false) : (ModelLoader.Load(refPath, dtype).Model, true),
             data.Train, data.Eval, _o.LogProb, _observer.Notice);
     }
-
-    static LlamaForCausalLM LoadReference(string path, ScalarType dtype) => ModelLoader.Load(path, dtype).Model;
 
     IReadOnlyDictionary<string, double> EvaluateAndLog(MethodStep step, RunBatches eval, MetricsLog log, int atStep)
     {

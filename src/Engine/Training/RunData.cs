@@ -99,7 +99,7 @@ public static class RunData
                     rows = tokenizer.TokenizeAll(data.ToPaired(), report).Select(p => new TokenizedUnpaired(p.Prompt, p.Chosen, true) { Source = p.Source }).ToList();
                 else
                 {
-                    rows = tokenizer.TokenizeAll(data.UnpairedExamples, report).Where(r => r.Desirable).ToList();
+                    rows = tokenizer.TokenizeAll(data.UnpairedExamples.Where(e => e.Label), report);
                     int dropped = data.UnpairedExamples.Count(e => !e.Label);
                     if (dropped > 0) notices.Add($"{data.Origin}: SFT trains on desirable rows only; {dropped} undesirable rows skipped");
                 }
