@@ -201,6 +201,9 @@ public class QuantizerTests
         blocks.Add(Enumerable.Range(0, 32).Select(j => j == 5 ? float.NegativeInfinity : j == 6 ? float.NaN : -j * 0.1f).ToArray());
         blocks.Add(Enumerable.Range(0, 32).Select(j => j == 31 ? float.NaN : j * 1000f).ToArray());
         blocks.Add(Enumerable.Range(0, 32).Select(j => j == 0 ? 3e38f : 1f).ToArray());
+        // Two NaNs with different payloads: the scale is the first one (as Math.Max scans).
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 9 ? BitConverter.UInt32BitsToSingle(0x7fc00000) : j == 20 ? BitConverter.UInt32BitsToSingle(0xffc02000) : j * 0.01f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 25 ? BitConverter.UInt32BitsToSingle(0x7fc00000) : j == 2 ? BitConverter.UInt32BitsToSingle(0xffc02000) : j * 0.01f).ToArray());
         var x = blocks.SelectMany(b => b).ToArray();
         var expected = ReferenceQ8_0(x);
         var actual = new byte[expected.Length];

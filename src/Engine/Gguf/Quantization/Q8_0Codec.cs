@@ -48,10 +48,16 @@ internal static class Q8_0Codec
         var v1 = Vector256.LoadUnsafe(ref x, 8);
         var v2 = Vector256.LoadUnsafe(ref x, 16);
         var v3 = Vector256.LoadUnsafe(ref x, 24);
-        // Vector256.Max, like Math.Max, propagates NaN, so a block with a NaN gets the same scale as before.
         var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
         float amax = 0;
         for (int j = 0; j < 8; j++) amax = Math.Max(amax, m.GetElement(j));
+        if (float.IsNaN(amax))
+        {
+            // The scale is then the first NaN in element order (Math.Max keeps it), whose payload a tree of maxima
+            // would not pick: such a block takes the scalar path.
+            QuantizeBlockScalar(xs, ys);
+            return;
+        }
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0.0f;
         WriteU16(ys, 0, ToHalfBits(d));
