@@ -49,15 +49,16 @@ internal static class Q8_0Codec
         var v2 = Vector256.LoadUnsafe(ref x, 16);
         var v3 = Vector256.LoadUnsafe(ref x, 24);
         var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-        float amax = 0;
-        for (int j = 0; j < 8; j++) amax = Math.Max(amax, m.GetElement(j));
-        if (float.IsNaN(amax))
+        if (!Vector256.EqualsAll(m, m))
         {
-            // The scale is then the first NaN in element order (Math.Max keeps it), whose payload a tree of maxima
-            // would not pick: such a block takes the scalar path.
+            // A NaN: the scale is then the first NaN in element order (Math.Max keeps it), whose payload a tree of
+            // maxima would not pick, so such a block takes the scalar path.
             QuantizeBlockScalar(xs, ys);
             return;
         }
+        var m4 = Vector128.Max(m.GetLower(), m.GetUpper());
+        var m2 = Vector128.Max(m4, Vector128.Shuffle(m4, Vector128.Create(2, 3, 0, 1)));
+        float amax = MathF.Max(m2.GetElement(0), m2.GetElement(1));
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0.0f;
         WriteU16(ys, 0, ToHalfBits(d));
