@@ -109,15 +109,20 @@ internal static unsafe class GgufTensorPipeline
             }
         }
 
-        var threads = Enumerable.Range(1, workers - 1).Select(w => new Thread(Work) { IsBackground = true, Name = $"gguf-export-{w}" }).ToList();
+        var started = new List<Thread>();
         try
         {
-            foreach (var t in threads) t.Start();
+            for (int w = 1; w < workers; w++)
+            {
+                var thread = new Thread(Work) { IsBackground = true, Name = $"gguf-export-{w}" };
+                thread.Start();
+                started.Add(thread);
+            }
             Work();
         }
         finally
         {
-            foreach (var t in threads) t.Join();
+            foreach (var t in started) t.Join();
             // After a failure, free what the workers left (Dispose is idempotent).
             for (int j = 0; j < jobs.Count; j++) if (remaining[j] > 0) jobs[j].Source.Dispose();
         }
