@@ -10,8 +10,11 @@ using static TorchSharp.torch;
 
 namespace Engine.Gguf;
 
-/// <summary>One measured figure: its wall time on each repeat, and the bytes it moved per run.</summary>
-public sealed record RepeatedTiming(string Name, long Bytes, IReadOnlyList<double> Seconds)
+/// <summary>
+/// One measured figure: its wall time on each repeat, the bytes it moved per run, and the process's CPU time (user +
+/// system, all threads) per run, which a busy machine distorts less than wall time.
+/// </summary>
+public sealed record RepeatedTiming(string Name, long Bytes, IReadOnlyList<double> Seconds, IReadOnlyList<double> CpuSeconds)
 {
     public double MinSeconds => Seconds.Min();
     public double MaxSeconds => Seconds.Max();
@@ -97,6 +100,7 @@ public sealed record ExportBenchmarkResult
         {
             ["mb_s"] = new Dictionary<string, double> { ["min"] = Math.Round(t.MinMBps, 1), ["median"] = Math.Round(t.MedianMBps, 1), ["max"] = Math.Round(t.MaxMBps, 1) },
             ["seconds"] = t.Seconds.Select(s => Math.Round(s, 4)).ToArray(),
+            ["cpu_seconds_median"] = Math.Round(RepeatedTiming.Median(t.CpuSeconds), 4),
             ["spread"] = Math.Round(t.Spread, 3),
         };
         var json = new Dictionary<string, object>
@@ -139,7 +143,7 @@ public sealed record ExportBenchmarkResult
         sb.AppendLine(string.Format(ci, "source: {0:N1} MB of F32 weights; {1} repeats; medians [min – max]", SourceBytes / 1e6, Repeats));
         sb.AppendLine($"machine: {Machine.Cpu}, {Machine.Cores} cores, {Machine.VectorIsa}, {Machine.ExportWorkers} export threads, "
             + string.Format(ci, "{0:F1} GiB available, load {1} → {2}", Machine.AvailableMemoryGiB, Machine.LoadAverageBefore, Machine.LoadAverageAfter));
-        string Line(RepeatedTiming t) => string.Format(ci, "{0,-16} {1,8:N1} MB/s [{2:N1} – {3:N1}]", t.Name + ":", t.MedianMBps, t.MinMBps, t.MaxMBps);
+        string Line(RepeatedTiming t) => string.Format(ci, "{0,-16} {1,8:N1} MB/s [{2:N1} – {3:N1}], CPU {4:F3} s", t.Name + ":", t.MedianMBps, t.MinMBps, t.MaxMBps, RepeatedTiming.Median(t.CpuSeconds));
         sb.AppendLine(Line(Copy));
         foreach (var (type, timing) in Exports)
         {
@@ -194,19 +198,19 @@ public static class GgufExportBenchmark
         Remove(copy);
         foreach (var type in Types) Export(type);
 
-        var copySeconds = new List<double>();
-        var exportSeconds = Types.ToDictionary(t => t, _ => new List<double>());
+        var copyRuns = new Runs();
+        var exportRuns = Types.ToDictionary(t => t, _ => new Runs());
         var timings = Types.ToDictionary(t => t, _ => new List<GgufExportTimings>());
         for (int round = 1; round <= repeats; round++)
         {
-            copySeconds.Add(Time(() => { StreamCopy(weights, copy); Remove(copy); }));
-            log?.WriteLine($"  round {round}: copy {copySeconds[^1]:F3} s");
+            copyRuns.Time(() => { StreamCopy(weights, copy); Remove(copy); });
+            log?.WriteLine($"  round {round}: copy {copyRuns.Wall[^1]:F3} s");
             foreach (var type in Types)
             {
                 GgufExportResult? result = null;
-                exportSeconds[type].Add(Time(() => result = Export(type)));
+                exportRuns[type].Time(() => result = Export(type));
                 timings[type].Add(result!.Timings);
-                log?.WriteLine($"  round {round}: export {GgufExportTypes.Name(type)} {exportSeconds[type][^1]:F3} s");
+                log?.WriteLine($"  round {round}: export {GgufExportTypes.Name(type)} {exportRuns[type].Wall[^1]:F3} s");
             }
         }
 
@@ -216,16 +220,16 @@ public static class GgufExportBenchmark
         var encoded = new byte[GgmlTypes.RowBytes(GgmlType.Q4_K, 4096) * (values.Length / 4096)];
         RepeatedTiming Quantize(int threads, string name)
         {
-            var seconds = new List<double>();
+            var runs = new Runs();
             for (int i = 0; i < repeats; i++)
             {
                 int previous = GgmlCodec.MaxDegreeOfParallelism;
                 GgmlCodec.MaxDegreeOfParallelism = threads;
-                try { unsafe { seconds.Add(Time(() => { fixed (float* s = values) fixed (byte* d = encoded) GgmlCodec.EncodeRows(GgmlType.Q4_K, s, d, values.Length / 4096, 4096); })); } }
+                try { unsafe { runs.Time(() => { fixed (float* s = values) fixed (byte* d = encoded) GgmlCodec.EncodeRows(GgmlType.Q4_K, s, d, values.Length / 4096, 4096); }); } }
                 finally { GgmlCodec.MaxDegreeOfParallelism = previous; }
             }
-            log?.WriteLine($"  {name}: {string.Join(", ", seconds.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)))} s");
-            return new RepeatedTiming(name, values.Length * 4L, seconds);
+            log?.WriteLine($"  {name}: {string.Join(", ", runs.Wall.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)))} s");
+            return runs.Timing(name, values.Length * 4L);
         }
         var one = Quantize(1, "quantize q4_K 1 core");
         var all = Quantize(-1, "quantize q4_K all cores");
@@ -236,8 +240,8 @@ public static class GgufExportBenchmark
             SourceBytes = sourceBytes,
             Repeats = repeats,
             Machine = BenchmarkMachine.Describe(timings[Types[0]][0].Workers, loadBefore),
-            Copy = new RepeatedTiming("copy", fileBytes, copySeconds),
-            Exports = Types.ToDictionary(t => t, t => new RepeatedTiming($"export {GgufExportTypes.Name(t)}", sourceBytes, exportSeconds[t])),
+            Copy = copyRuns.Timing("copy", fileBytes),
+            Exports = Types.ToDictionary(t => t, t => exportRuns[t].Timing($"export {GgufExportTypes.Name(t)}", sourceBytes)),
             Stages = Types.ToDictionary(t => t, t => new ExportStageMedians(Med(timings[t].Select(x => x.Read)), Med(timings[t].Select(x => x.Encode)),
                 Med(timings[t].Select(x => x.Write)), Med(timings[t].Select(x => x.Flush)), timings[t][0].Workers)),
             QuantizeQ4KOneCore = one,
@@ -245,11 +249,28 @@ public static class GgufExportBenchmark
         };
     }
 
-    static double Time(Action run)
+    /// <summary>Wall and process CPU seconds of each run.</summary>
+    sealed class Runs
     {
-        long start = Stopwatch.GetTimestamp();
-        run();
-        return Stopwatch.GetElapsedTime(start).TotalSeconds;
+        public List<double> Wall { get; } = new();
+        public List<double> Cpu { get; } = new();
+
+        public void Time(Action run)
+        {
+            var cpu = ProcessCpu();
+            long start = Stopwatch.GetTimestamp();
+            run();
+            Wall.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+            Cpu.Add((ProcessCpu() - cpu).TotalSeconds);
+        }
+
+        public RepeatedTiming Timing(string name, long bytes) => new(name, bytes, Wall, Cpu);
+
+        static TimeSpan ProcessCpu()
+        {
+            using var process = Process.GetCurrentProcess();
+            return process.TotalProcessorTime;
+        }
     }
 
     /// <summary>The baseline: read and write through user space, then force the copy to disk as the exporter does its output.</summary>
