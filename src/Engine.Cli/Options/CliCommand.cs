@@ -15,8 +15,8 @@ public interface ICliCommand
     /// <summary>The words that select this command, e.g. "generate" or "data inspect".</summary>
     string Name { get; }
     string Summary { get; }
-    /// <summary>Every option name the command accepts (aliases included), with a sample value (null for flags).</summary>
-    IReadOnlyList<(string Name, string? Sample, bool Required)> AcceptedOptions { get; }
+    /// <summary>Every option name the command accepts (aliases included, with their option's main name), with a sample value (null for flags).</summary>
+    IReadOnlyList<AcceptedOption> AcceptedOptions { get; }
     /// <summary>The positional argument's placeholder, if the command takes one.</summary>
     string? Positional { get; }
     bool AcceptsConfig { get; }
@@ -26,6 +26,9 @@ public interface ICliCommand
     void Check(string[] args);
     int Run(string[] args, CliContext context);
 }
+
+/// <summary>A name a command accepts: the option's own name or an alias of <paramref name="Primary"/>.</summary>
+public sealed record AcceptedOption(string Name, string Primary, string? Sample, bool Required);
 
 /// <summary>What parsing produced: the settings record, and which options were given (on the command line or in --config).</summary>
 /// <param name="Args">the command's own arguments as given</param>
@@ -52,9 +55,9 @@ public abstract class CliCommand<T> : ICliCommand
     IReadOnlyList<CliOption<T>>? _options;
     IReadOnlyList<CliOption<T>> All => _options ??= Options;
 
-    public IReadOnlyList<(string Name, string? Sample, bool Required)> AcceptedOptions =>
-        All.SelectMany(o => o.Aliases.Prepend(o.Name).Select(n => (n, o.Sample, o.Required)))
-           .Concat(AcceptsConfig ? new[] { (ConfigOption, (string?)"FILE.toml", false) } : Array.Empty<(string, string?, bool)>())
+    public IReadOnlyList<AcceptedOption> AcceptedOptions =>
+        All.SelectMany(o => o.Aliases.Prepend(o.Name).Select(n => new AcceptedOption(n, o.Name, o.Sample, o.Required && n == o.Name)))
+           .Concat(AcceptsConfig ? new[] { new AcceptedOption(ConfigOption, ConfigOption, "FILE.toml", false) } : Array.Empty<AcceptedOption>())
            .ToList();
 
     public string Usage
