@@ -54,8 +54,18 @@ public static partial class GgufTokenizerMetadata
         tokenizer as HfTokenizer ?? throw new EngineException($"{source}: a SentencePiece-style BPE tokenizer must come from a tokenizer.json");
 
     /// <summary>
-    /// Added tokens whose lstrip/rstrip/single_word/normalized flags GGUF cannot carry: llama.cpp matches them as
-    /// plain strings, so text around them may tokenize differently there.
+    /// What llama.cpp cannot reproduce of this tokenizer, as an export notice (null when nothing): added tokens with
+    /// lstrip/rstrip/single_word/normalized flags, which GGUF cannot carry (llama.cpp matches them as plain strings),
+    /// and a normalizer other than the SentencePiece-style space escaping (Qwen's NFC included).
     /// </summary>
-    public static int AddedTokensWithFlags(TextTokenizer tokenizer) => (tokenizer as HfTokenizer)?.AddedTokensWithFlags ?? 0;
+    public static string? Notice(TextTokenizer tokenizer)
+    {
+        if (tokenizer is not HfTokenizer hf) return null;
+        var parts = new List<string>();
+        if (hf.AddedTokensWithFlags > 0)
+            parts.Add($"{hf.AddedTokensWithFlags} added tokens have lstrip/rstrip/single_word/normalized flags, which GGUF cannot carry");
+        if (hf.NormalizerDescription is { } n && n is not ("Replace" or "Prepend, Replace"))
+            parts.Add($"its normalizer ({n}) has no GGUF key and llama.cpp does not apply it (Engine restores NFC for \"qwen2\" on import)");
+        return parts.Count == 0 ? null : "notice: llama.cpp may tokenize some texts differently: " + string.Join("; ", parts);
+    }
 }

@@ -42,6 +42,8 @@ public sealed class HfTokenizer : TextTokenizer
     public bool AddsDummyPrefix => _normalizer.PrependsSpaceSymbol || _preTokenizer.Metaspace is { Scheme: not HfPreTokenizer.PrependScheme.Never };
     /// <summary>Spaces are written "▁" before BPE (Replace normalizer or Metaspace).</summary>
     public bool EscapesSpaces => _normalizer.EscapesSpaces || _preTokenizer.Metaspace is { Replacement: '\u2581' };
+    /// <summary>The normalizer steps by name ("NFC", "Prepend, Replace"), or null when there is none.</summary>
+    public string? NormalizerDescription => _normalizer.IsEmpty ? null : string.Join(", ", _normalizer.Steps.Select(s => s.ToJson()["type"]!.GetValue<string>()));
     /// <summary>For each token that some merge builds, the rank of the first such merge.</summary>
     public Dictionary<int, int> MergeRanksByToken() => _model.FirstMergeRanks();
     /// <summary>Added tokens with flags GGUF cannot carry (lstrip, rstrip, single_word, normalized).</summary>
@@ -166,6 +168,8 @@ public sealed class HfTokenizer : TextTokenizer
             IgnoreMerges = ignoreMerges,
             Added = added,
             AddedIdsAreFixed = true,
+            // Qwen2-family tokenizer.json files compose to NFC first; GGUF has no key for it, so the name stands for it.
+            Normalizer = preTokenizerName == "qwen2" ? new HfNormalizer(new[] { new HfNormalizer.UnicodeForm(NormalizationForm.FormC) }) : HfNormalizer.None,
             PreTokenizer = HfPreTokenizer.FromPattern(pattern, source),
             Decoder = new HfDecoder(new HfDecoder.Step[] { new HfDecoder.ByteLevel() }),
             Unused = unused,
