@@ -22,7 +22,7 @@ internal sealed record AddedTokenSpec(int Id, string Content, bool Special, bool
 /// </summary>
 internal sealed class AddedTokenMatcher
 {
-    readonly Dictionary<long, int> _edges = new();
+    readonly Dictionary<long, int> _edges = new(BpeModel.MixedLongComparer.Instance);
     readonly List<int> _terminal = new() { -1 }; // node → index into _tokens, or -1
     readonly List<AddedTokenSpec> _tokens = new();
     readonly HashSet<char> _firstChars = new();

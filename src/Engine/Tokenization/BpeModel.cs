@@ -40,7 +40,7 @@ internal sealed class BpeModel
         UnkToken = unkToken;
         if (unkToken is not null)
             UnkId = vocab.TryGetValue(unkToken, out int unk) ? unk : throw new EngineException($"{source}: model.unk_token \"{unkToken}\" is not in model.vocab");
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, MixedLongComparer.Instance);
         _mergeParts = merges;
         Span<char> joined = stackalloc char[256];
         for (int rank = 0; rank < merges.Count; rank++)
@@ -65,6 +65,21 @@ internal sealed class BpeModel
 
     static long Key(int a, int b) => (long)a << 32 | (uint)b;
 
+    /// <summary>
+    /// long's own hash is its halves XORed, which maps the pairs (a, b) with the same a ^ b together: with Gemma's
+    /// half-million merges the buckets degenerate into long chains. Mixing the bits first keeps lookups O(1).
+    /// </summary>
+    internal sealed class MixedLongComparer : IEqualityComparer<long>
+    {
+        public static readonly MixedLongComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key)
+        {
+            ulong h = (ulong)key * 0x9E3779B97F4A7C15UL;
+            return (int)(h >> 32) ^ (int)h;
+        }
+    }
+
     /// <summary>Whether id is the byte-fallback token of some byte.</summary>
     public bool IsByteToken(int id) => ByteFallback && Array.IndexOf(_byteIds, id) >= 0;
 
@@ -82,9 +97,26 @@ internal sealed class BpeModel
         public int Id, Prev, Next, Length;
     }
 
+    // Words recur (the reference keeps a cache of 10,000 too); long ones (whole lines of SentencePiece-style text) rarely do.
+    const int CacheCapacity = 10_000, CachedWordLength = 256;
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+
     public void Encode(string word, List<int> output)
     {
         if (word.Length == 0) return;
+        if (word.Length <= CachedWordLength && _cache.TryGetValue(word, out var cached))
+        {
+            output.AddRange(cached);
+            return;
+        }
+        int start = output.Count;
+        EncodeUncached(word, output);
+        if (word.Length <= CachedWordLength && _cache.Count < CacheCapacity)
+            _cache.TryAdd(word, output.GetRange(start, output.Count - start).ToArray());
+    }
+
+    void EncodeUncached(string word, List<int> output)
+    {
         if (IgnoreMerges && _lookup.TryGetValue(word.AsSpan(), out int whole))
         {
             output.Add(whole);
