@@ -68,6 +68,8 @@ internal sealed class HfPreTokenizer
     /// <summary>HF "Metaspace": spaces become the replacement, a prefix is added by the scheme, then optionally split before each replacement.</summary>
     internal sealed record MetaspaceStep(char Replacement, PrependScheme Scheme, bool SplitWords) : Step
     {
+        readonly UnicodeRegex _replacement = UnicodeRegex.Literal(Replacement.ToString(), "Metaspace");
+
         public override void Apply(PrePiece piece, List<PrePiece> output)
         {
             string text = piece.Text.Replace(' ', Replacement);
@@ -78,7 +80,7 @@ internal sealed class HfPreTokenizer
                 output.Add(piece with { Text = text });
                 return;
             }
-            foreach (var (start, end) in SplitBounds(UnicodeRegex.Literal(Replacement.ToString(), "Metaspace"), text, SplitBehavior.MergedWithNext, false))
+            foreach (var (start, end) in SplitBounds(_replacement, text, SplitBehavior.MergedWithNext, false))
                 output.Add(new PrePiece(text[start..end], piece.AtInputStart && start == 0));
         }
 
