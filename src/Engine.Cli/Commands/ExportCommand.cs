@@ -8,7 +8,7 @@ public sealed class ExportCommand : ICliCommand
 {
     public string Name => "export";
     public string Summary => "Write a model as a llama.cpp GGUF file and check it in real llama.cpp.";
-    public string Usage => "export --model DIR|FILE.gguf --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k [--name NAME] [--force] [--no-validate]";
+    public string Usage => "export --model DIR|FILE.gguf --out FILE.gguf --type f32|f16|bf16|q8_0|q4_0|q4_k_m|q6_k [--name NAME] [--force] [--no-validate] [--json]";
 
     public int Run(CliArgs args)
     {
@@ -18,6 +18,7 @@ public sealed class ExportCommand : ICliCommand
         string? name = args.String("name");
         bool force = args.Flag("force");
         bool validate = !args.Flag("no-validate");
+        bool json = args.Flag("json"); // stdout then carries only the report object
         args.EnsureAllUsed();
 
         var type = GgufExportTypes.Parse(typeName);
@@ -28,10 +29,11 @@ public sealed class ExportCommand : ICliCommand
             Type = type,
             Name = name,
             Force = force,
-            BeforeRename = validate ? tmp => report = ValidateOrThrow(model, tmp, type) : null,
+            BeforeRename = validate ? tmp => report = ValidateOrThrow(model, tmp, type, json) : null,
         };
-        Console.WriteLine($"exporting {model} → {output} ({GgufExportTypes.Name(type)})");
+        if (!json) Console.WriteLine($"exporting {model} → {output} ({GgufExportTypes.Name(type)})");
         var result = GgufExporter.Export(model, target, options);
+        if (json) { Console.WriteLine((report?.ToJson() ?? ValidationReport.SkippedJson(type)).ToJsonString()); return 0; }
         PrintSummary(result);
         if (report != null) Console.WriteLine(report.Format());
         else Console.WriteLine("validation skipped (--no-validate)");
@@ -39,13 +41,13 @@ public sealed class ExportCommand : ICliCommand
     }
 
     /// <summary>Runs before the file is renamed into place, so a file that fails never appears at the output path.</summary>
-    static ValidationReport ValidateOrThrow(string model, string exportedFile, GgufExportType type)
+    static ValidationReport ValidateOrThrow(string model, string exportedFile, GgufExportType type, bool json)
     {
         using var source = ModelLoader.Load(model, TorchSharp.torch.ScalarType.Float32, requireTokenizer: true);
         var report = GgufValidator.Validate(source.Model, source.RequireTokenizer(), exportedFile, type);
         if (!report.Passed)
         {
-            Console.WriteLine(report.Format());
+            Console.WriteLine(json ? report.ToJson().ToJsonString() : report.Format());
             throw new EngineException($"the exported file failed validation in llama.cpp ({string.Join("; ", report.Failures)}); nothing was written to the output path (--no-validate writes it unchecked)");
         }
         return report;
