@@ -108,7 +108,8 @@ public static class GgufValidator
         return list;
     }
 
-    static ChatTemplateComparison? CompareChatTemplate(TextTokenizer tokenizer, LlamaCppModel llama)
+    /// <summary>The chat-template check: null when the tokenizer has no template.</summary>
+    public static ChatTemplateComparison? CompareChatTemplate(TextTokenizer tokenizer, LlamaCppModel llama)
     {
         if (tokenizer.ChatTemplate is not { Length: > 0 }) return null;
         string engine;
