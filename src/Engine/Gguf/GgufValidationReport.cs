@@ -51,6 +51,7 @@ public sealed record QualityReport(int Positions, double KlMean, double KlP99, d
         get
         {
             var f = new List<string>();
+            if (Positions == 0) return f; // nothing compared: the faithfulness failure says why
             if (!(KlMean <= Limits.MaxKlMean)) f.Add(string.Format(CultureInfo.InvariantCulture, "KL mean {0:G3} exceeds {1:G2} (gross damage)", KlMean, Limits.MaxKlMean));
             if (!(PerplexityRatio <= Limits.MaxPerplexityRatio)) f.Add(string.Format(CultureInfo.InvariantCulture, "perplexity ratio {0:G4} exceeds {1:G2} (gross damage)", PerplexityRatio, Limits.MaxPerplexityRatio));
             return f;
