@@ -79,8 +79,9 @@ public class ExportBadInputTests
         using var tmp = new TempDir();
         string output = tmp.File("out.gguf");
         var r = Export("--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "q3_k_s");
-        Assert.Equal(1, r.ExitCode);
-        Assert.Contains("unknown GGUF type 'q3_k_s'", r.Stderr);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--type must be one of", r.Stderr);
+        Assert.Contains("'q3_k_s'", r.Stderr);
         Assert.Contains("q4_k_m", r.Stderr);
         AssertNothingWritten(tmp, output);
     }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Engine.Data;
 using Engine.Generation;
 using Engine.Kernels;
+using Engine.Methods;
 using Engine.Models;
 using Engine.Tokenization;
 using Engine.Training;
@@ -71,7 +72,7 @@ public sealed class DemoPipeline
     public DemoResult Run()
     {
         var clock = Stopwatch.StartNew();
-        if (Directory.Exists(_o.OutputDir)) Directory.Delete(_o.OutputDir, true);
+        DemoOutput.Prepare(_o.OutputDir);
         Directory.CreateDirectory(Out("data"));
         manual_seed(_o.Seed);
 
@@ -80,9 +81,9 @@ public sealed class DemoPipeline
         var (ktoTrain, ktoEval, dpoTrain, dpoEval, labelled) = BuildPreferenceData(basePath);
 
         _log("[c] aligning with KTO");
-        var kto = Align("kto", basePath, ktoTrain, ktoEval, _o.KtoLearningRate);
+        var kto = Align(AlignmentMethods.Kto, basePath, ktoTrain, ktoEval, _o.KtoLearningRate);
         _log("[c] aligning with DPO");
-        var dpo = Align("dpo", basePath, dpoTrain, dpoEval, _o.DpoLearningRate);
+        var dpo = Align(AlignmentMethods.Dpo, basePath, dpoTrain, dpoEval, _o.DpoLearningRate);
 
         _log($"[d] judging {_o.EvalPrompts} fresh prompts × {_o.EvalSamplesPerPrompt} for base, KTO and DPO");
         var prompts = StoryCorpus.Prompts(_o.EvalPrompts, _o.Seed + 2);
@@ -98,10 +99,10 @@ public sealed class DemoPipeline
         }
         var heldOut = new Dictionary<string, IReadOnlyDictionary<string, double>>();
         foreach (var (name, path) in new[] { ("base", basePath), ("KTO", kto.FinalModelDir!), ("DPO", dpo.FinalModelDir!) })
-            heldOut[name] = ModelEvaluation.Run(new TrainingOptions
+            heldOut[name] = ModelEvaluation.Run(new EvaluationOptions
             {
-                Method = "dpo", ModelPath = path, ReferenceModelPath = basePath, DataPath = dpoEval, OutputDir = "",
-                Beta = _o.Beta, BatchSize = _o.BatchSize, LogProb = _o.LogProb, Precision = _o.Precision,
+                Step = Step(AlignmentMethods.Dpo, path) with { ReferenceModel = basePath },
+                DataPath = dpoEval,
             });
 
         _log("[e] writing the report");
@@ -124,9 +125,10 @@ public sealed class DemoPipeline
         }
         var summary = new AlignmentTrainer(new TrainingOptions
         {
-            Method = "sft", ModelPath = Out("init"), DataPath = corpus, OutputDir = Out("sft"), LearningRate = _o.SftLearningRate,
-            BatchSize = _o.BatchSize, MaxSteps = _o.SftSteps, LrScheduler = LrSchedulerKind.Cosine, WarmupSteps = _o.SftSteps / 20,
-            Seed = _o.Seed, MaxLength = 128, Precision = _o.Precision, LogProb = _o.LogProb, WeightDecay = 0.01,
+            Step = Step(AlignmentMethods.Sft, Out("init")) with { Objective = new() },
+            DataPath = corpus, OutputDir = Out("sft"), LearningRate = _o.SftLearningRate,
+            MaxSteps = _o.SftSteps, LrScheduler = LrSchedulerKind.Cosine, WarmupSteps = _o.SftSteps / 20,
+            Seed = _o.Seed, WeightDecay = 0.01,
         }, _observer()).Run();
         return summary.FinalModelDir!;
     }
@@ -163,13 +165,19 @@ public sealed class DemoPipeline
         return (Write("kto-train.jsonl", kto[0]), Write("kto-eval.jsonl", kto[1]), Write("dpo-train.jsonl", dpo[0]), Write("dpo-eval.jsonl", dpo[1]), labelled);
     }
 
-    TrainingSummary Align(string method, string basePath, string train, string eval, double lr) =>
+    /// <summary>Sequences of the demo's corpus fit in 128 tokens; β applies to the alignment methods.</summary>
+    StepSettings Step(AlignmentMethod method, string model) => new()
+    {
+        Method = method, Model = model, Objective = new ObjectiveOptions { Beta = _o.Beta }, MicroBatch = _o.BatchSize, MaxLength = 128,
+        Precision = _o.Precision, Head = _o.LogProb,
+    };
+
+    TrainingSummary Align(AlignmentMethod method, string basePath, string train, string eval, double lr) =>
         new AlignmentTrainer(new TrainingOptions
         {
-            Method = method, ModelPath = basePath, DataPath = train, EvalDataPath = eval, OutputDir = Out(method), LearningRate = lr,
-            Beta = _o.Beta, BatchSize = _o.BatchSize, MaxSteps = _o.AlignSteps, LrScheduler = LrSchedulerKind.Linear,
-            WarmupSteps = _o.AlignSteps / 10, EvalSteps = Math.Max(1, _o.AlignSteps / 4), Seed = _o.Seed, MaxLength = 128,
-            Precision = _o.Precision, LogProb = _o.LogProb,
+            Step = Step(method, basePath), DataPath = train, EvalDataPath = eval, OutputDir = Out(method.Name), LearningRate = lr,
+            MaxSteps = _o.AlignSteps, LrScheduler = LrSchedulerKind.Linear,
+            WarmupSteps = _o.AlignSteps / 10, EvalSteps = Math.Max(1, _o.AlignSteps / 4), Seed = _o.Seed,
         }, _observer()).Run();
 
     List<(string Prompt, string Completion, int[] PromptIds, int[] CompletionIds)> Sample(LoadedModel model, IReadOnlyList<string> prompts, int perPrompt, int seed)

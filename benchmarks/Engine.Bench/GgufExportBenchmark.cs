@@ -1,10 +1,11 @@
 using System.Diagnostics;
+using Engine.Gguf;
 using Engine.Gguf.Quantization;
 using Engine.Models;
 using Engine.Tokenization;
 using static TorchSharp.torch;
 
-namespace Engine.Gguf;
+namespace Engine.Bench;
 
 /// <summary>Export throughput measured against plain file copies of the same size, in the same run.</summary>
 public sealed record ExportBenchmarkResult

@@ -43,11 +43,7 @@ public static class DemoReport
 
         md.AppendLine("## Held-out preference pairs (the seed paper's Table 1 columns)\n");
         md.AppendLine("Each model scored against the base as reference on the held-out DPO pairs (β as in training).\n");
-        var cols = new (string Header, string Metric)[]
-        {
-            ("logits ✓", "logits/chosen"), ("logits ✗", "logits/rejected"), ("logps ✓", "logps/chosen"), ("logps ✗", "logps/rejected"),
-            ("loss", "loss"), ("rewards ✓", "rewards/chosen"), ("rewards ✗", "rewards/rejected"), ("margin", "rewards/margins"), ("accuracy", "rewards/accuracies"),
-        };
+        var cols = Engine.Objectives.MetricNames.TableOne;
         md.AppendLine("| model | " + string.Join(" | ", cols.Select(c => c.Header)) + " |");
         md.AppendLine("| --- |" + string.Concat(cols.Select(_ => " --- |")));
         foreach (var (name, m) in heldOut)

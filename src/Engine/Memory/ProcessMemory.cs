@@ -1,4 +1,4 @@
-namespace Engine.Kernels.Benchmarking;
+namespace Engine.Memory;
 
 /// <summary>
 /// Peak resident memory of this process from /proc (Linux): VmHWM after resetting it with clear_refs, so the extra

@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Text.Json.Serialization;
 using Engine.Util;
+using Engine.Kernels;
+using Engine.Memory;
 using static TorchSharp.torch;
 
-namespace Engine.Kernels.Benchmarking;
+namespace Engine.Bench;
 
 /// <summary>One measured case of <see cref="KernelBenchmark"/>: times in ms (median), memory in bytes beyond inputs and outputs.</summary>
 public sealed record KernelBenchResult

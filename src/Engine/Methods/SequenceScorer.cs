@@ -4,7 +4,7 @@ using Engine.Models;
 using Engine.Objectives;
 using static TorchSharp.torch;
 
-namespace Engine.Training;
+namespace Engine.Methods;
 
 /// <summary>
 /// Turns a padded batch into per-sequence completion statistics (Σ log p, token count, Σ row-mean logit).
