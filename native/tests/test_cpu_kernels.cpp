@@ -4,6 +4,8 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <dirent.h>
+#include <set>
 #include <limits>
 #include <string>
 
@@ -18,6 +20,19 @@ std::vector<int32_t> available_isas()
         if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
     engine_force_isa(-1);
     return isas;
+}
+
+// The kernel thread ids of this process (Linux: /proc/self/task).
+std::set<std::string> process_threads()
+{
+    std::set<std::string> ids;
+    if (DIR* d = opendir("/proc/self/task"))
+    {
+        while (dirent* e = readdir(d))
+            if (e->d_name[0] != '.') ids.insert(e->d_name);
+        closedir(d);
+    }
+    return ids;
 }
 
 const char* isa_name(int32_t isa)
@@ -125,12 +140,12 @@ TEST_CASE(cpu_logprob_backward_f32) { check_backward(false); }
 TEST_CASE(cpu_logprob_backward_bf16) { check_backward(true); }
 
 // In-place backward (grad written over the logits) gives the same bits as out-of-place, and the thread count
-// changes nothing: rows are independent.
+// changes nothing: rows are independent. (64 x 8193: large enough to be split over the threads.)
 TEST_CASE(cpu_logprob_in_place_and_threads)
 {
     for (bool bf16 : {false, true})
     {
-        const Case c = make_case(37, 3001, Values::Extreme, bf16, 7);
+        const Case c = make_case(64, 8193, Values::Extreme, bf16, 7);
         engine_set_threads(1);
         const Outputs one = run_forward(c, bf16);
         engine_set_threads(3);
@@ -155,6 +170,29 @@ TEST_CASE(cpu_logprob_in_place_and_threads)
         CHECK(separate == in_place);
         CHECK(separate == other_threads);
     }
+    engine_set_threads(0);
+}
+
+// The kernels run on the persistent pool: between calls the worker threads stay (same thread ids), none is
+// created or ended per call.
+TEST_CASE(cpu_kernels_keep_their_workers)
+{
+    const Case c = make_case(64, 8193, Values::Normal, false, 11);
+    engine_set_threads(3);
+    run_forward(c, false); // the pool exists from here on
+    const std::set<std::string> threads = process_threads();
+    CHECK(threads.size() >= 3);
+    for (int call = 0; call < 20; ++call)
+    {
+        const Outputs o = run_forward(c, false);
+        CHECK(o.status == ENGINE_OK);
+        std::vector<float> grad(c.logits.size());
+        CHECK(engine_logprob_backward(c.logits.data(), ENGINE_DTYPE_F32, c.labels.data(), o.stats.data(), c.grad_out.data(),
+                                      c.rows, c.vocab, kIgnore, grad.data()) == ENGINE_OK);
+        CHECK(process_threads() == threads);
+    }
+    engine_set_threads(1);
+    CHECK(process_threads().size() == threads.size() - 2); // resizing ends the two workers
     engine_set_threads(0);
 }
 
