@@ -9,6 +9,15 @@
 #include <algorithm>
 #include <atomic>
 
+// x86 CPU-feature checks exist only for x86 targets; elsewhere (ARM, ...) only the scalar kernels are built.
+// ENGINE_NO_X86 (CMake's ENGINE_SCALAR_ONLY) compiles an x86 target exactly as a non-x86 one: the check of that path.
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(ENGINE_NO_X86)
+#define ENGINE_X86 1
+#endif
+#if (defined(ENGINE_HAVE_AVX2) || defined(ENGINE_HAVE_AVX512)) && !defined(ENGINE_X86)
+#error "x86 kernels enabled for a non-x86 target (see cmake/EngineSimd.cmake)"
+#endif
+
 namespace {
 
 bool cpu_has(int32_t isa)
@@ -16,10 +25,12 @@ bool cpu_has(int32_t isa)
     switch (isa)
     {
     case ENGINE_ISA_SCALAR: return true;
+#ifdef ENGINE_X86
     case ENGINE_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case ENGINE_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
     default: return false;
     }
 }

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <dirent.h>
+#include <chrono>
 #include <set>
+#include <thread>
 #include <limits>
 #include <string>
 
@@ -134,6 +136,23 @@ void check_backward(bool bf16)
 
 } // namespace
 
+// The automatic choice is the best ISA the library accepts; a scalar-only build (a non-x86 target, or
+// ENGINE_SCALAR_ONLY) has nothing else.
+TEST_CASE(cpu_isas_match_the_build)
+{
+    const std::vector<int32_t> isas = available_isas();
+    CHECK(!isas.empty() && isas.front() == ENGINE_ISA_SCALAR);
+    CHECK(engine_cpu_isa() == isas.back());
+#ifdef ENGINE_TEST_SCALAR_ONLY
+    CHECK(isas.size() == 1);
+    CHECK(engine_force_isa(ENGINE_ISA_AVX2) == ENGINE_UNSUPPORTED_ISA);
+    CHECK(engine_force_isa(ENGINE_ISA_AVX512) == ENGINE_UNSUPPORTED_ISA);
+    CHECK(engine_cpu_isa() == ENGINE_ISA_SCALAR);
+#endif
+    CHECK(engine_force_isa(42) == ENGINE_UNSUPPORTED_ISA);
+    engine_force_isa(-1);
+}
+
 TEST_CASE(cpu_logprob_forward_f32) { check_forward(false); }
 TEST_CASE(cpu_logprob_forward_bf16) { check_forward(true); }
 TEST_CASE(cpu_logprob_backward_f32) { check_backward(false); }
@@ -191,8 +210,15 @@ TEST_CASE(cpu_kernels_keep_their_workers)
                                       c.rows, c.vocab, kIgnore, grad.data()) == ENGINE_OK);
         CHECK(process_threads() == threads);
     }
+    // Resizing ends the two workers. (A joined thread can stay listed for a moment while the kernel reaps it.)
     engine_set_threads(1);
-    CHECK(process_threads().size() == threads.size() - 2); // resizing ends the two workers
+    size_t left = process_threads().size();
+    for (int wait = 0; wait < 200 && left != threads.size() - 2; ++wait)
+    {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        left = process_threads().size();
+    }
+    CHECK(left == threads.size() - 2);
     engine_set_threads(0);
 }
 
