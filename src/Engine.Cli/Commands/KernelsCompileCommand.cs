@@ -44,6 +44,7 @@ public sealed class KernelsCompileCommand : ICliCommand
             foreach (var r in rows)
                 Console.WriteLine($"{r.Kernel,-28} {r.Arch,-11} {r.Format,-6} {Show(r.Registers),9} {Show(r.SpillBytes),11} {Show(r.SharedBytes),10}");
             if (outDir is not null) Console.WriteLine($"wrote {images.Count} images to {outDir}");
+            Console.WriteLine($"{KernelCompiler.Compilations} NVRTC compilations, the rest from the cache ({KernelCompiler.CacheDirectory ?? "in memory only"})");
         }
         int spilling = rows.Count(r => r.SpillBytes > 0);
         if (spilling > 0) Console.Error.WriteLine($"warning: {spilling} kernel/architecture pairs spill registers");
