@@ -25,7 +25,7 @@ function(engine_add_isa_sources target src_dir)
 
   set(avx2_flags -mavx2 -mfma)
   # GCC 12 warns falsely inside its own _mm512_reduce_* intrinsics.
-  set(avx512_flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -Wno-maybe-uninitialized)
+  set(avx512_flags -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -Wno-maybe-uninitialized -Wno-uninitialized)
   check_cxx_compiler_flag("-mavx2 -mfma" ENGINE_COMPILER_AVX2)
   check_cxx_compiler_flag("-mavx512f -mavx512bw -mavx512dq -mavx512vl" ENGINE_COMPILER_AVX512)
 
