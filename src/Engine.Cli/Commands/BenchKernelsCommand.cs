@@ -11,7 +11,7 @@ public sealed class BenchKernelsCommand : ICliCommand
     public string Name => "bench kernels";
     public string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
     public string Usage => "bench kernels [--json] [--rows 1024,4096,8192] [--vocab 32000,32768,128256] [--dtype f32,bf16] " +
-                           "[--repeat 3] [--head-hidden 64] [--threads N] [--isa scalar|avx2|avx512] [--no-memory]";
+                           "[--repeat 5] [--head-hidden 64] [--threads N] [--isa scalar|avx2|avx512] [--no-memory]";
 
     public int Run(CliArgs args)
     {
@@ -21,7 +21,7 @@ public sealed class BenchKernelsCommand : ICliCommand
             Rows = Longs(args, "rows") ?? KernelBenchOptions.DefaultRows,
             Vocab = Longs(args, "vocab") ?? KernelBenchOptions.DefaultVocab,
             Dtypes = args.String("dtype")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? KernelBenchOptions.DefaultDtypes,
-            Repeat = args.Int("repeat", min: 1) ?? 3,
+            Repeat = args.Int("repeat", min: 1) ?? 5,
             HeadHidden = args.Int("head-hidden", min: 0) ?? 64,
             MeasureMemory = !args.Flag("no-memory"),
             Threads = args.Int("threads", min: 1),
