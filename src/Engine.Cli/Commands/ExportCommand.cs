@@ -5,7 +5,7 @@ using Engine.Models;
 
 namespace Engine.Cli.Commands;
 
-public sealed record ExportArgs(string Model = "", string Output = "", string Type = "", string? Name = null, bool Force = false, bool NoValidate = false);
+public sealed record ExportArgs(string Model = "", string Output = "", string Type = "", string? Name = null, bool Force = false, bool NoValidate = false, bool Json = false);
 
 public sealed class ExportCommand : CliCommand<ExportArgs>
 {
@@ -22,12 +22,13 @@ public sealed class ExportCommand : CliCommand<ExportArgs>
         Opt<ExportArgs>.String("name", "general.name in the file (default: the model folder's name)", a => a.Name, (a, v) => a with { Name = v }, valueName: "NAME"),
         Opt<ExportArgs>.Flag("force", "replace an existing output file", a => a.Force, (a, v) => a with { Force = v }),
         Opt<ExportArgs>.Flag("no-validate", "write the file without checking it in llama.cpp", a => a.NoValidate, (a, v) => a with { NoValidate = v }),
+        Opt<ExportArgs>.Flag("json", "print only the validation report, as one JSON object", a => a.Json, (a, v) => a with { Json = v }),
     };
 
     protected override int Execute(Parsed<ExportArgs> parsed, CliContext context)
     {
-        var (model, output, typeName, name, force, noValidate) = parsed.Value;
-        var w = context.Out;
+        var (model, output, typeName, name, force, noValidate, json) = parsed.Value;
+        var w = json ? TextWriter.Null : context.Out; // --json: stdout carries only the report
         var type = GgufExportTypes.Parse(typeName);
         string target = GgufExporter.CheckOutputPath(output, force);
         ValidationReport? report = null;
@@ -36,10 +37,11 @@ public sealed class ExportCommand : CliCommand<ExportArgs>
             Type = type,
             Name = name,
             Force = force,
-            BeforeRename = noValidate ? null : tmp => report = ValidateOrThrow(model, tmp, type, w),
+            BeforeRename = noValidate ? null : tmp => report = ValidateOrThrow(model, tmp, type, json, context.Out),
         };
         w.WriteLine($"exporting {model} → {output} ({GgufExportTypes.Name(type)})");
         var result = GgufExporter.Export(model, target, options);
+        if (json) context.Out.WriteLine((report?.ToJson() ?? ValidationReport.SkippedJson(type)).ToJsonString());
         PrintSummary(result, w);
         if (report != null) w.WriteLine(report.Format());
         else w.WriteLine("validation skipped (--no-validate)");
@@ -47,13 +49,13 @@ public sealed class ExportCommand : CliCommand<ExportArgs>
     }
 
     /// <summary>Runs before the file is renamed into place, so a file that fails never appears at the output path.</summary>
-    static ValidationReport ValidateOrThrow(string model, string exportedFile, GgufExportType type, TextWriter w)
+    static ValidationReport ValidateOrThrow(string model, string exportedFile, GgufExportType type, bool json, TextWriter w)
     {
         using var source = ModelLoader.Load(model, TorchSharp.torch.ScalarType.Float32, requireTokenizer: true);
         var report = GgufValidator.Validate(source.Model, source.RequireTokenizer(), exportedFile, type);
         if (!report.Passed)
         {
-            w.WriteLine(report.Format());
+            w.WriteLine(json ? report.ToJson().ToJsonString() : report.Format());
             throw new EngineException($"the exported file failed validation in llama.cpp ({string.Join("; ", report.Failures)}); nothing was written to the output path (--no-validate writes it unchecked)");
         }
         return report;

@@ -72,6 +72,7 @@ public static class GgufExporter
             notices.Add($"notice: this Mistral model uses a sliding attention window of {window} tokens, which the llama architecture in GGUF does not represent: llama.cpp attends over the full context, so outputs agree with this model only for sequences up to {window} tokens");
 
         if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
+        if (GgufTokenizerMetadata.Notice(tokenizer) is { } tokenizerNotice) notices.Add(tokenizerNotice);
         if (parts.StorageDtype.Split('/').Any(t => t.StartsWith('Q')))
             notices.Add($"notice: the source is already quantized ({parts.StorageDtype}); its dequantized weights are converted again, which adds the new type's error to the old one");
 

@@ -4,7 +4,8 @@ namespace Engine.Gguf;
 
 /// <summary>
 /// The tokenizer as GGUF carries it (tokenizer.ggml.*): SentencePiece models as "llama" with scores and token
-/// types, byte-level BPE models as "gpt2" with merges and a pre-tokenizer name llama.cpp recognises.
+/// types, byte-level BPE models as "gpt2" with merges and a pre-tokenizer name llama.cpp recognises, and
+/// SentencePiece-style BPE tokenizer.json files (Mistral, Gemma) as described in GgufTokenizerMetadata.Spm.cs.
 /// </summary>
 public static partial class GgufTokenizerMetadata
 {
@@ -46,6 +47,8 @@ public static partial class GgufTokenizerMetadata
                 if (spm.Normalization.RemoveExtraWhitespaces) Add("tokenizer.ggml.remove_extra_whitespaces", GgufValue.Bool(true));
             }
         }
+        else if (tokenizer.Kind == TokenizerKind.SentencePieceBpe)
+            AddSentencePieceBpe(m, RequireHf(tokenizer, source), tokens, types, vocabSize, source);
         else
         {
             string pre = BpePreTokenizerName(tokenizer, source);

@@ -5,13 +5,13 @@ using static Engine.Tests.Tokenization.SyntheticByteBpe;
 
 namespace Engine.Tests.Tokenization;
 
-public class ByteBpeTokenizerTests
+public class HfTokenizerTests
 {
-    static ByteBpeTokenizer LoadSynthetic(string json, string? config = null)
+    static HfTokenizer LoadSynthetic(string json, string? config = null)
     {
         using var dir = new TempDir();
         WriteFolder(dir.Path, json, config);
-        return Assert.IsType<ByteBpeTokenizer>(TokenizerLoader.Load(dir.Path));
+        return Assert.IsType<HfTokenizer>(TokenizerLoader.Load(dir.Path));
     }
 
     static readonly string[] Texts =
@@ -170,7 +170,7 @@ public class ByteBpeTokenizerTests
     {
         // llama.cpp's "llama-bpe" is Llama-3's pattern with ignore_merges.
         var file = LoadSynthetic(Json(ignoreMerges: true));
-        var built = ByteBpeTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "llama-bpe", new TokenizerSettings { BosId = 300, EosId = 301, AddBos = true });
+        var built = HfTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "llama-bpe", new TokenizerSettings { BosId = 300, EosId = 301, AddBos = true });
         Assert.Equal(file.Tokens, built.Tokens);
         Assert.Equal(file.TokenTypes, built.TokenTypes);
         foreach (var t in Texts)
@@ -179,12 +179,12 @@ public class ByteBpeTokenizerTests
             Assert.Equal(file.Decode(file.Encode(t)), built.Decode(built.Encode(t)));
         }
         // Qwen2's pattern splits every digit, so "123" no longer merges.
-        var qwen = ByteBpeTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "qwen2", new TokenizerSettings());
+        var qwen = HfTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "qwen2", new TokenizerSettings());
         Assert.Equal(new int[] { '1', '2', '3', '4' }, qwen.EncodeText("1234"));
         Assert.False(qwen.AddBos);
-        var gpt2 = ByteBpeTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "gpt-2", new TokenizerSettings());
+        var gpt2 = HfTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "gpt-2", new TokenizerSettings());
         Assert.Equal(new int[] { MergedId("123"), '4' }, gpt2.EncodeText("1234"));
-        var e = Assert.Throws<EngineException>(() => ByteBpeTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "falcon", new TokenizerSettings(), "model.gguf"));
+        var e = Assert.Throws<EngineException>(() => HfTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "falcon", new TokenizerSettings(), "model.gguf"));
         Assert.Contains("falcon", e.Message);
         Assert.Contains("model.gguf", e.Message);
     }
@@ -200,12 +200,12 @@ public class ByteBpeTokenizerTests
         Assert.Equal("{{ messages }}", reloaded.ChatTemplate);
         Assert.Contains("model_max_length", File.ReadAllText(fromFile.File("tokenizer_config.json")));
 
-        var built = ByteBpeTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "llama-bpe",
+        var built = HfTokenizer.FromVocabulary(file.Tokens, file.TokenTypes, file.Merges, "llama-bpe",
             new TokenizerSettings { BosId = 300, EosId = 301, AddBos = true, ChatTemplate = "{{ messages }}" });
         using var fromVocab = new TempDir();
         built.SaveTo(fromVocab.Path);
         var rebuilt = TokenizerLoader.Load(fromVocab.Path);
-        Assert.IsType<ByteBpeTokenizer>(rebuilt);
+        Assert.IsType<HfTokenizer>(rebuilt);
 
         foreach (var tok in new[] { reloaded, rebuilt })
         {
