@@ -60,7 +60,7 @@ public sealed class AlignmentTrainer
 
         _observer.Started(new TrainingPlan(method.Name, totalSteps, state.Step, batchesPerEpoch, _o.Step.MicroBatch, _o.GradAccum, session.Train.Rows,
             session.Eval?.Rows, session.ReferenceHandling, Spelling.Of(_o.Step.Precision), Spelling.Of(_o.Step.Head)));
-        if (_stop?.Signal is PosixSignal early) throw new TrainingStoppedException(early, state.Step, checkpoint, _o.OutputDir);
+        if (_stop?.Signal is PosixSignal early) throw new TrainingStoppedException(early, state.Step, checkpoint, _o.OutputDir, _o.OverwriteOutputDir);
 
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0;
@@ -103,7 +103,8 @@ public sealed class AlignmentTrainer
         TrainingStoppedException Stopped(int step)
         {
             logger.Flush(step);
-            return new TrainingStoppedException(_stop!.Signal!.Value, step, step > state.Step ? SaveCheckpoint(step) : checkpoint, _o.OutputDir);
+            return new TrainingStoppedException(_stop!.Signal!.Value, step, step > state.Step ? SaveCheckpoint(step) : checkpoint, _o.OutputDir,
+                _o.OverwriteOutputDir);
         }
 
         using (var batches = session.Train.Batches(epochs, position).GetEnumerator())

@@ -80,10 +80,12 @@ public sealed class TrainingStoppedException : EngineException
     /// <summary>The checkpoint to resume from; null when no step had been completed and none existed.</summary>
     public string? Checkpoint { get; }
 
-    public TrainingStoppedException(PosixSignal signal, int step, string? checkpoint, string outputDir)
+    /// <param name="overwriting">the run was started with --overwrite-output-dir, which --resume replaces</param>
+    public TrainingStoppedException(PosixSignal signal, int step, string? checkpoint, string outputDir, bool overwriting)
         : base(checkpoint is null
             ? $"stopped by {signal} before any step; nothing to resume (run the same command again)"
-            : $"stopped by {signal} after step {step}; checkpoint: {checkpoint}\nto continue, run the same command with --resume {outputDir}")
+            : $"stopped by {signal} after step {step}; checkpoint: {checkpoint}\nto continue, run the same command with --resume {outputDir}" +
+              (overwriting ? " in place of --overwrite-output-dir" : ""))
     {
         Signal = signal;
         Step = step;

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Engine.Methods;
 using Engine.Tests.Infrastructure;
 using Engine.Training;
 
@@ -125,5 +126,47 @@ public class StopSignalTests
         var resumed = CliRunner.Run(Train(data, run, "--max-steps", (step + 1).ToString(), "--resume", run));
         Assert.True(resumed.ExitCode == 0, resumed.ToString());
         Assert.Equal(Enumerable.Range(1, step + 1), Steps(run));
+    }
+
+    /// <summary>Asks for a stop when the run reports a given step, as a signal arriving during that step would.</summary>
+    sealed class StopAtStep(StopSignal stop, int step) : ITrainingObserver
+    {
+        public void Notice(string message) { }
+        public void Started(TrainingPlan plan) { }
+        public void Step(StepReport report) { if (report.Step == step) stop.Request(PosixSignal.SIGINT); }
+        public void Evaluated(int step, IReadOnlyDictionary<string, double> metrics) { }
+        public void Finished(TrainingSummary summary) { }
+    }
+
+    [SkippableFact]
+    public void AStopLogsThePartialWindowAndAStopBeforeAnyStepWritesNothing()
+    {
+        using var dir = new TempDir();
+        string data = StoryPreferences.WritePaired(dir.File("p.jsonl"), StoryPreferences.Pairs(32, seed: 63));
+        var options = new TrainingOptions
+        {
+            Step = new StepSettings { Method = AlignmentMethods.Dpo, Model = Stories, MicroBatch = 4 },
+            DataPath = data, OutputDir = dir.File("run"), LearningRate = 5e-4, MaxSteps = 20, LoggingSteps = 2, Plots = false,
+        };
+        using (var stop = new StopSignal())
+        {
+            var e = Assert.Throws<TrainingStoppedException>(() => new AlignmentTrainer(options, new StopAtStep(stop, 3), stop).Run());
+            Assert.Equal(3, e.Step);
+            Assert.Equal(Path.Combine(options.OutputDir, "checkpoint-3"), e.Checkpoint);
+        }
+        Assert.Equal(new[] { 2, 3 }, Steps(options.OutputDir)); // the window of step 3 alone is logged before stopping
+        Assert.False(Directory.Exists(Path.Combine(options.OutputDir, "final")));
+
+        using (var stop = new StopSignal())
+        {
+            stop.Request(PosixSignal.SIGTERM);
+            var fresh = options with { OutputDir = dir.File("run2") };
+            var e = Assert.Throws<TrainingStoppedException>(() => new AlignmentTrainer(fresh, null, stop).Run());
+            Assert.Null(e.Checkpoint);
+            Assert.Equal(PosixSignal.SIGTERM, e.Signal);
+            Assert.Contains("before any step", e.Message);
+            Assert.False(File.Exists(Path.Combine(fresh.OutputDir, MetricsLog.FileName)));
+            Assert.Empty(Directory.GetDirectories(fresh.OutputDir, "checkpoint-*"));
+        }
     }
 }
