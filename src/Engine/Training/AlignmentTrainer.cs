@@ -80,11 +80,8 @@ public sealed class AlignmentTrainer
         string SaveCheckpoint(int step)
         {
             if (step == lastSavedStep) return lastSaved!;
-            if (best != null && lastEvalStep == step && best.IsBetter(best.ValueIn(lastEval!, method.Name), bestValue))
-            {
-                bestValue = best.ValueIn(lastEval!, method.Name);
-                bestCheckpoint = CheckpointStore.Prefix + step;
-            }
+            if (best != null && lastEvalStep == step && best.ValueIn(lastEval!, method.Name) is var value && best.IsBetter(value, bestValue))
+                (bestValue, bestCheckpoint) = (value, CheckpointStore.Prefix + step);
             var saved = state with
             {
                 Step = step, Epoch = position.Epoch, BatchIndex = position.BatchIndex, OptimizerSteps = session.Optimizer.StepCount,
