@@ -6,8 +6,11 @@ namespace Engine.Data;
 public enum TruncationMode { [Spelling("keep_end")] KeepEnd, [Spelling("keep_start")] KeepStart }
 
 /// <summary>
-/// How examples become token ids. Defaults are TRL's DPOConfig/KTOConfig defaults (max_length 1024,
-/// max_prompt_length 512, keep_end); every command takes its defaults from here.
+/// How examples become token ids; every command (train, eval, data inspect, --config) takes its defaults from here.
+/// max_length 1024 is TRL's (DPOConfig, KTOConfig, SFTConfig). The prompt-first truncation (max_prompt_length 512,
+/// keep_end on the prompt) is what TRL's DPOConfig had up to v0.28; TRL ≥ 0.29 has no max_prompt_length and cuts
+/// the whole prompt + completion sequence (DPO/SFT keep_start, KTO from the right). Engine keeps the prompt-first
+/// rule because it never cuts a completion that fits (docs/trl-parity.md).
 /// </summary>
 public sealed record TokenizationSettings
 {
