@@ -27,7 +27,7 @@ public sealed class GgufWeightSource : IWeightSource
             string hf = LlamaTensorNames.ToHf(t.Name)
                 ?? throw new EngineException($"{file.Source}: tensor '{t.Name}' is not part of the supported llama architecture");
             if (LlamaTensorNames.LayerOf(t.Name) is int layer && layer >= config.NumLayers)
-                throw new EngineException($"{file.Source}: tensor '{t.Name}' belongs to layer {layer} but llama.block_count is {config.NumLayers}");
+                throw new EngineException($"{file.Source}: tensor '{t.Name}' belongs to layer {layer} but {GgufKeys.BlockCount.Name(GgufModelMetadata.LlamaArchitecture)} is {config.NumLayers}");
             _byHfName[hf] = t;
         }
     }
