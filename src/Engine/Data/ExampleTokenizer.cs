@@ -10,21 +10,15 @@ namespace Engine.Data;
 public sealed record EncodedRow(int[] Prompt, int[][] Completions, bool BoundaryMerged);
 
 /// <summary>
-/// Turns examples into token ids the way TRL's DPOTrainer, KTOTrainer and SFTTrainer (v1.x, `tokenize_fn` in
-/// `_prepare_dataset`) do: the prompt is tokenized alone and joined with each completion, and the completion is
-/// the joined sequence's tokens after the prompt's. So a SentencePiece completion gets no dummy-prefix "▁" of
-/// its own and the sequence a completion is scored in is exactly the tokenization of prompt + completion.
-/// Text rows get BOS from the tokenizer (add_bos_token) and EOS after each completion; conversational rows are
-/// rendered by the chat template, which writes its own special tokens, so nothing is added to them
-/// (apply_chat_template tokenizes with add_special_tokens=False, and TRL's add_eos is for non-conversational rows).
-/// When the join merges tokens across the boundary (prompt "A: " + "It" → "A", ":", " It"), TRL's DPO/KTO warn and
-/// keep the prompt's own tokens, which drops or alters the merged text; Engine moves the boundary back to where the
-/// prompt's tokens and the joined tokens first differ (the smallest such point over a pair's completions, so both
-/// share one prompt), as TRL's ORPO/CPO build_tokenized_answer does: every sequence stays the exact tokenization of
-/// its text and the merged token is scored as completion. Such rows are counted in the report.
-/// Truncation: only when prompt + longest completion exceeds max_length is the prompt cut to max_prompt_length by
-/// the truncation mode; if still too long, the completions are cut at the end to the room left. A cut completion
-/// loses its EOS: it did not end there. (TRL ≥ 0.29 truncates the whole sequence instead; see docs/trl-parity.md.)
+/// Turns examples into token ids as TRL v1.x's DPO, KTO and SFT trainers do (`tokenize_fn`): the prompt is tokenized
+/// alone and joined with each completion, and the completion is the joined tokens after the prompt's, so a
+/// SentencePiece completion gets no dummy-prefix "▁" of its own. Text rows get BOS (add_bos_token) and EOS;
+/// chat-template rows get nothing added (apply_chat_template tokenizes with add_special_tokens=False; TRL's add_eos
+/// is for non-conversational rows). Where the join merges tokens across the boundary ("A: " + "It" → ' It'), TRL's
+/// DPO/KTO keep the prompt's tokens and lose the merged text; Engine moves the boundary back to where the tokens
+/// first differ (over both completions of a pair, which share one prompt), as TRL's ORPO build_tokenized_answer
+/// does, and counts the row. Truncation is prompt-first (see <see cref="Fit(int[], int[][], RowSource?, TruncationReport)"/>
+/// and docs/trl-parity.md).
 /// </summary>
 public sealed class ExampleTokenizer
 {
@@ -133,7 +127,11 @@ public sealed class ExampleTokenizer
         return Fit(row.Prompt, row.Completions.ToArray(), source, report);
     }
 
-    /// <summary>Applies max_length / max_prompt_length to a prompt and its completions; null when the row is dropped.</summary>
+    /// <summary>
+    /// Applies max_length / max_prompt_length to a prompt and its completions; null when the row is dropped. Only when
+    /// prompt + longest completion exceeds max_length is the prompt cut to max_prompt_length by the truncation mode;
+    /// if still too long, the completions are cut at the end to the room left, losing their EOS (they did not end there).
+    /// </summary>
     public (int[] Prompt, int[][] Completions)? Fit(int[] prompt, int[][] completions, RowSource? source, TruncationReport report)
     {
         report.Rows++;

@@ -28,9 +28,11 @@ public sealed record TokenizationSettings
     /// <summary>What an over-long prompt is cut to (BOS included); null: as much as leaves room for the longest completion.</summary>
     public int? MaxPromptLength { get; init; } = DefaultMaxPromptLength;
     public TruncationMode TruncationMode { get; init; } = TruncationMode.KeepEnd;
-    /// <summary>Start the prompt with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it.</summary>
+    /// <summary>Start text rows with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it
+    /// (chat-template rows carry the template's own).</summary>
     public bool AddBos { get; init; } = true;
-    /// <summary>End every completion with EOS (the model learns to stop), unless it already ends with it.</summary>
+    /// <summary>End text completions with EOS (the model learns to stop), unless they already end with it (chat-template rows
+    /// end with the template's end of turn).</summary>
     public bool AddEos { get; init; } = true;
 
     public static readonly TokenizationSettings Default = new();

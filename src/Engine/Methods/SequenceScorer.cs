@@ -55,9 +55,10 @@ public static class SequenceScorer
     /// <summary>[rows] sums of the per-position values (each position weighted by <paramref name="weights"/>, default 1).</summary>
     static SequenceScores Sums(Tensor rowOf, Tensor logps, Tensor logitMeans, int rows, Tensor? weights = null)
     {
-        var logpSum = zeros(rows, dtype: ScalarType.Float32).index_add(0, rowOf, logps, 1.0);
-        var count = zeros(rows, dtype: ScalarType.Float32).index_add(0, rowOf, weights ?? ones_like(logitMeans), 1.0);
-        var logitSum = zeros(rows, dtype: ScalarType.Float32).index_add(0, rowOf, logitMeans, 1.0);
+        var device = logps.device;
+        var logpSum = zeros(rows, dtype: ScalarType.Float32, device: device).index_add(0, rowOf, logps, 1.0);
+        var count = zeros(rows, dtype: ScalarType.Float32, device: device).index_add(0, rowOf, weights ?? ones_like(logitMeans), 1.0);
+        var logitSum = zeros(rows, dtype: ScalarType.Float32, device: device).index_add(0, rowOf, logitMeans, 1.0);
         return new SequenceScores(logpSum, count, logitSum);
     }
 
@@ -78,7 +79,7 @@ public static class SequenceScorer
         Tensor? promptMask = null;
         if (promptRows is var (start, count))
         {
-            var inRange = zeros(new long[] { batch.Rows, 1 }, ScalarType.Bool);
+            var inRange = zeros(new long[] { batch.Rows, 1 }, ScalarType.Bool, device: batch.InputIds.device);
             inRange.narrow(0, start, count).fill_(true);
             // A prompt target is a real token (attention 1) that is not a completion label.
             var next = batch.InputIds.narrow(1, 1, t - 1);
@@ -108,7 +109,7 @@ public static class SequenceScorer
         var (token, positions, _) = ScoredTokens(model, batch, mode, promptRows: null);
         using (token)
         {
-            var full = zeros(b * (t - 1), dtype: ScalarType.Float32).index_copy(0, positions, token.LogProbs).view(b, t - 1);
+            var full = zeros(b * (t - 1), dtype: ScalarType.Float32, device: token.LogProbs.device).index_copy(0, positions, token.LogProbs).view(b, t - 1);
             var mask = batch.Labels.narrow(1, 1, t - 1).ne(TokenLogProbs.IgnoreIndex);
             return (full.MoveToOuterDisposeScope(), mask.MoveToOuterDisposeScope());
         }
