@@ -25,7 +25,7 @@ int32_t run(const QmmProblem& p)
     {
 #if defined(ENGINE_HAVE_AVX512)
     case ENGINE_ISA_AVX512:
-        if (p.a_dtype == ENGINE_DTYPE_BF16 && p.r % 2 == 0 && cpu_has_avx512bf16()) engine_qmatmul_avx512bf16(p);
+        if (p.a_dtype == ENGINE_DTYPE_BF16 && cpu_has_avx512bf16()) engine_qmatmul_avx512bf16(p);
         else engine_qmatmul_avx512(p);
         break;
 #endif

@@ -205,13 +205,51 @@ void pack_panel_f32(const EngineQuantWeight& q, bool input_gradient, bool round_
     }
 }
 
+namespace {
+
+// The 16 values of an NF4 block, as bf16 bits: a panel pair is then two table lookups per weight byte.
+void nf4_bf16_table(const EngineQuantWeight& q, int64_t block, uint16_t* table)
+{
+    const float s = block_scale(q, block);
+    for (int c = 0; c < 16; ++c) table[c] = to_bf16(kNf4Code[c] * s);
+}
+
+bool is_nf4(const EngineQuantWeight& q) { return q.format != ENGINE_QUANT_INT8; }
+
+} // namespace
+
 void pack_panel_bf16_pairs(const EngineQuantWeight& q, bool input_gradient, int64_t r0, int64_t rc, int64_t j0, int64_t jc, uint32_t* dst)
 {
-    const int64_t pairs = rc / 2;
+    // An odd rc (the last panel of an odd reduction) pairs its last row with zeros.
+    const int64_t pairs = (rc + 1) / 2;
     thread_local std::vector<uint16_t> even, odd;
     if (input_gradient)
     {
         // Pair p holds weight rows r0 + 2p and r0 + 2p + 1, each a contiguous run of jc values.
+        if (is_nf4(q) && q.cols % ENGINE_QUANT_BLOCK == 0 && j0 % kPanelCols == 0 && jc == kPanelCols)
+        {
+            // Both runs lie inside one block each (32 | 64): two tables, one byte of each row per two columns.
+            uint16_t ta[16], tb[16];
+            for (int64_t p = 0; p < pairs; ++p)
+            {
+                const int64_t ia = (r0 + 2 * p) * q.cols + j0;
+                const bool has_b = 2 * p + 1 < rc;
+                const int64_t ib = has_b ? ia + q.cols : ia;
+                nf4_bf16_table(q, ia / ENGINE_QUANT_BLOCK, ta);
+                if (has_b) nf4_bf16_table(q, ib / ENGINE_QUANT_BLOCK, tb);
+                else std::fill(tb, tb + 16, 0);
+                const uint8_t* a = q.data + ia / 2;
+                const uint8_t* b = q.data + ib / 2;
+                uint32_t* out = dst + p * kPanelCols;
+                for (int64_t j = 0; j < kPanelCols / 2; ++j)
+                {
+                    const uint8_t ba = a[j], bb = has_b ? b[j] : 0;
+                    out[2 * j] = static_cast<uint32_t>(ta[ba >> 4]) | static_cast<uint32_t>(tb[bb >> 4]) << 16;
+                    out[2 * j + 1] = static_cast<uint32_t>(ta[ba & 15]) | static_cast<uint32_t>(tb[bb & 15]) << 16;
+                }
+            }
+            return;
+        }
         even.resize(kPanelCols);
         odd.resize(kPanelCols);
         for (int64_t p = 0; p < pairs; ++p)
@@ -219,24 +257,72 @@ void pack_panel_bf16_pairs(const EngineQuantWeight& q, bool input_gradient, int6
             std::fill(even.begin(), even.end(), 0);
             std::fill(odd.begin(), odd.end(), 0);
             dequantize_run_bf16(q, r0 + 2 * p, j0, jc, even.data());
-            dequantize_run_bf16(q, r0 + 2 * p + 1, j0, jc, odd.data());
+            if (2 * p + 1 < rc) dequantize_run_bf16(q, r0 + 2 * p + 1, j0, jc, odd.data());
             for (int64_t j = 0; j < kPanelCols; ++j)
                 dst[p * kPanelCols + j] = static_cast<uint32_t>(even[j]) | static_cast<uint32_t>(odd[j]) << 16;
         }
         return;
     }
     // Column j is a run of weight row j0 + j; consecutive values of the run form the pairs.
-    even.resize(static_cast<size_t>(rc));
+    if (is_nf4(q) && q.cols % ENGINE_QUANT_BLOCK == 0 && r0 % ENGINE_QUANT_BLOCK == 0 && rc % 2 == 0)
+    {
+        // Block by block (32 pairs), all 32 columns: the 4 KiB of panel rows being written stay in L1.
+        uint16_t table[16];
+        for (int64_t p0 = 0; p0 < pairs; p0 += ENGINE_QUANT_BLOCK / 2)
+        {
+            const int64_t pc = std::min<int64_t>(ENGINE_QUANT_BLOCK / 2, pairs - p0);
+            for (int64_t j = 0; j < kPanelCols; ++j)
+            {
+                uint32_t* out = dst + p0 * kPanelCols + j;
+                if (j >= jc)
+                {
+                    for (int64_t p = 0; p < pc; ++p) out[p * kPanelCols] = 0;
+                    continue;
+                }
+                const int64_t i = (j0 + j) * q.cols + r0 + 2 * p0;
+                nf4_bf16_table(q, i / ENGINE_QUANT_BLOCK, table);
+                const uint8_t* bytes = q.data + i / 2;
+                for (int64_t p = 0; p < pc; ++p)
+                {
+                    const uint8_t byte = bytes[p];
+                    out[p * kPanelCols] = static_cast<uint32_t>(table[byte >> 4]) | static_cast<uint32_t>(table[byte & 15]) << 16;
+                }
+            }
+        }
+        return;
+    }
+    even.resize(static_cast<size_t>(2 * pairs));
     for (int64_t j = 0; j < kPanelCols; ++j)
     {
-        if (j < jc)
+        if (j >= jc)
         {
-            dequantize_run_bf16(q, j0 + j, r0, rc, even.data());
-            for (int64_t p = 0; p < pairs; ++p)
-                dst[p * kPanelCols + j] = static_cast<uint32_t>(even[2 * p]) | static_cast<uint32_t>(even[2 * p + 1]) << 16;
-        }
-        else
             for (int64_t p = 0; p < pairs; ++p) dst[p * kPanelCols + j] = 0;
+            continue;
+        }
+        const int64_t first = (j0 + j) * q.cols + r0;
+        if (is_nf4(q) && first % 2 == 0 && rc % 2 == 0)
+        {
+            // One weight byte is one pair: (high nibble, low nibble) = (k, k + 1).
+            uint16_t table[16];
+            for (int64_t p = 0; p < pairs;)
+            {
+                const int64_t i = first + 2 * p;
+                const int64_t block = i / ENGINE_QUANT_BLOCK;
+                const int64_t stop = std::min(pairs, p + ((block + 1) * ENGINE_QUANT_BLOCK - i) / 2);
+                nf4_bf16_table(q, block, table);
+                const uint8_t* bytes = q.data + first / 2;
+                for (; p < stop; ++p)
+                {
+                    const uint8_t byte = bytes[p];
+                    dst[p * kPanelCols + j] = static_cast<uint32_t>(table[byte >> 4]) | static_cast<uint32_t>(table[byte & 15]) << 16;
+                }
+            }
+            continue;
+        }
+        even[2 * pairs - 1] = 0;
+        dequantize_run_bf16(q, j0 + j, r0, rc, even.data());
+        for (int64_t p = 0; p < pairs; ++p)
+            dst[p * kPanelCols + j] = static_cast<uint32_t>(even[2 * p]) | static_cast<uint32_t>(even[2 * p + 1]) << 16;
     }
 }
 
