@@ -41,7 +41,8 @@ uint8_t nf4_index(float x)
 
 // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for exponent e = 0..6, the
 // midpoints of 2^e + 1 points spaced evenly over [0.1, 1] (fp32, as torch.linspace places them: from the start
-// for the first half, from the end for the rest), scaled by 10^(e-6), with both signs; then 0 and 1; ascending.
+// for the first half, from the end for the rest, each point one fused multiply-add), scaled by 10^(e-6), with
+// both signs; then 0 and 1; ascending. The test builds the same table with torch's own linspace.
 struct DynamicCode
 {
     float v[256];
@@ -55,8 +56,9 @@ struct DynamicCode
             const float start = 0.1f, end = 1.0f;
             const float step = (end - start) / static_cast<float>(n - 1);
             std::vector<float> bounds(n);
+            // torch's CPU kernels are built for AVX2/AVX-512 with contraction, so start + step * j is one FMA there.
             for (int j = 0; j < n; ++j)
-                bounds[j] = j < n / 2 ? start + step * static_cast<float>(j) : end - step * static_cast<float>(n - 1 - j);
+                bounds[j] = j < n / 2 ? std::fma(step, static_cast<float>(j), start) : std::fma(-step, static_cast<float>(n - 1 - j), end);
             const float scale = static_cast<float>(std::pow(10.0, e - 6));
             for (int j = 0; j + 1 < n; ++j) data.push_back(scale * ((bounds[j] + bounds[j + 1]) / 2.0f));
             for (int j = 0; j + 1 < n; ++j) data.push_back(-scale * ((bounds[j] + bounds[j + 1]) / 2.0f));
