@@ -79,6 +79,8 @@ void qmatmul_run(const QmmProblem& p)
             }
         }
     });
+    // The repacked A is as large as A (twice for bf16 A on the fp32 path): kept for the next call up to 64 MiB.
+    engine::quant::trim_thread_scratch(2, int64_t{64} << 20);
 }
 
 // The portable policy over a SIMD abstraction S: fp32 panels (weights rounded to bf16 first for bf16

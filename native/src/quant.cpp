@@ -99,12 +99,21 @@ float load_weight(const void* w, int32_t dtype, int64_t i)
 
 } // namespace
 
+namespace {
+thread_local std::vector<unsigned char> scratch_buffers[4];
+}
+
 void* thread_scratch(int slot, int64_t bytes)
 {
-    thread_local std::vector<unsigned char> buffers[4];
-    std::vector<unsigned char>& b = buffers[slot];
+    std::vector<unsigned char>& b = scratch_buffers[slot];
     if (b.size() < static_cast<size_t>(bytes)) b.resize(static_cast<size_t>(bytes));
     return b.data();
+}
+
+void trim_thread_scratch(int slot, int64_t keep_bytes)
+{
+    std::vector<unsigned char>& b = scratch_buffers[slot];
+    if (b.size() > static_cast<size_t>(keep_bytes)) std::vector<unsigned char>().swap(b);
 }
 
 uint16_t to_bf16(float v)

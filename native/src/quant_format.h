@@ -43,5 +43,7 @@ void pack_panel_bf16_pairs(const EngineQuantWeight& q, bool input_gradient, int6
 
 // A buffer of at least `bytes` bytes owned by the calling thread (slot 0..3), kept between calls.
 void* thread_scratch(int slot, int64_t bytes);
+// Frees the calling thread's buffer of `slot` when it is larger than keep_bytes.
+void trim_thread_scratch(int slot, int64_t keep_bytes);
 
 } // namespace engine::quant
