@@ -49,7 +49,8 @@ public static class QuantizedMatmul
     {
         long inner = a.shape[^1], outer = inputGradient ? weight.Cols : weight.Rows;
         long[] outShape = a.shape[..^1].Append(outer).ToArray();
-        using var flat = a.contiguous().reshape(-1, inner);
+        using var contiguous = a.contiguous();
+        using var flat = contiguous.reshape(-1, inner);
         long m = flat.shape[0];
         var output = empty(new[] { m, outer }, a.dtype, a.device);
         if (m > 0)
