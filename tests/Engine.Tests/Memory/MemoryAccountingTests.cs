@@ -111,7 +111,7 @@ public class LayerActivationMeasurementTests
         foreach (var precision in new[] { Precision.F32, Precision.Bf16Mixed })
         {
             var dtype = AlignmentTrainer.ComputeDtype(precision);
-            using var layer = new DecoderLayer(c, 0, dtype);
+            using var layer = DecoderLayer.Create(c, 0, dtype);
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
             using var positions = arange(t).unsqueeze(0).expand(b, t);
             using var rope = new RotaryTables(c, positions, dtype);

@@ -1,0 +1,399 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Engine.Models;
+
+/// <summary>
+/// Reads a Hugging Face config.json into a <see cref="LlamaConfig"/> the way each family's HF config class does
+/// (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Gemma3TextConfig): the same defaults for absent keys, the
+/// RoPE settings in both layouts (transformers 4's rope_theta + rope_scaling, 5's rope_parameters), and a clear error
+/// for any key it does not understand or any value it does not implement.
+/// </summary>
+public static class HfConfigReader
+{
+    public static LlamaConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new EngineException($"{path}: config.json not found");
+        JsonNode? root;
+        try { root = JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions { AllowTrailingCommas = true }); }
+        catch (JsonException e) { throw new EngineException($"{path}: invalid JSON ({e.Message})"); }
+        if (root is not JsonObject obj) throw new EngineException($"{path}: expected a JSON object");
+        return FromJson(obj, path);
+    }
+
+    public static LlamaConfig FromJson(JsonObject obj, string source)
+    {
+        var json = new ConfigJson(obj, source);
+        var family = ResolveFamily(json);
+        var defaults = LlamaConfig.ForFamily(family);
+
+        int hidden = json.RequiredInt("hidden_size");
+        int heads = json.RequiredInt("num_attention_heads");
+        int kvHeads = json.Int("num_key_value_heads") ?? (family == ModelFamily.Gemma3 ? 4 : heads);
+        int? explicitHeadDim = json.Int("head_dim");
+        int headDim = explicitHeadDim ?? family switch
+        {
+            ModelFamily.Qwen3 => 128,
+            ModelFamily.Gemma3 => 256,
+            _ => heads > 0 ? hidden / heads : 0,
+        };
+        var c = defaults with
+        {
+            HiddenSize = hidden,
+            IntermediateSize = json.RequiredInt("intermediate_size"),
+            NumLayers = json.RequiredInt("num_hidden_layers"),
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadDim = headDim,
+            VocabSize = json.RequiredInt("vocab_size"),
+            MaxPositionEmbeddings = json.Int("max_position_embeddings") ?? family switch
+            {
+                ModelFamily.Mistral => 4096 * 32,
+                ModelFamily.Qwen2 or ModelFamily.Qwen3 => 32768,
+                ModelFamily.Gemma3 => 131072,
+                _ => 2048,
+            },
+            RmsNormEps = json.Double("rms_norm_eps") ?? 1e-6,
+            TieWordEmbeddings = json.Bool("tie_word_embeddings") ?? defaults.TieWordEmbeddings,
+            BosTokenId = json.IdOrFirst("bos_token_id"),
+            EosTokenId = json.IdOrFirst("eos_token_id"),
+            PadTokenId = json.IdOrFirst("pad_token_id"),
+            TorchDtype = json.Str("torch_dtype") ?? json.Str("dtype") ?? "float32",
+        };
+        json.Str("dtype");
+        json.RequireZero("attention_dropout");
+        c = ReadRope(json, c, family);
+        c = family switch
+        {
+            ModelFamily.Llama => ReadLlama(json, c),
+            ModelFamily.Mistral => ReadMistral(json, c),
+            ModelFamily.Qwen2 => ReadQwen(json, c, family),
+            ModelFamily.Qwen3 => ReadQwen(json, c, family),
+            ModelFamily.Gemma3 => ReadGemma3(json, c),
+            _ => throw new ArgumentOutOfRangeException(nameof(family)),
+        };
+        json.RejectUnread(family);
+        c.Validate(source);
+        return c;
+    }
+
+    static ModelFamily ResolveFamily(ConfigJson json)
+    {
+        string? arch = json.FirstArchitecture();
+        string? modelType = json.Str("model_type");
+        FamilyNames? names;
+        if (arch != null)
+        {
+            names = ModelFamilies.ByArchitecture(arch);
+            if (names is null)
+            {
+                string hint = arch == "Gemma3ForConditionalGeneration"
+                    ? " (the multimodal Gemma 3; Engine runs the text-only Gemma3ForCausalLM checkpoints such as gemma-3-1b)" : "";
+                throw new EngineException($"{json.Source}: unsupported architecture '{arch}'{hint} (supported: {ModelFamilies.SupportedArchitectures})");
+            }
+            if (modelType != null && ModelFamilies.ByModelType(modelType) is { } byType && byType.Family != names.Family)
+                throw new EngineException($"{json.Source}: model_type '{modelType}' does not match architecture '{arch}' (expected '{names.ModelType}')");
+            if (modelType != null && ModelFamilies.ByModelType(modelType) is null)
+                throw new EngineException($"{json.Source}: model_type '{modelType}' does not match architecture '{arch}' (expected '{names.ModelType}')");
+            return names.Family;
+        }
+        names = modelType is null ? null : ModelFamilies.ByModelType(modelType);
+        return names?.Family ?? throw new EngineException(
+            $"{json.Source}: no 'architectures' entry and model_type '{modelType}' is not supported (supported: {string.Join(", ", ModelFamilies.All.Select(f => f.ModelType))})");
+    }
+
+    static LlamaConfig ReadLlama(ConfigJson json, LlamaConfig c)
+    {
+        json.RequireActivation("hidden_act", "silu");
+        json.RequireFalse("attention_bias", "q/k/v/o projection biases in a Llama model");
+        json.RequireFalse("mlp_bias", "MLP biases");
+        return c;
+    }
+
+    static LlamaConfig ReadMistral(ConfigJson json, LlamaConfig c)
+    {
+        json.RequireActivation("hidden_act", "silu");
+        // MistralConfig's default window is 4096; an explicit null turns it off.
+        int? window = json.Has("sliding_window") ? json.Int("sliding_window") : 4096;
+        return c with { SlidingWindow = window is > 0 ? window : null };
+    }
+
+    static LlamaConfig ReadQwen(ConfigJson json, LlamaConfig c, ModelFamily family)
+    {
+        json.RequireActivation("hidden_act", "silu");
+        if (family == ModelFamily.Qwen3) json.RequireFalse("attention_bias", "q/k/v/o projection biases in a Qwen3 model");
+        else json.RequireFalse("use_mrope", "multimodal RoPE (Qwen2-VL)");
+        // Qwen's sliding window applies only with use_sliding_window (to layers from max_window_layers on); the released
+        // checkpoints leave it off, and llama.cpp's qwen2/qwen3 do not implement it.
+        json.RequireFalse("use_sliding_window", "Qwen's sliding-window attention");
+        json.Int("sliding_window");
+        json.Int("max_window_layers");
+        if (json.StringList("layer_types") is { } types && types.Any(t => t != "full_attention"))
+            throw new EngineException($"{json.Source}: layer_types other than full_attention are not supported for {ModelFamilies.Of(family).ModelType}");
+        return c;
+    }
+
+    static LlamaConfig ReadGemma3(ConfigJson json, LlamaConfig c)
+    {
+        json.RequireActivation("hidden_activation", "gelu_pytorch_tanh");
+        json.RequireFalse("attention_bias", "q/k/v/o projection biases in a Gemma 3 model");
+        json.RequireFalse("use_bidirectional_attention", "bidirectional attention (EmbeddingGemma)");
+        if (json.Double("attn_logit_softcapping") is double cap)
+            throw new EngineException($"{json.Source}: attn_logit_softcapping {cap} is not supported (Gemma 3 checkpoints set it null, and llama.cpp's gemma3 does not implement it)");
+        int window = json.Int("sliding_window") ?? 4096;
+        int? pattern = json.Int("sliding_window_pattern") ?? json.Int("_sliding_window_pattern");
+        if (json.StringList("layer_types") is { } types)
+        {
+            int fromTypes = PatternOf(types, c.NumLayers, json.Source);
+            if (pattern is int p && p != fromTypes)
+                throw new EngineException($"{json.Source}: layer_types (every {fromTypes}th layer global) disagrees with sliding_window_pattern {p}");
+            pattern = fromTypes;
+        }
+        return c with
+        {
+            SlidingWindow = window,
+            SlidingWindowPattern = pattern ?? 6,
+            QueryPreAttnScalar = json.Double("query_pre_attn_scalar") ?? 256,
+            FinalLogitSoftcapping = json.Double("final_logit_softcapping"),
+        };
+    }
+
+    /// <summary>The n of "every n-th layer is full": layer_types must be that regular shape (Gemma 3's rule).</summary>
+    static int PatternOf(IReadOnlyList<string> types, int layers, string source)
+    {
+        if (types.Count != layers) throw new EngineException($"{source}: layer_types has {types.Count} entries for {layers} layers");
+        foreach (var t in types)
+            if (t is not ("full_attention" or "sliding_attention"))
+                throw new EngineException($"{source}: layer_types entry '{t}' is not supported (full_attention, sliding_attention)");
+        int first = types.ToList().IndexOf("full_attention");
+        int n = first < 0 ? layers + 1 : first + 1; // no full layer: a pattern longer than the model
+        for (int i = 0; i < layers; i++)
+            if ((types[i] == "full_attention") != ((i + 1) % n == 0))
+                throw new EngineException($"{source}: layer_types is not 'every n-th layer full attention', the only arrangement supported");
+        return n;
+    }
+
+    /// <summary>
+    /// RoPE base and scaling: transformers 4 writes rope_theta + rope_scaling (+ Gemma's rope_local_base_freq);
+    /// transformers 5 writes rope_parameters, per layer type for Gemma 3.
+    /// </summary>
+    static LlamaConfig ReadRope(ConfigJson json, LlamaConfig c, ModelFamily family)
+    {
+        double defaultTheta = family == ModelFamily.Gemma3 ? 1_000_000.0 : 10000.0;
+        JsonObject? global = json.Object("rope_scaling");
+        JsonObject? local = null;
+        double theta = json.Double("rope_theta") ?? defaultTheta;
+        double? localTheta = family == ModelFamily.Gemma3 ? json.Double("rope_local_base_freq") ?? 10000.0 : null;
+        if (json.Object("rope_parameters") is { } parameters)
+        {
+            if (parameters.ContainsKey("full_attention") || parameters.ContainsKey("sliding_attention"))
+            {
+                if (parameters.Select(kv => kv.Key).FirstOrDefault(k => k is not ("full_attention" or "sliding_attention")) is string other)
+                    throw new EngineException($"{json.Source}: unknown key '{other}' in rope_parameters beside the per-layer-type entries");
+                global = parameters["full_attention"] as JsonObject;
+                local = parameters["sliding_attention"] as JsonObject;
+                if (local != null && family != ModelFamily.Gemma3)
+                    throw new EngineException($"{json.Source}: rope_parameters for sliding_attention layers are only supported for Gemma 3");
+            }
+            else global = parameters;
+        }
+        if (global != null)
+        {
+            var rope = new RopeJson(global, $"{json.Source}: rope_scaling");
+            theta = rope.Theta ?? theta;
+            c = rope.ApplyScaling(c);
+        }
+        if (local != null)
+        {
+            var rope = new RopeJson(local, $"{json.Source}: rope_parameters.sliding_attention");
+            localTheta = rope.Theta ?? localTheta;
+            if (rope.ApplyScaling(c) != c) throw new EngineException($"{json.Source}: RoPE scaling of sliding-window layers is not supported");
+        }
+        return c with { RopeTheta = theta, LocalRopeTheta = localTheta };
+    }
+
+    /// <summary>One RoPE settings object (rope_scaling or a rope_parameters entry).</summary>
+    sealed class RopeJson
+    {
+        readonly ConfigJson _json;
+        public double? Theta { get; }
+
+        public RopeJson(JsonObject obj, string source)
+        {
+            _json = new ConfigJson(obj, source);
+            Theta = _json.Double("rope_theta");
+        }
+
+        public LlamaConfig ApplyScaling(LlamaConfig c)
+        {
+            string type = _json.Str("rope_type") ?? _json.Str("type") ?? "default";
+            _json.Str("type");
+            if (_json.Double("partial_rotary_factor") is double prf && prf != 1.0)
+                throw new EngineException($"{_json.Source}: partial_rotary_factor {prf} is not supported");
+            LlamaConfig result;
+            switch (type)
+            {
+                case "default":
+                    result = c;
+                    break;
+                case "linear":
+                case "dynamic":
+                    result = c with
+                    {
+                        RopeScaling = type == "linear" ? RopeScalingKind.Linear : RopeScalingKind.Dynamic,
+                        RopeScalingFactor = _json.Double("factor") ?? throw new EngineException($"{_json.Source}: '{type}' needs a 'factor'"),
+                    };
+                    break;
+                case "llama3":
+                    result = c with
+                    {
+                        RopeScaling = RopeScalingKind.Llama3,
+                        RopeScalingFactor = _json.Double("factor") ?? throw new EngineException($"{_json.Source}: 'llama3' needs a 'factor'"),
+                        RopeLowFreqFactor = _json.Double("low_freq_factor") ?? throw new EngineException($"{_json.Source}: 'llama3' needs 'low_freq_factor'"),
+                        RopeHighFreqFactor = _json.Double("high_freq_factor") ?? throw new EngineException($"{_json.Source}: 'llama3' needs 'high_freq_factor'"),
+                        RopeOriginalMaxPositions = _json.Int("original_max_position_embeddings")
+                            ?? throw new EngineException($"{_json.Source}: 'llama3' needs 'original_max_position_embeddings'"),
+                    };
+                    break;
+                default:
+                    throw new EngineException($"{_json.Source}: RoPE type '{type}' is not supported (supported: default, linear, dynamic, llama3)");
+            }
+            if (result.RopeScalingFactor is var f && !(f > 0)) throw new EngineException($"{_json.Source}: factor must be positive (got {f})");
+            if (type == "dynamic") _json.Int("original_max_position_embeddings"); // HF's dynamic NTK keys on max_position_embeddings
+            _json.RejectUnread(null);
+            return result;
+        }
+    }
+
+    /// <summary>A config object whose keys are checked off as they are read, so that unread keys can be refused.</summary>
+    sealed class ConfigJson
+    {
+        readonly JsonObject _obj;
+        readonly HashSet<string> _read = new(StringComparer.Ordinal);
+        public string Source { get; }
+
+        public ConfigJson(JsonObject obj, string source) { _obj = obj; Source = source; }
+
+        public bool Has(string key) { _read.Add(key); return _obj.ContainsKey(key); }
+
+        JsonValue? Value(string key)
+        {
+            _read.Add(key);
+            var n = _obj[key];
+            if (n is null) return null;
+            if (n is not JsonValue v) throw new EngineException($"{Source}: '{key}' must be a scalar");
+            return v;
+        }
+
+        public int? Int(string key)
+        {
+            var v = Value(key);
+            if (v is null) return null;
+            if (v.GetValueKind() != JsonValueKind.Number) throw new EngineException($"{Source}: '{key}' must be a number");
+            double d = v.GetValue<double>();
+            if (d != Math.Floor(d) || d < int.MinValue || d > int.MaxValue) throw new EngineException($"{Source}: '{key}' must be an integer (got {d})");
+            return (int)d;
+        }
+
+        public int RequiredInt(string key) => Int(key) ?? throw new EngineException($"{Source}: missing '{key}'");
+
+        public double? Double(string key)
+        {
+            var v = Value(key);
+            if (v is null) return null;
+            if (v.GetValueKind() != JsonValueKind.Number) throw new EngineException($"{Source}: '{key}' must be a number");
+            return v.GetValue<double>();
+        }
+
+        public bool? Bool(string key)
+        {
+            var v = Value(key);
+            if (v is null) return null;
+            return v.GetValueKind() switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw new EngineException($"{Source}: '{key}' must be true or false"),
+            };
+        }
+
+        public string? Str(string key)
+        {
+            var v = Value(key);
+            if (v is null) return null;
+            if (v.GetValueKind() != JsonValueKind.String) throw new EngineException($"{Source}: '{key}' must be a string");
+            return v.GetValue<string>();
+        }
+
+        public JsonObject? Object(string key)
+        {
+            _read.Add(key);
+            return _obj[key] switch
+            {
+                null => null,
+                JsonObject o => o,
+                _ => throw new EngineException($"{Source}: '{key}' must be an object or null"),
+            };
+        }
+
+        public IReadOnlyList<string>? StringList(string key)
+        {
+            _read.Add(key);
+            if (_obj[key] is null) return null;
+            if (_obj[key] is not JsonArray a || a.Any(e => e is not JsonValue v || v.GetValueKind() != JsonValueKind.String))
+                throw new EngineException($"{Source}: '{key}' must be a list of strings");
+            return a.Select(e => e!.GetValue<string>()).ToList();
+        }
+
+        public string? FirstArchitecture()
+        {
+            _read.Add("architectures");
+            if (_obj["architectures"] is not JsonArray a || a.Count == 0) return null;
+            if (a.Count > 1) throw new EngineException($"{Source}: 'architectures' lists {a.Count} entries (expected one)");
+            return a[0] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>()
+                : throw new EngineException($"{Source}: 'architectures' must be a list of strings");
+        }
+
+        /// <summary>eos_token_id may be a list (Llama 3, Gemma 3); the first entry is the primary one.</summary>
+        public int? IdOrFirst(string key)
+        {
+            if (_obj[key] is JsonArray arr)
+            {
+                _read.Add(key);
+                if (arr.Count == 0) return null;
+                if (arr[0] is not JsonValue first || first.GetValueKind() != JsonValueKind.Number)
+                    throw new EngineException($"{Source}: '{key}' must be an integer or a list of integers");
+                return (int)first.GetValue<double>();
+            }
+            return Int(key);
+        }
+
+        public void RequireZero(string key)
+        {
+            if (Double(key) is double d && d != 0)
+                throw new EngineException($"{Source}: {key} {d} is not supported (Engine trains without dropout)");
+        }
+
+        public void RequireFalse(string key, string what)
+        {
+            if (Bool(key) == true) throw new EngineException($"{Source}: {key} true is not supported ({what})");
+        }
+
+        public void RequireActivation(string key, string expected)
+        {
+            string? act = Str(key);
+            if (act != null && act != expected) throw new EngineException($"{Source}: {key} '{act}' is not supported (this family uses {expected})");
+        }
+
+        /// <summary>Refuses the first key neither read nor harmless for <paramref name="family"/> (null: nothing is harmless).</summary>
+        public void RejectUnread(ModelFamily? family)
+        {
+            foreach (var (key, _) in _obj)
+            {
+                if (_read.Contains(key) || (family is ModelFamily f && HfConfigKeys.IsHarmless(f, key))) continue;
+                string owner = family is ModelFamily g ? $"a {ModelFamilies.Of(g).ModelType} model" : "this setting";
+                throw new EngineException($"{Source}: unknown key '{key}' for {owner} (Engine refuses keys it does not understand rather than ignore what they might change)");
+            }
+        }
+    }
+}
