@@ -25,8 +25,8 @@ public sealed record GgufExportResult(string OutputPath, GgufExportType Type, IR
 }
 
 /// <summary>
-/// Writes a Llama/Mistral model as a llama.cpp GGUF file: llama-architecture metadata, the tokenizer, tensors
-/// renamed, q/k rows permuted for llama.cpp's RoPE, dims innermost first, each tensor converted or quantized
+/// Writes a model as a llama.cpp GGUF file of its family's architecture (<see cref="GgufArchitectures"/>): metadata,
+/// the tokenizer, tensors renamed and changed as llama.cpp's converter changes them, dims innermost first, each tensor converted or quantized
 /// (in parallel, llama.cpp's type mix and fallbacks) while the previous one is written. The file goes to a
 /// temporary sibling and is renamed into place only when complete.
 /// </summary>
@@ -67,27 +67,20 @@ public static class GgufExporter
         var config = parts.Config;
         var weights = parts.Weights;
         var tokenizer = parts.Tokenizer ?? throw new EngineException($"{source}: no tokenizer found (GGUF files carry the vocabulary; expected tokenizer.model or tokenizer.json)");
-        var notices = new List<string>();
-        if (config.SlidingWindow is int window)
-            notices.Add($"notice: this Mistral model uses a sliding attention window of {window} tokens, which the llama architecture in GGUF does not represent: llama.cpp attends over the full context, so outputs agree with this model only for sequences up to {window} tokens");
-
+        var arch = GgufArchitectures.For(config.Family);
+        var notices = GgufArchitectureMetadata.Differences(config, arch).ToList();
         if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
         if (parts.StorageDtype.Split('/').Any(t => t.StartsWith('Q')))
             notices.Add($"notice: the source is already quantized ({parts.StorageDtype}); its dequantized weights are converted again, which adds the new type's error to the old one");
 
-        var hfNames = LlamaTensorNames.HfNames(config).ToList();
-        var available = new HashSet<string>(weights.Names);
-        var missing = hfNames.Where(n => !available.Contains(n)).ToList();
-        if (missing.Count > 0) throw new EngineException($"{weights.Description}: missing tensors: {string.Join(", ", missing.Take(8))}");
-        var plan = new List<(string Hf, TensorTypeChoice Choice)>();
+        var tensors = ExportTensors(config, arch, weights);
+        var plan = new List<(ExportTensor Tensor, TensorTypeChoice Choice)>();
         long sourceBytes = 0;
-        foreach (var hf in hfNames)
+        foreach (var t in tensors)
         {
-            string gguf = LlamaTensorNames.ToGguf(hf)!;
-            var shape = weights.Shape(hf);
-            var dims = shape.Reverse().ToArray();
-            plan.Add((hf, TensorTypePlan.Choose(options.Type, gguf, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings)));
-            sourceBytes += shape.Aggregate(4L, (a, d) => a * d);
+            var dims = t.TorchShape.Reverse().ToArray();
+            plan.Add((t, TensorTypePlan.Choose(options.Type, t.GgufName, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings)));
+            sourceBytes += t.TorchShape.Aggregate(4L, (a, d) => a * d);
         }
         bool anyQuantized = plan.Any(p => GgmlTypes.IsQuantized(p.Choice.Type));
 
@@ -97,7 +90,7 @@ public static class GgufExporter
 
         // Each tensor is encoded while the previous one is being written.
         Task<NativeBuffer>? pending = null;
-        Task<NativeBuffer> Start(int i) => Task.Run(() => Encode(weights, config, plan[i].Hf, plan[i].Choice));
+        Task<NativeBuffer> Start(int i) => Task.Run(() => Encode(plan[i].Tensor, plan[i].Choice));
         for (int i = 0; i < plan.Count; i++)
         {
             int index = i;
@@ -140,12 +133,52 @@ public static class GgufExporter
         return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, writeTime, notices);
     }
 
-    static unsafe NativeBuffer Encode(IWeightSource weights, LlamaConfig config, string hfName, TensorTypeChoice choice)
+    /// <summary>One tensor of the file: its name and PyTorch shape, and how to produce its float32 values.</summary>
+    sealed record ExportTensor(string GgufName, long[] TorchShape, Func<Tensor> Values);
+
+    /// <summary>
+    /// The file's tensors as llama.cpp's converter writes them: the rope_freqs divisors first for llama3 scaling, then
+    /// every checkpoint tensor renamed, with q/k rows interleaved where the architecture rotates adjacent pairs and norm
+    /// weights shifted where it stores them with their unit offset.
+    /// </summary>
+    static List<ExportTensor> ExportTensors(LlamaConfig config, GgufArchitecture arch, IWeightSource weights)
+    {
+        arch.CheckCovers(config, weights.Description);
+        var layout = HfTensorLayout.Tensors(config).ToList();
+        var available = new HashSet<string>(weights.Names);
+        var missing = layout.Where(t => !available.Contains(t.Name)).Select(t => t.Name).ToList();
+        if (missing.Count > 0) throw new EngineException($"{weights.Description}: missing tensors: {string.Join(", ", missing.Take(8))}");
+        var list = new List<ExportTensor>();
+        if (config.RopeScaling == RopeScalingKind.Llama3)
+        {
+            if (!arch.InterleavesRope) throw new EngineException($"{weights.Description}: llama3 RoPE scaling has no form in llama.cpp's {arch.Name} architecture");
+            list.Add(new ExportTensor(GgufArchitecture.RopeFrequencies, new long[] { config.HeadDim / 2 }, () =>
+            {
+                using var inv = RotaryTables.InverseFrequencies(new RopeSpec(config.RopeTheta), config.HeadDim, 0);
+                return RotaryTables.Llama3FrequencyFactors(config.GlobalRope, inv);
+            }));
+        }
+        foreach (var (hf, _) in layout)
+        {
+            string gguf = arch.ToGguf(hf)!;
+            var shape = weights.Shape(hf);
+            list.Add(new ExportTensor(gguf, shape, () =>
+            {
+                using var scope = NewDisposeScope();
+                var tensor = weights.Read(hf);
+                var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
+                if (arch.InterleaveHeads(gguf, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
+                if (arch.NormShift != 0 && GgufArchitecture.IsNorm(hf)) values = values + arch.NormShift;
+                return values.contiguous().MoveToOuterDisposeScope();
+            }));
+        }
+        return list;
+    }
+
+    static unsafe NativeBuffer Encode(ExportTensor tensor, TensorTypeChoice choice)
     {
         using var scope = NewDisposeScope();
-        var tensor = weights.Read(hfName);
-        var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
-        if (RopePermutation.HeadsFor(choice.Name, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
+        var values = tensor.Values();
         long rowLength = choice.Dims[0];
         long rows = values.numel() / Math.Max(1, rowLength);
         var buffer = new NativeBuffer(rows * GgmlTypes.RowBytes(choice.Type, rowLength));

@@ -103,14 +103,16 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
     public Projection gate_proj, up_proj, down_proj;
-    readonly Func<Tensor, Tensor> _activation;
+
+    /// <summary>The gate activation; tests swap in other runtimes' approximations to account for differences.</summary>
+    internal Func<Tensor, Tensor> Activation { get; set; }
 
     public Mlp(LlamaConfig c, ScalarType dtype) : base("Mlp")
     {
         gate_proj = new Projection(c.HiddenSize, c.IntermediateSize, dtype);
         up_proj = new Projection(c.HiddenSize, c.IntermediateSize, dtype);
         down_proj = new Projection(c.IntermediateSize, c.HiddenSize, dtype);
-        _activation = c.Activation switch
+        Activation = c.Activation switch
         {
             MlpActivation.GeluTanh => x => F.gelu(x, GELU.Approximate.tanh, false),
             _ => x => F.silu(x),
@@ -121,7 +123,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(_activation(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        return down_proj.forward(Activation(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
     }
 }
 

@@ -100,13 +100,13 @@ public static class FamilyModels
         {
             case Llama3:
             {
-                // Llama 3.x: θ 500000 and llama3 scaling; the original context is cut to 64 so that an 80-token prompt
-                // runs past it, and head_dim 32 puts one frequency pair in each of the three bands.
+                // Llama 3.x: θ 500000 and llama3 scaling; the original context is cut to 48 so that an 80-token prompt
+                // runs past it, and with head_dim 32 frequency pairs fall in each of the three bands (two blended).
                 var c = LlamaConfig.ForFamily(ModelFamily.Llama) with
                 {
                     HiddenSize = 64, IntermediateSize = 128, NumLayers = 2, NumHeads = 4, NumKvHeads = 2, HeadDim = 32, VocabSize = 128256,
                     MaxPositionEmbeddings = 131072, RmsNormEps = 1e-5, RopeTheta = 500000, RopeScaling = RopeScalingKind.Llama3,
-                    RopeScalingFactor = 32, RopeLowFreqFactor = 1, RopeHighFreqFactor = 4, RopeOriginalMaxPositions = 64,
+                    RopeScalingFactor = 32, RopeLowFreqFactor = 1, RopeHighFreqFactor = 4, RopeOriginalMaxPositions = 48,
                     TieWordEmbeddings = false, BosTokenId = 128000, EosTokenId = 128001,
                 };
                 var j = Common("LlamaForCausalLM", "llama", c);
@@ -115,7 +115,7 @@ public static class FamilyModels
                 j["rope_scaling"] = new JsonObject
                 {
                     ["factor"] = 32.0, ["high_freq_factor"] = 4.0, ["low_freq_factor"] = 1.0,
-                    ["original_max_position_embeddings"] = 64, ["rope_type"] = "llama3",
+                    ["original_max_position_embeddings"] = 48, ["rope_type"] = "llama3",
                 };
                 return (c, j);
             }
