@@ -14,6 +14,7 @@ public static class PlanReport
         {
             ["model"] = model,
             ["parameters"] = plan.Parameters,
+            ["architecture"] = Engine.Models.ModelSummary.ToJson(plan.Request.Config),
             ["method"] = s.Method.ToString().ToLowerInvariant(),
             ["seq_len"] = s.SeqLen,
             ["device"] = s.Device.ToString().ToLowerInvariant(),

@@ -23,7 +23,10 @@ public static class HfConfigReader
 
     public static LlamaConfig FromJson(JsonObject obj, string source)
     {
-        var json = new ConfigJson(obj, source);
+        // Nodes built in code hold CLR values (an int stays an int); a round trip through text gives every number the
+        // same JSON-element form that a parsed file has.
+        if (JsonNode.Parse(obj.ToJsonString()) is not JsonObject parsed) throw new EngineException($"{source}: expected a JSON object");
+        var json = new ConfigJson(parsed, source);
         var family = ResolveFamily(json);
         var defaults = LlamaConfig.ForFamily(family);
 

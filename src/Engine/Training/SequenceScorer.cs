@@ -41,7 +41,7 @@ public static class SequenceScorer
         var mask = targets.ne(TokenLogProbs.IgnoreIndex);
         var positions = mask.nonzero().squeeze(1);
         var selectedHidden = hidden.narrow(1, 0, t - 1).reshape(-1, hidden.shape[2]).index_select(0, positions);
-        var token = TokenLogProbs.FromHidden(selectedHidden, model.LmHeadWeight, targets.index_select(0, positions), mode);
+        var token = TokenLogProbs.FromHidden(selectedHidden, model.LmHeadWeight, targets.index_select(0, positions), mode, softcap: model.Config.FinalLogitSoftcapping);
         return (token, positions, mask);
     }
 

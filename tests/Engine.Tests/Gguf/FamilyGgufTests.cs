@@ -204,14 +204,24 @@ public class FamilyGgufTests
             Assert.Equal(source.Tokenizer!.Encode(text), back.Tokenizer!.Encode(text));
     }
 
+    /// <summary>
+    /// The quantized types the CLI is used with (q8_0, q4_k_m) on every family, and each remaining type on one family in
+    /// turn, so every type meets every architecture's tensor set across the matrix without 35 validations per run.
+    /// </summary>
     public static TheoryData<string, string> FamiliesAndTypes
     {
         get
         {
             var data = new TheoryData<string, string>();
             foreach (var f in FamilyModels.All)
-                foreach (var t in new[] { "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m", "q6_k" })
+                foreach (var t in new[] { "q8_0", "q4_k_m" })
                     data.Add(f, t);
+            data.Add(FamilyModels.Llama3, "f16");
+            data.Add(FamilyModels.Qwen2, "bf16");
+            data.Add(FamilyModels.Qwen3, "q4_0");
+            data.Add(FamilyModels.SmolLm2, "q6_k");
+            data.Add(FamilyModels.Gemma3, "f32"); // GeGLU: llama.cpp's f16 GELU table sets the limits (ValidationTolerance)
+            data.Add(FamilyModels.Gemma3, "f16");
             return data;
         }
     }
@@ -221,7 +231,8 @@ public class FamilyGgufTests
     public void EveryExportTypeValidates(string family, string typeName)
     {
         LlamaCppRequirement.Require();
-        var m = FamilyModels.Get(family);
+        // Quantization is judged on the variant whose next token stands out as a trained model's does (FamilyModels).
+        var m = FamilyModels.Get(family, peaked: true);
         var type = GgufExportTypes.Parse(typeName);
         using var tmp = new TempDir();
         var result = GgufExporter.Export(m.Directory, tmp.File("x.gguf"), new GgufExportOptions { Type = type });

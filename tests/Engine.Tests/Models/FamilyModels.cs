@@ -29,19 +29,37 @@ public static class FamilyModels
     public static readonly string[] All = { Llama3, SmolLm2, Qwen2, Qwen3, Gemma3 };
 
     static readonly ConcurrentDictionary<string, Lazy<FamilyModel>> Built = new();
+    const string RootPrefix = "engine-family-models-";
+
+    /// <summary>
+    /// The run's folder, named after the process. The test host is often ended without running exit handlers, so each
+    /// run also removes the folders of earlier runs whose process is gone (never a live run's).
+    /// </summary>
     static readonly Lazy<string> Root = new(() =>
     {
-        string root = Path.Combine(Path.GetTempPath(), "engine-family-models-" + Guid.NewGuid().ToString("N"));
+        foreach (var stale in System.IO.Directory.GetDirectories(Path.GetTempPath(), RootPrefix + "*"))
+            if (int.TryParse(Path.GetFileName(stale)[RootPrefix.Length..], out int pid) && pid != Environment.ProcessId && !IsRunning(pid))
+                try { System.IO.Directory.Delete(stale, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        string root = Path.Combine(Path.GetTempPath(), RootPrefix + Environment.ProcessId);
+        if (System.IO.Directory.Exists(root)) System.IO.Directory.Delete(root, true);
         System.IO.Directory.CreateDirectory(root);
         AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { System.IO.Directory.Delete(root, true); } catch (IOException) { } };
         return root;
     });
 
+    static bool IsRunning(int pid)
+    {
+        try { using var p = System.Diagnostics.Process.GetProcessById(pid); return !p.HasExited; }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+
     /// <summary>The family's model, built on first use (skips the test when ../shared is absent).</summary>
-    public static FamilyModel Get(string name)
+    /// <param name="peaked">the variant for judging quantized exports (see <see cref="WriteRandomWeights"/>)</param>
+    public static FamilyModel Get(string name, bool peaked = false)
     {
         string tokenizer = SharedData.Require($"tokenizers/{TokenizerOf(name)}");
-        return Built.GetOrAdd(name, n => new Lazy<FamilyModel>(() => Build(n, tokenizer))).Value;
+        return Built.GetOrAdd(peaked ? name + "-peaked" : name, _ => new Lazy<FamilyModel>(() => Build(name, tokenizer, peaked))).Value;
     }
 
     /// <summary>Qwen2 and Qwen3 share Qwen's tokenizer; Llama 3 and SmolLM2-style models use Llama 3's.</summary>
@@ -52,19 +70,19 @@ public static class FamilyModels
         _ => "llama3",
     };
 
-    static FamilyModel Build(string name, string tokenizerDir)
+    static FamilyModel Build(string name, string tokenizerDir, bool peaked)
     {
         var (spec, json) = Describe(name);
-        string dir = Path.Combine(Root.Value, name);
+        string dir = Path.Combine(Root.Value, peaked ? name + "-peaked" : name);
         System.IO.Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "config.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         foreach (var f in System.IO.Directory.GetFiles(tokenizerDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        WriteRandomWeights(spec, Path.Combine(dir, "model.safetensors"), seed: name.Aggregate(17, (a, ch) => a * 31 + ch));
+        WriteRandomWeights(spec, Path.Combine(dir, "model.safetensors"), seed: name.Aggregate(17, (a, ch) => a * 31 + ch), peaked);
         var tokenizer = TokenizerLoader.Load(dir);
         var prompt = tokenizer.Encode(PromptText, addSpecial: true, parseSpecial: false);
         int needed = name switch { Llama3 => 80, Gemma3 => 24, _ => 16 };
         Assert.True(prompt.Length >= needed, $"{name}: the prompt gives {prompt.Length} tokens, fewer than {needed}");
-        return new FamilyModel(name, dir, spec, prompt.Take(needed).ToArray());
+        return new FamilyModel(peaked ? name + "-peaked" : name, dir, spec, prompt.Take(needed).ToArray());
     }
 
     const string PromptText =
@@ -219,11 +237,15 @@ public static class FamilyModels
     }
 
     /// <summary>
-    /// Seeded random weights scaled so that activations stay near unit size and attention is far from uniform (so RoPE,
-    /// masks and norms all show in the logits): norms around their identity (1, or 0 for Gemma's stored offset), biases
-    /// and embeddings around zero.
+    /// Seeded random weights. The default scales them so that activations stay near unit size and attention is far from
+    /// uniform (so RoPE, masks and norms all show in the logits): norms around their identity (1, or 0 for Gemma's stored
+    /// offset), biases and embeddings around zero. Such a network is chaotic: its top logits are separated by far less
+    /// than 4-bit rounding moves them, which no trained model is like. The <paramref name="peaked"/> variant behaves more
+    /// like one for judging quantized exports: each layer's output projections (o_proj, down_proj; Gemma's branch-output
+    /// norms) make its contribution a small fraction of the residual stream, and the output head equals the embedding,
+    /// so the next token stands out clearly (the current one), with logits of a unit or two.
     /// </summary>
-    static void WriteRandomWeights(LlamaConfig c, string path, int seed)
+    static void WriteRandomWeights(LlamaConfig c, string path, int seed, bool peaked)
     {
         var gen = new Generator((ulong)seed);
         bool offsetNorms = c.Family == ModelFamily.Gemma3;
@@ -234,10 +256,22 @@ public static class FamilyModels
             {
                 var noise = randn(shape, generator: gen);
                 Tensor t;
-                if (name.EndsWith("norm.weight")) t = noise * 0.1 + (offsetNorms ? 0.0 : 1.0);
-                else if (name.EndsWith(".bias")) t = noise * 0.1;
-                else if (name.Contains("embed_tokens") || name.StartsWith("lm_head")) t = noise * 0.1;
-                else t = noise / Math.Sqrt(shape[1]);
+                if (name.EndsWith("norm.weight"))
+                {
+                    // Gemma normalises each branch's output; damping those norms is what damps its layers.
+                    bool branchOutput = name.Contains("post_attention_layernorm") || name.Contains("post_feedforward_layernorm");
+                    t = !peaked ? noise * 0.1 + (offsetNorms ? 0.0 : 1.0)
+                        : offsetNorms && branchOutput ? noise * 0.005 - 0.97
+                        : noise * 0.02 + (offsetNorms ? 0.0 : 1.0);
+                }
+                else if (name.EndsWith(".bias")) t = noise * (peaked ? 0.02 : 0.1);
+                else if (name.Contains("embed_tokens")) t = noise * (peaked ? 0.023 : 0.1);
+                else if (name.StartsWith("lm_head")) t = peaked ? tensors[0].Item2.clone() : noise * 0.1;
+                else
+                {
+                    bool branchOutput = name.Contains("o_proj") || name.Contains("down_proj");
+                    t = noise * ((peaked && branchOutput ? 0.004 : 1.0) / Math.Sqrt(shape[1]));
+                }
                 noise.Dispose();
                 tensors.Add((name, t));
             }
