@@ -91,8 +91,13 @@ public sealed class LlamaForCausalLM : nn.Module
         var masks = new Dictionary<LayerAttention, Tensor?>();
         Tensor? MaskOf(LayerAttention kind)
         {
-            if (!masks.TryGetValue(kind, out var mask))
-                masks[kind] = mask = BuildMask(b, t, past, hasPadding ? keyValid : null, kind == LayerAttention.Sliding ? Config.SlidingWindow : null, device);
+            if (masks.TryGetValue(kind, out var mask)) return mask;
+            int? window = kind == LayerAttention.Sliding ? Config.SlidingWindow : null;
+            var ring = cache?.RingKeyPositions(kind, t);
+            mask = ring is null
+                ? BuildMask(t, past, hasPadding ? keyValid : null, window, device)
+                : BuildRingMask(t, past, ring, hasPadding ? cache!.KeyMask : null, window!.Value, device);
+            masks[kind] = mask;
             return mask;
         }
         var ropes = new Dictionary<RopeSpec, RotaryTables>();
@@ -144,22 +149,40 @@ public sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>
-    /// The boolean mask [1 or B, 1, T, S] for one kind of layer, or null when plain causal attention is exact (no padding,
-    /// no cache, the window, if any, wider than the sequence).
+    /// The boolean mask [1 or B, 1, T, S] for one kind of layer over keys at positions 0 … S − 1, or null when plain
+    /// causal attention is exact (no padding, no cache, the window, if any, wider than the sequence).
     /// </summary>
-    static Tensor? BuildMask(long b, long t, int past, Tensor? keyValid, int? window, Device device)
+    static Tensor? BuildMask(long t, int past, Tensor? keyValid, int? window, Device device)
     {
         long s = past + t;
         bool windowBinds = window is int w0 && s > w0;
         if (keyValid is null && !windowBinds && !(past > 0 && t > 1))
             return past > 0 ? torch.ones(new long[] { 1, 1, t, s }, dtype: ScalarType.Bool, device: device) : null; // one query sees all keys
-        var q = torch.arange(past, s, dtype: ScalarType.Int64, device: device).unsqueeze(1);
-        var k = torch.arange(0, s, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        var k = torch.arange(0, s, dtype: ScalarType.Int64, device: device);
+        return Allowed(t, past, k, keyValid, window, device);
+    }
+
+    /// <summary>The mask over a ring cache's keys, whose positions <paramref name="ring"/> lists (−1: empty slot).</summary>
+    static Tensor BuildRingMask(long t, int past, Tensor ring, Tensor? keyValidByPosition, int window, Device device)
+    {
+        var filled = ring >= 0;
+        Tensor? valid = null;
+        if (keyValidByPosition is not null)
+            valid = keyValidByPosition.index_select(1, ring.clamp_min(0)) & filled.unsqueeze(0);
+        var mask = Allowed(t, past, ring, valid, window, device);
+        return mask & filled.view(1, 1, 1, -1);
+    }
+
+    /// <summary>Query q (positions past …) may attend key k: k ≤ q, within the window, a real token — or k = q itself,
+    /// so that a padded query sees at least one key instead of turning NaN.</summary>
+    static Tensor Allowed(long t, int past, Tensor keyPositions, Tensor? keyValid, int? window, Device device)
+    {
+        var q = torch.arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        var k = keyPositions.unsqueeze(0);
         var allowed = k <= q;
         if (window is int w) allowed = allowed & ((q - k) < w);
         var full = allowed.unsqueeze(0).unsqueeze(0); // [1, 1, T, S]
         if (keyValid is not null) full = full & keyValid.unsqueeze(1).unsqueeze(1);
-        // A padded query would see no key and turn NaN; let every query see itself.
         return full | (k == q).unsqueeze(0).unsqueeze(0);
     }
 }

@@ -71,6 +71,37 @@ public class FamilyParityTests
         }
     }
 
+    [SkippableFact]
+    public void GemmaCacheKeepsOnlyTheWindowInSlidingLayersAndStaysExact()
+    {
+        var m = FamilyModels.Get(FamilyModels.Gemma3);
+        using var loaded = ModelLoader.Load(m.Directory);
+        var model = loaded.Model;
+        int window = m.Spec.SlidingWindow!.Value, length = m.Prompt.Length;
+        using (var cache = new KvCache(m.Spec, 1, length + 8, ScalarType.Float32))
+        {
+            // Layer 5 is global and keeps every position; the others keep a ring of one window.
+            Assert.Equal(Enumerable.Range(0, 6).Select(i => i == 5 ? (long)length + 8 : window), Enumerable.Range(0, 6).Select(cache.SlotsOf));
+            // The prompt in two chunks (the second longer than the window, with a filled ring before it) ends as one pass does.
+            using var _ = no_grad();
+            var first = tensor(m.Prompt.Take(10).Select(i => (long)i).ToArray(), new long[] { 1, 10 });
+            var second = tensor(m.Prompt.Skip(10).Select(i => (long)i).ToArray(), new long[] { 1, length - 10 });
+            model.Forward(first, cache: cache).Dispose();
+            using var chunked = model.Forward(second, cache: cache);
+            var whole = Logits(model, m.Prompt);
+            int vocab = m.Spec.VocabSize;
+            var last = chunked[0, length - 11].data<float>().ToArray();
+            double diff = last.Select((v, i) => Math.Abs(v - whole[(length - 1) * vocab + i])).Max();
+            Assert.True(diff < 1e-5, $"chunked prefill differs by {diff}");
+        }
+        // Batched decoding with left padding: each row decodes as it does alone.
+        var prompts = new[] { m.Prompt, m.Prompt.Skip(9).ToArray() };
+        var options = new SamplingOptions { MaxNewTokens = 10, Temperature = 0, StopAtEos = false };
+        var batched = new TextGenerator(model, eosId: null).Generate(prompts, options);
+        for (int i = 0; i < prompts.Length; i++)
+            Assert.Equal(new TextGenerator(model, eosId: null).Generate(new[] { prompts[i] }, options)[0], batched[i]);
+    }
+
     [SkippableTheory]
     [MemberData(nameof(Families))]
     public void SavedCheckpointKeepsTheFamilysConfigAndLogits(string family)
