@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Engine's one entry point on a fresh machine.
-#   ./build.sh          install what is missing (apt, npm, NuGet), build native/ and the .NET solution
+#   ./build.sh          install what is missing (apt, NuGet), build native/ and the .NET solution
 #   ./build.sh test     the above, then every test suite; ends with "N passed, M failed"
 #   ./build.sh demo     the above, then the main job (runs/demo/report.md)
 # Every step checks before it acts, so running it again does only what is missing.
@@ -9,7 +9,6 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 TOOLS="$ROOT/.tools"
 CONFIG=${ENGINE_CONFIGURATION:-Release}
-LLAMA_NPM_VERSION=3.22.1
 mkdir -p "$TOOLS"
 
 log() { printf '\033[1m[build]\033[0m %s\n' "$*" >&2; }
@@ -43,36 +42,12 @@ ensure_build_tools() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   command -v g++ >/dev/null || missing+=(g++)
-  command -v npm >/dev/null || missing+=(npm)
-  command -v git >/dev/null || missing+=(git)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq >/dev/null
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
   command -v dotnet >/dev/null || { log "the .NET 10 SDK (dotnet) is required"; exit 1; }
-}
-
-# llama.cpp's CPU libraries from npm (LLamaSharp is not on our feed) and the matching llama.h.
-ensure_llama_cpp() {
-  local dest="$TOOLS/llama.cpp"
-  if [ -f "$dest/.stamp-$LLAMA_NPM_VERSION" ]; then return; fi
-  log "fetching llama.cpp libraries (@node-llama-cpp/linux-x64@$LLAMA_NPM_VERSION) and headers"
-  rm -rf "$dest" "$TOOLS/npm-tmp"; mkdir -p "$dest/lib" "$dest/include" "$TOOLS/npm-tmp"
-  (
-    cd "$TOOLS/npm-tmp"
-    npm pack --silent "@node-llama-cpp/linux-x64@$LLAMA_NPM_VERSION" >/dev/null
-    npm pack --silent "node-llama-cpp@$LLAMA_NPM_VERSION" >/dev/null
-    tar xzf node-llama-cpp-linux-x64-*.tgz
-    cp -a package/bins/linux-x64/. "$dest/lib/"
-    rm -rf package
-    tar xzf "node-llama-cpp-$LLAMA_NPM_VERSION.tgz" package/llama/gitRelease.bundle
-    git clone -q package/llama/gitRelease.bundle llama-src 2>/dev/null
-    cp llama-src/include/llama.h "$dest/include/"
-    cp -a llama-src/ggml/include/. "$dest/include/"
-  )
-  rm -rf "$TOOLS/npm-tmp"
-  touch "$dest/.stamp-$LLAMA_NPM_VERSION"
 }
 
 build_native() {
@@ -82,6 +57,7 @@ build_native() {
   cmake --build native/build -j"$(nproc)" >/dev/null
 }
 
+# NuGet restore also brings llama.cpp: LLamaSharp.Backend.Cpu ships its libraries per CPU level (see docs/gguf-export.md).
 build_dotnet() {
   log "building the .NET solution ($CONFIG)"
   dotnet build Engine.sln -c "$CONFIG" -nologo -v q -clp:ErrorsOnly
@@ -90,7 +66,6 @@ build_dotnet() {
 setup() {
   ensure_build_tools
   ensure_nvrtc
-  ensure_llama_cpp
   build_native
   build_dotnet
 }

@@ -1,11 +1,12 @@
-using System.Reflection;
 using Engine;
 using Engine.Cli;
+using Engine.Cli.Options;
 
-return CliMain.Run(args);
+return CliMain.Run(args, CliContext.FromConsole());
 
 namespace Engine.Cli
 {
+    /// <summary>The `engine` command: finds the command named by the first words and maps failures to exit codes.</summary>
     public static class CliMain
     {
         public static IReadOnlyList<ICliCommand> Commands { get; } = typeof(CliMain).Assembly.GetTypes()
@@ -14,11 +15,12 @@ namespace Engine.Cli
             .OrderBy(c => c.Name, StringComparer.Ordinal)
             .ToList();
 
-        public static int Run(string[] args)
+        /// <summary>Exit codes: 0 success, 1 a failure the message explains (bad input, I/O), 2 a malformed command line, 3 an internal error.</summary>
+        public static int Run(string[] args, CliContext context)
         {
             if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
             {
-                PrintHelp();
+                PrintHelp(args.Length == 0 ? context.Err : context.Out);
                 return args.Length == 0 ? 2 : 0;
             }
             // Longest match first so "data inspect" wins over a hypothetical "data".
@@ -27,47 +29,46 @@ namespace Engine.Cli
                 .FirstOrDefault(c => c.Name.Split(' ').SequenceEqual(args.Take(c.Name.Split(' ').Length)));
             if (command is null)
             {
-                Console.Error.WriteLine($"error: unknown command '{string.Join(' ', args.TakeWhile(a => !a.StartsWith("-")).Take(2))}'");
-                PrintHelp(Console.Error);
+                context.Err.WriteLine($"error: unknown command '{string.Join(' ', args.TakeWhile(a => !a.StartsWith('-')).Take(2))}'");
+                PrintHelp(context.Err);
                 return 2;
             }
             var rest = args.Skip(command.Name.Split(' ').Length).ToArray();
             if (rest.Contains("--help") || rest.Contains("-h"))
             {
-                Console.WriteLine($"usage: engine {command.Usage}\n\n{command.Summary}");
+                context.Out.Write(command.Help());
                 return 0;
             }
             try
             {
-                return command.Run(new CliArgs(command.Name, rest));
+                return command.Run(rest, context);
             }
             catch (UsageException e)
             {
-                Console.Error.WriteLine($"error: {e.Message}");
-                Console.Error.WriteLine($"usage: engine {command.Usage}");
+                context.Err.WriteLine($"error: {e.Message}");
+                context.Err.WriteLine($"usage: {command.Usage}  (`engine {command.Name} --help` lists the options)");
                 return 2;
             }
             catch (EngineException e)
             {
-                Console.Error.WriteLine($"error: {e.Message}");
+                context.Err.WriteLine($"error: {e.Message}");
                 return 1;
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine($"error: {e.Message}");
+                context.Err.WriteLine($"error: {e.Message}");
                 return 1;
             }
             catch (Exception e)
             {
-                Console.Error.WriteLine($"internal error ({e.GetType().Name}): {e.Message}");
-                if (Environment.GetEnvironmentVariable("ENGINE_DEBUG") == "1") Console.Error.WriteLine(e);
+                context.Err.WriteLine($"internal error ({e.GetType().Name}): {e.Message}");
+                if (Environment.GetEnvironmentVariable("ENGINE_DEBUG") == "1") context.Err.WriteLine(e);
                 return 3;
             }
         }
 
-        static void PrintHelp(TextWriter? w = null)
+        static void PrintHelp(TextWriter w)
         {
-            w ??= Console.Out;
             w.WriteLine("usage: engine <command> [options]\n\ncommands:");
             foreach (var c in Commands) w.WriteLine($"  {c.Name,-18} {c.Summary}");
             w.WriteLine("\n`engine <command> --help` shows a command's options.");

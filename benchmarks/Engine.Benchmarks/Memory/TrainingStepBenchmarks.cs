@@ -4,6 +4,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Engine.Data;
 using Engine.Kernels;
 using Engine.Models;
+using Engine.Methods;
 using Engine.Training;
 using static TorchSharp.torch;
 

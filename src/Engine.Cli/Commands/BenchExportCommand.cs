@@ -1,29 +1,41 @@
 using System.Globalization;
 using System.Text.Json;
-using Engine.Gguf;
+using Engine.Bench;
+using Engine.Cli.Options;
 
 namespace Engine.Cli.Commands;
 
-public sealed class BenchExportCommand : ICliCommand
-{
-    public string Name => "bench export";
-    public string Summary => "Measure GGUF export speed (F16, Q8_0) against plain file copies in the same run.";
-    public string Usage => "bench export [--model DIR] [--work DIR] [--repeat N] [--json]";
+public sealed record BenchExportArgs(string? Model = null, string? Work = null, int Repeat = 3, bool Json = false);
 
-    public int Run(CliArgs args)
+public sealed class BenchExportCommand : CliCommand<BenchExportArgs>
+{
+    public override string Name => "bench export";
+    public override string Summary => "Measure GGUF export speed (F16, Q8_0) against plain file copies in the same run.";
+    protected override BenchExportArgs Defaults => new();
+
+    protected override IReadOnlyList<CliOption<BenchExportArgs>> Options { get; } = new[]
     {
-        string? model = args.String("model");
-        string work = args.String("work") ?? Path.Combine(Path.GetTempPath(), $"engine-bench-export-{Environment.ProcessId}");
-        int repeat = args.Int("repeat", min: 1) ?? 3;
-        bool json = args.Flag("json");
-        args.EnsureAllUsed();
-        bool ownWork = args.String("work") is null;
+        Opt<BenchExportArgs>.String("model", "a model folder to export (default: a synthetic ~250 MB model)", a => a.Model, (a, v) => a with { Model = v }, valueName: "DIR"),
+        Opt<BenchExportArgs>.String("work", "a new folder for the benchmark's files (default: a temporary folder, removed afterwards)", a => a.Work, (a, v) => a with { Work = v }, valueName: "DIR"),
+        Opt<BenchExportArgs>.Int("repeat", "timed repeats of each measurement", a => a.Repeat, (a, v) => a with { Repeat = v }, min: 1),
+        Opt<BenchExportArgs>.Flag("json", "print the result as JSON", a => a.Json, (a, v) => a with { Json = v }),
+    };
+
+    protected override int Execute(Parsed<BenchExportArgs> parsed, CliContext context)
+    {
+        var (model, workDir, repeat, json) = parsed.Value;
+        var w = context.Out;
+        bool ownWork = workDir is null;
+        // The benchmark writes and removes files by fixed names, so it only works in a folder of its own.
+        if (workDir is not null && Directory.Exists(workDir) && Directory.EnumerateFileSystemEntries(workDir).Any())
+            throw new EngineException($"{workDir}: --work must be a new or empty folder (the benchmark writes and deletes files there)");
+        string work = workDir ?? Path.Combine(Path.GetTempPath(), $"engine-bench-export-{Environment.ProcessId}");
         try
         {
-            var r = GgufExportBenchmark.Run(model, work, repeat, json ? null : Console.Out);
+            var r = GgufExportBenchmark.Run(model, work, repeat, json ? null : w);
             if (json)
             {
-                Console.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                w.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
                 {
                     ["source_bytes"] = r.SourceBytes,
                     ["cores"] = r.Cores,
@@ -42,12 +54,12 @@ public sealed class BenchExportCommand : ICliCommand
             else
             {
                 var ci = CultureInfo.InvariantCulture;
-                Console.WriteLine(string.Format(ci, "source: {0:N1} MB of F32 weights, {1} cores", r.SourceBytes / 1e6, r.Cores));
-                Console.WriteLine(string.Format(ci, "copy (stream):  {0,8:N1} MB/s", r.StreamCopyMBps));
-                Console.WriteLine(string.Format(ci, "copy (File.Copy): {0,6:N1} MB/s", r.FileCopyMBps));
-                Console.WriteLine(string.Format(ci, "export f16:     {0,8:N1} MB/s  ({1:F2} × copy; goal ≥ 0.5)", r.ExportF16MBps, r.F16VsCopy));
-                Console.WriteLine(string.Format(ci, "export q8_0:    {0,8:N1} MB/s  ({1:F2} × copy)", r.ExportQ8_0MBps, r.Q8_0VsCopy));
-                Console.WriteLine(string.Format(ci, "quantize q4_K:  {0,8:N1} MB/s on 1 core, {1:N1} MB/s on {2} cores ({3:F2}×)",
+                w.WriteLine(string.Format(ci, "source: {0:N1} MB of F32 weights, {1} cores", r.SourceBytes / 1e6, r.Cores));
+                w.WriteLine(string.Format(ci, "copy (stream):  {0,8:N1} MB/s", r.StreamCopyMBps));
+                w.WriteLine(string.Format(ci, "copy (File.Copy): {0,6:N1} MB/s", r.FileCopyMBps));
+                w.WriteLine(string.Format(ci, "export f16:     {0,8:N1} MB/s  ({1:F2} × copy; goal ≥ 0.5)", r.ExportF16MBps, r.F16VsCopy));
+                w.WriteLine(string.Format(ci, "export q8_0:    {0,8:N1} MB/s  ({1:F2} × copy)", r.ExportQ8_0MBps, r.Q8_0VsCopy));
+                w.WriteLine(string.Format(ci, "quantize q4_K:  {0,8:N1} MB/s on 1 core, {1:N1} MB/s on {2} cores ({3:F2}×)",
                     r.QuantizeQ4KOneThreadMBps, r.QuantizeQ4KAllThreadsMBps, r.Cores, r.QuantizeSpeedup));
             }
             return 0;

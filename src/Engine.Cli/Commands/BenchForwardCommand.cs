@@ -1,31 +1,43 @@
 using System.Text.Json;
 using Engine.Bench;
+using Engine.Cli.Options;
+using Engine.Models;
 using Engine.Util;
 using static TorchSharp.torch;
 
 namespace Engine.Cli.Commands;
 
-public sealed class BenchForwardCommand : ICliCommand
+public sealed record BenchForwardArgs(string Preset = "bench-25m", int Batch = 4, int SeqLen = 256, int Steps = 3, IReadOnlyList<string>? Dtypes = null, bool Json = false)
 {
-    public string Name => "bench forward";
-    public string Summary => "Forward+backward tokens/s of a preset model in f32 and bf16, next to the matmul rate.";
-    public string Usage => "bench forward [--model-preset bench-25m] [--batch 4] [--seq-len 256] [--steps 3] [--dtype f32,bf16] [--json]";
+    public IReadOnlyList<string> Dtypes { get; init; } = Dtypes ?? new[] { "f32", "bf16" };
+}
 
-    public int Run(CliArgs args)
+public sealed class BenchForwardCommand : CliCommand<BenchForwardArgs>
+{
+    public override string Name => "bench forward";
+    public override string Summary => "Forward+backward tokens/s of a preset model in f32 and bf16, next to the matmul rate.";
+    protected override BenchForwardArgs Defaults => new();
+
+    protected override IReadOnlyList<CliOption<BenchForwardArgs>> Options { get; } = new[]
     {
-        string preset = args.String("model-preset") ?? "bench-25m";
-        int batch = args.Int("batch", min: 1) ?? 4;
-        int seqLen = args.Int("seq-len", min: 2) ?? 256;
-        int steps = args.Int("steps", min: 1) ?? 3;
-        var dtypes = (args.String("dtype") ?? "f32,bf16").Split(',').Select(TensorMemory.ParseDtype).ToList();
-        bool json = args.Flag("json");
-        args.EnsureAllUsed();
+        Opt<BenchForwardArgs>.Choice("model-preset", "the model shape (random weights)", ModelPresets.All.Keys.ToList(), v => v, a => a.Preset, (a, v) => a with { Preset = v }),
+        Opt<BenchForwardArgs>.Int("batch", "rows per step", a => a.Batch, (a, v) => a with { Batch = v }, min: 1),
+        Opt<BenchForwardArgs>.Int("seq-len", "tokens per row", a => a.SeqLen, (a, v) => a with { SeqLen = v }, min: 2),
+        Opt<BenchForwardArgs>.Int("steps", "timed steps after a warm-up", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
+        Opt<BenchForwardArgs>.List("dtype", "compute dtypes", "f32,bf16", (s, what) => s is "f32" or "bf16" ? s : throw new UsageException($"{what} takes f32 and/or bf16 (got '{s}')"),
+            a => a.Dtypes, (a, v) => a with { Dtypes = v }, sample: "f32"),
+        Opt<BenchForwardArgs>.Flag("json", "one JSON object per dtype", a => a.Json, (a, v) => a with { Json = v }),
+    };
 
+    protected override int Execute(Parsed<BenchForwardArgs> parsed, CliContext context)
+    {
+        var a = parsed.Value;
+        var w = context.Out;
         var results = new List<object>();
-        foreach (var dtype in dtypes)
+        foreach (var dtype in a.Dtypes.Select(TensorMemory.ParseDtype))
         {
             double mm = MatmulRate.Measure(dtype);
-            var r = ForwardBackwardBench.Run(preset, dtype, batch, seqLen, steps, mm);
+            var r = ForwardBackwardBench.Run(a.Preset, dtype, a.Batch, a.SeqLen, a.Steps, mm);
             double bf16Rate = dtype == ScalarType.BFloat16 ? mm : MatmulRate.Measure(ScalarType.BFloat16);
             var row = new Dictionary<string, object>
             {
@@ -39,12 +51,12 @@ public sealed class BenchForwardCommand : ICliCommand
                 ["ratio_to_bf16_matmul_matmul_parameters"] = Math.Round(r.AchievedMatmulParameterFlops / bf16Rate, 3),
             };
             results.Add(row);
-            if (!json)
-                Console.WriteLine($"{r.Model} {r.Dtype}: {r.TokensPerSecond:F0} tokens/s, {r.AchievedFlops / 1e9:F1} GFLOP/s achieved " +
+            if (!a.Json)
+                w.WriteLine($"{r.Model} {r.Dtype}: {r.TokensPerSecond:F0} tokens/s, {r.AchievedFlops / 1e9:F1} GFLOP/s achieved " +
                     $"= {r.RatioToMatmul:P0} of {r.Dtype} matmul ({mm / 1e9:F0} GFLOP/s), {r.AchievedFlops / bf16Rate:P0} of bf16 matmul ({bf16Rate / 1e9:F0} GFLOP/s); " +
                     $"counting only matmul parameters: {r.AchievedMatmulParameterFlops / 1e9:F1} GFLOP/s = {r.AchievedMatmulParameterFlops / bf16Rate:P0} of bf16 matmul");
         }
-        if (json) foreach (var r in results) Console.WriteLine(JsonSerializer.Serialize(r));
+        if (a.Json) foreach (var r in results) w.WriteLine(JsonSerializer.Serialize(r));
         return 0;
     }
 }

@@ -1,73 +1,67 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Engine.Kernels.Benchmarking;
+using Engine.Bench;
+using Engine.Cli.Options;
 
 namespace Engine.Cli.Commands;
 
 /// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory.</summary>
-public sealed class BenchKernelsCommand : ICliCommand
+public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false);
+
+public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
-    public string Name => "bench kernels";
-    public string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
-    public string Usage => "bench kernels [--json] [--rows 1024,4096,8192] [--vocab 32000,32768,128256] [--dtype f32,bf16] " +
-                           "[--repeat 3] [--head-hidden 64] [--threads N] [--isa scalar|avx2|avx512] [--no-memory]";
+    public override string Name => "bench kernels";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
+    protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
-    public int Run(CliArgs args)
+    static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
+
+    static long PositiveLong(string s, string what) =>
+        long.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) && v >= 1 && v <= 1_000_000_000 ? v
+            : throw new UsageException($"{what} takes positive integers separated by commas (got '{s}')");
+
+    protected override IReadOnlyList<CliOption<BenchKernelsArgs>> Options { get; } = new[]
     {
-        bool json = args.Flag("json");
-        var options = new KernelBenchOptions
-        {
-            Rows = Longs(args, "rows") ?? KernelBenchOptions.DefaultRows,
-            Vocab = Longs(args, "vocab") ?? KernelBenchOptions.DefaultVocab,
-            Dtypes = args.String("dtype")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? KernelBenchOptions.DefaultDtypes,
-            Repeat = args.Int("repeat", min: 1) ?? 3,
-            HeadHidden = args.Int("head-hidden", min: 0) ?? 64,
-            MeasureMemory = !args.Flag("no-memory"),
-            Threads = args.Int("threads", min: 1),
-            Isa = args.String("isa"),
-        };
-        args.EnsureAllUsed();
-        foreach (string d in options.Dtypes)
-            if (d is not ("f32" or "bf16")) throw new UsageException($"bench kernels: --dtype takes f32 and/or bf16 (got '{d}')");
-        if (options.Isa is not (null or "scalar" or "avx2" or "avx512")) throw new UsageException($"bench kernels: --isa must be scalar, avx2 or avx512 (got '{options.Isa}')");
+        Opt<BenchKernelsArgs>.Flag("json", "stream one JSON object per case", a => a.Json, (a, v) => a with { Json = v }),
+        B(Opt<KernelBenchOptions>.List("rows", "rows (tokens) per case", "N,N,...", PositiveLong, o => o.Rows, (o, v) => o with { Rows = v }, sample: "64")),
+        B(Opt<KernelBenchOptions>.List("vocab", "vocabulary sizes", "V,V,...", PositiveLong, o => o.Vocab, (o, v) => o with { Vocab = v }, sample: "512")),
+        B(Opt<KernelBenchOptions>.List("dtype", "logit dtypes", "f32,bf16", (s, what) => s is "f32" or "bf16" ? s : throw new UsageException($"{what} takes f32 and/or bf16 (got '{s}')"),
+            o => o.Dtypes, (o, v) => o with { Dtypes = v }, sample: "f32")),
+        B(Opt<KernelBenchOptions>.Int("repeat", "timed repeats per measurement", o => o.Repeat, (o, v) => o with { Repeat = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.Int("head-hidden", "hidden size of the naive vs chunked head comparison (0: skip it)", o => (int)o.HeadHidden,
+            (o, v) => o with { HeadHidden = v }, min: 0)),
+        B(Opt<KernelBenchOptions>.Flag("no-memory", "skip the extra-memory measurements", o => !o.MeasureMemory, (o, v) => o with { MeasureMemory = !v })),
+        B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.Choice("isa", "force the CPU kernels' instruction set (default: the best available)", new[] { "scalar", "avx2", "avx512" }, v => v,
+            o => o.Isa, (o, v) => o with { Isa = v })),
+    };
 
+    protected override int Execute(Parsed<BenchKernelsArgs> parsed, CliContext context)
+    {
+        var (options, json) = parsed.Value;
+        var w = context.Out;
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
-        if (json) Console.WriteLine("[");
-        else Console.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
+        if (json) w.WriteLine("[");
+        else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
-        foreach (var r in KernelBenchmark.Run(options, msg => Console.Error.WriteLine(msg)))
+        foreach (var r in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
             if (json)
             {
-                Console.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
                 first = false;
             }
             else
-                Console.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
+                w.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
-            Console.Out.Flush();
+            w.Flush();
         }
-        if (json) Console.WriteLine("]");
+        if (json) w.WriteLine("]");
         return 0;
     }
 
     static readonly JsonSerializerOptions JsonOptions = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
-
-    static long[]? Longs(CliArgs args, string name)
-    {
-        string? s = args.String(name);
-        if (s is null) return null;
-        var values = new List<long>();
-        foreach (string part in s.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!long.TryParse(part, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) || v < 1 || v > 1_000_000_000)
-                throw new UsageException($"bench kernels: --{name} takes positive integers separated by commas (got '{part}')");
-            values.Add(v);
-        }
-        if (values.Count == 0) throw new UsageException($"bench kernels: --{name} is empty");
-        return values.ToArray();
-    }
 
     static string F(double? v, string suffix = "") => v is double d ? d.ToString(d < 10 ? "F2" : "F1", CultureInfo.InvariantCulture) + suffix : "-";
     static string Mb(long? v) => v is long b ? (b / 1e6).ToString("F1", CultureInfo.InvariantCulture) + " MB" : "-";

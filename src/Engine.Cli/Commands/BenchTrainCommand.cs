@@ -1,65 +1,91 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text.Json;
 using Engine.Bench;
+using Engine.Cli.Options;
+using Engine.Methods;
+using Engine.Models;
 using Engine.Training;
+using Engine.Util;
 
 namespace Engine.Cli.Commands;
 
-public sealed class BenchTrainCommand : ICliCommand
+/// <summary>The step to time (its method and reference mode are taken from the lists), and how.</summary>
+public sealed record BenchTrainArgs(StepSettings Step, IReadOnlyList<AlignmentMethod> Methods, IReadOnlyList<ReferenceMode> ReferenceModes,
+    int Steps = 3, bool Json = false, bool SingleProcess = false);
+
+public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
 {
-    public string Name => "bench train";
-    public string Summary => "DPO/KTO training tokens/s on a preset with cached vs resident reference, peak RSS, matmul rate.";
-    public string Usage => "bench train [--model-preset bench-25m] [--method dpo,kto] [--ref-mode cached,resident] [--micro-batch 4] [--seq-len 256] [--steps 3] [--json]";
+    public override string Name => "bench train";
+    public override string Summary => "Training tokens/s of a preset (random weights) through the trainer's own step, per method and reference mode, with peak RSS.";
+    protected override BenchTrainArgs Defaults => new(new StepSettings { Model = "bench-25m", MicroBatch = 4, MaxLength = 256 },
+        new AlignmentMethod[] { AlignmentMethods.Dpo, AlignmentMethods.Kto }, new[] { ReferenceMode.Cached, ReferenceMode.Resident });
 
-    public int Run(CliArgs args)
+    static IEnumerable<CliOption<BenchTrainArgs>> Step(IEnumerable<CliOption<StepSettings>> o) => o.Lift<BenchTrainArgs>(a => a.Step, (a, s) => a with { Step = s });
+
+    protected override IReadOnlyList<CliOption<BenchTrainArgs>> Options { get; } =
+        Step(new[]
+        {
+            Opt<StepSettings>.Choice("model-preset", "the model shape (random weights)", ModelPresets.All.Keys.ToList(), v => v, s => s.Model, (s, v) => s with { Model = v }),
+            StepOptions.MicroBatch, StepOptions.MaxLength, StepOptions.Precision, StepOptions.OptimizerStates, StepOptions.Checkpointing, StepOptions.Head,
+        }.Concat(StepOptions.ObjectiveKnobs))
+        .Concat(new[]
+        {
+            Opt<BenchTrainArgs>.List("method", "methods to time", string.Join(",", AlignmentMethods.Names), (s, what) => Parse(s, what, AlignmentMethods.Parse),
+                a => a.Methods, (a, v) => a with { Methods = v }, sample: "dpo", show: m => m.Name),
+            Opt<BenchTrainArgs>.List("ref-mode", "reference handling to time", "cached,resident", (s, what) => Parse(s, what, v => Spelling.Parse<ReferenceMode>(v, what)),
+                a => a.ReferenceModes, (a, v) => a with { ReferenceModes = v }, sample: "cached", show: m => Spelling.Of(m)),
+            Opt<BenchTrainArgs>.Int("steps", "timed steps after a warm-up step", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
+            Opt<BenchTrainArgs>.Flag("json", "one JSON object per configuration", a => a.Json, (a, v) => a with { Json = v }),
+            Opt<BenchTrainArgs>.Flag("single-process", "run every configuration in this process (peak RSS is then shared)", a => a.SingleProcess, (a, v) => a with { SingleProcess = v }),
+        }).ToList();
+
+    static T Parse<T>(string s, string what, Func<string, T> parse)
     {
-        string preset = args.String("model-preset") ?? "bench-25m";
-        var methods = (args.String("method") ?? "dpo,kto").Split(',');
-        var modes = (args.String("ref-mode") ?? "cached,resident").Split(',');
-        int microBatch = args.Int("micro-batch", min: 1) ?? 4;
-        int seqLen = args.Int("seq-len", min: 8) ?? 256;
-        int steps = args.Int("steps", min: 1) ?? 3;
-        bool json = args.Flag("json");
-        bool single = args.Flag("single-process");
-        args.EnsureAllUsed();
-        foreach (var m in methods) if (m is not ("dpo" or "kto")) throw new UsageException($"bench train: --method takes dpo and/or kto (got '{m}')");
-        foreach (var m in modes) if (m is not ("cached" or "resident")) throw new UsageException($"bench train: --ref-mode takes cached and/or resident (got '{m}')");
+        try { return parse(s); }
+        catch (EngineException e) { throw new UsageException($"{what}: {e.Message}"); }
+    }
 
-        string work = Path.Combine(Path.GetTempPath(), $"engine-bench-train-{Environment.ProcessId}");
-        try
-        {
-            foreach (var method in methods)
-                foreach (var mode in modes)
-                {
-                    var result = single
-                        ? TrainingBench.Run(method, mode == "cached" ? ReferenceMode.Cached : ReferenceMode.Resident, preset, microBatch, seqLen, steps, Path.Combine(work, method + mode))
-                        : RunChild(preset, method, mode, microBatch, seqLen, steps);
-                    if (json) Console.WriteLine(JsonSerializer.Serialize(result, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower }));
-                    else Console.WriteLine($"{result.Method} ({result.ReferenceMode} reference): {result.TokensPerSecond:F0} tokens/s, " +
-                        $"{result.AchievedGflops:F1} GFLOP/s (6N) vs f32 matmul {result.MatmulGflops:F0} GFLOP/s, peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB " +
-                        $"(f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
-                }
-        }
-        finally
-        {
-            if (Directory.Exists(work)) Directory.Delete(work, true);
-        }
+    static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    protected override int Execute(Parsed<BenchTrainArgs> parsed, CliContext context)
+    {
+        var a = parsed.Value;
+        foreach (var method in a.Methods)
+            foreach (var mode in a.ReferenceModes)
+            {
+                var step = a.Step with { Method = method, Reference = mode };
+                step.Validate();
+                var result = a.SingleProcess ? TrainingBench.Run(step, a.Steps) : RunChild(parsed, method, mode);
+                if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(result, Json));
+                else context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference): {result.TokensPerSecond:F0} tokens/s, " +
+                    $"{result.AchievedGflops:F1} GFLOP/s (6N) vs f32 matmul {result.MatmulGflops:F0} GFLOP/s, peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB " +
+                    $"(f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+            }
         return 0;
     }
 
-    /// <summary>Each configuration runs in a fresh process so its peak RSS is its own.</summary>
-    static TrainingBenchResult RunChild(string preset, string method, string mode, int microBatch, int seqLen, int steps)
+    /// <summary>Each configuration runs in a fresh process with the same options, so its peak RSS is its own.</summary>
+    static TrainingBenchResult RunChild(Parsed<BenchTrainArgs> parsed, AlignmentMethod method, ReferenceMode mode)
     {
         var psi = new ProcessStartInfo(Environment.ProcessPath!) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in Environment.GetCommandLineArgs().Take(1)) if (a.EndsWith(".dll")) psi.ArgumentList.Add(a);
-        foreach (var a in new[] { "bench", "train", "--single-process", "--json", "--model-preset", preset, "--method", method, "--ref-mode", mode,
-                     "--micro-batch", microBatch.ToString(), "--seq-len", seqLen.ToString(), "--steps", steps.ToString() })
-            psi.ArgumentList.Add(a);
+        foreach (var arg in Environment.GetCommandLineArgs().Take(1)) if (arg.EndsWith(".dll")) psi.ArgumentList.Add(arg);
+        var args = parsed.Args;
+        // The parent's own arguments, minus the lists this child narrows to one configuration.
+        var keep = new List<string> { "bench", "train", "--single-process", "--json", "--method", method.Name, "--ref-mode", Spelling.Of(mode) };
+        for (int i = 0; i < args.Count; i++)
+        {
+            string x = args[i];
+            if (x is "--method" or "--ref-mode") { i++; continue; }
+            if (x.StartsWith("--method=") || x.StartsWith("--ref-mode=") || x is "--json" or "--single-process") continue;
+            keep.Add(x);
+        }
+        foreach (var x in keep) psi.ArgumentList.Add(x);
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         string output = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        if (p.ExitCode != 0) throw new EngineException($"bench train child ({method}, {mode}) failed: {stderr.Result.Trim()}");
-        return JsonSerializer.Deserialize<TrainingBenchResult>(output.Trim().Split('\n').Last(), new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower })!;
+        if (p.ExitCode != 0) throw new EngineException($"bench train child ({method.Name}, {Spelling.Of(mode)}) failed: {stderr.Result.Trim()}");
+        return JsonSerializer.Deserialize<TrainingBenchResult>(output.Trim().Split('\n').Last(), Json)!;
     }
 }

@@ -1,98 +1,102 @@
 using System.Globalization;
 using System.Text.Json;
 using Engine.Data;
+using Engine.Cli.Options;
 using Engine.Models;
+using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-public sealed class DataInspectCommand : ICliCommand
-{
-    public string Name => "data inspect";
-    public string Summary => "Describe a preference dataset: format, rows, lengths, label balance, truncation.";
-    public string Usage => "data inspect FILE(.jsonl|.json|.parquet) [--model DIR] [--max-length N] [--max-prompt-length N] " +
-                           "[--truncation-mode keep_end|keep_start] [--label-threshold X] [--rating-column NAME] " +
-                           "[--desirable-weight W] [--undesirable-weight W] [--json]";
+public sealed record DataInspectArgs(StepSettings Step, double? LabelThreshold = null, string? RatingColumn = null, bool Json = false);
 
-    public int Run(CliArgs args)
+public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
+{
+    public override string Name => "data inspect";
+    public override string Summary => "Describe a preference dataset: format, rows, lengths, label balance, truncation.";
+    public override string? Positional => "FILE(.jsonl|.json|.parquet)";
+    protected override DataInspectArgs Defaults => new(new StepSettings());
+
+    static IEnumerable<CliOption<DataInspectArgs>> Step(IEnumerable<CliOption<StepSettings>> o) =>
+        o.Lift<DataInspectArgs>(a => a.Step, (a, s) => a with { Step = s });
+
+    protected override IReadOnlyList<CliOption<DataInspectArgs>> Options { get; } =
+        Step(new[] { StepOptions.Model.With(help: "count tokens and truncation with this model's tokenizer", required: false) }
+            .Concat(StepOptions.Lengths).Concat(new[] { StepOptions.DesirableWeight, StepOptions.UndesirableWeight }))
+        .Concat(new[]
+        {
+            Opt<DataInspectArgs>.OptionalDouble("label-threshold", "unpaired rows rated above X are desirable (with --rating-column or a rating/score column)",
+                a => a.LabelThreshold, (a, v) => a with { LabelThreshold = v }),
+            Opt<DataInspectArgs>.String("rating-column", "the column holding each row's rating", a => a.RatingColumn, (a, v) => a with { RatingColumn = v }, valueName: "NAME"),
+            Opt<DataInspectArgs>.Flag("json", "print the report as JSON", a => a.Json, (a, v) => a with { Json = v }),
+        }).ToList();
+
+    protected override int Execute(Parsed<DataInspectArgs> parsed, CliContext context)
     {
-        if (args.Positionals.Count == 0) throw new UsageException("data inspect: give the dataset file");
-        string file = args.Positionals[0];
-        string? modelDir = args.String("model");
-        int? maxLength = args.Int("max-length", min: 2);
-        int? maxPromptLength = args.Int("max-prompt-length", min: 1);
-        string truncation = args.Choice("truncation-mode", "keep_end", "keep_end", "keep_start");
-        double? threshold = args.Double("label-threshold");
-        string? ratingColumn = args.String("rating-column");
-        double desirableWeight = args.Double("desirable-weight") ?? 1.0;
-        double undesirableWeight = args.Double("undesirable-weight") ?? 1.0;
-        bool json = args.Flag("json");
-        args.EnsureAllUsed(allowedPositionals: 1);
-        if (modelDir is null && (maxLength is not null || maxPromptLength is not null || args.GivenNames.Contains("truncation-mode")))
+        var a = parsed.Value;
+        if (parsed.Positionals.Count == 0) throw new UsageException("data inspect: give the dataset file");
+        string file = parsed.Positionals[0];
+        string? modelDir = string.IsNullOrEmpty(a.Step.Model) ? null : a.Step.Model;
+        if (modelDir is null && StepOptions.Lengths.Any(o => parsed.Given.Contains(o.Name)))
             throw new UsageException("data inspect: --max-length, --max-prompt-length and --truncation-mode count tokens and need --model");
-        if (ratingColumn is not null && threshold is null)
+        if (a.RatingColumn is not null && a.LabelThreshold is null)
             throw new UsageException("data inspect: --rating-column needs --label-threshold");
+        double desirableWeight = a.Step.Objective.DesirableWeight ?? 1.0, undesirableWeight = a.Step.Objective.UndesirableWeight ?? 1.0;
         if (desirableWeight <= 0 || undesirableWeight <= 0)
             throw new UsageException("data inspect: --desirable-weight and --undesirable-weight must be positive");
 
-        var dataset = DatasetReader.Read(file, new DatasetReadOptions { LabelThreshold = threshold, RatingColumn = ratingColumn });
+        var dataset = DatasetReader.Read(file, new DatasetReadOptions { LabelThreshold = a.LabelThreshold, RatingColumn = a.RatingColumn });
         ExampleTokenizer? tokenizer = null;
         if (modelDir is not null)
         {
             var parts = ModelLoader.OpenParts(modelDir);
             parts.Weights.Dispose();
             var tok = parts.Tokenizer ?? throw new EngineException($"{modelDir}: no tokenizer found (expected tokenizer.model or tokenizer.json)");
-            // TRL's defaults (1024 / 512); a smaller --max-length alone keeps the prompt limit at half of it, as those defaults do.
-            var settings = new TokenizationSettings
-            {
-                MaxLength = maxLength ?? TokenizationSettings.Default.MaxLength,
-                MaxPromptLength = maxPromptLength ?? (maxLength is int l ? Math.Min(TokenizationSettings.Default.MaxPromptLength!.Value, l / 2) : TokenizationSettings.Default.MaxPromptLength),
-                TruncationMode = truncation == "keep_start" ? TruncationMode.KeepStart : TruncationMode.KeepEnd,
-            };
+            // The same limits `train` uses (StepSettings), so the truncation reported is what training will do.
             var renderer = dataset.Style == DataStyle.Conversational ? ChatRendering.ForTokenizer(tok, modelDir) : null;
-            tokenizer = new ExampleTokenizer(tok, settings, renderer);
+            tokenizer = new ExampleTokenizer(tok, a.Step.Tokenization, renderer);
         }
         var inspection = DatasetInspection.Run(dataset, tokenizer, desirableWeight, undesirableWeight);
-        if (json) WriteJson(inspection);
-        else WriteText(inspection);
+        if (a.Json) WriteJson(inspection, context.Out);
+        else WriteText(inspection, context.Out);
         return 0;
     }
 
-    static void WriteText(DatasetInspection r)
+    static void WriteText(DatasetInspection r, TextWriter w)
     {
         var d = r.Dataset;
-        Line("file", d.Origin);
-        Line("format", d.Describe());
-        Line("rows", $"{d.Count}" + (d.SkippedRows.Count > 0 ? $" ({d.SkippedRows.Count} skipped)" : ""));
-        Line("empty completions", $"{r.EmptyCompletionRows} (skipped)");
-        foreach (var (field, stats) in r.Chars) Line(field + " chars", stats.ToString());
+        Line(w, "file", d.Origin);
+        Line(w, "format", d.Describe());
+        Line(w, "rows", $"{d.Count}" + (d.SkippedRows.Count > 0 ? $" ({d.SkippedRows.Count} skipped)" : ""));
+        Line(w, "empty completions", $"{r.EmptyCompletionRows} (skipped)");
+        foreach (var (field, stats) in r.Chars) Line(w, field + " chars", stats.ToString());
         if (r.Tokens is { } tokens)
-            foreach (var (field, stats) in tokens) Line(field + " tokens", stats.ToString());
+            foreach (var (field, stats) in tokens) Line(w, field + " tokens", stats.ToString());
         if (r.Truncation is { } t)
-            Line("truncation", $"{r.Settings!.Describe()}: {t.PromptsTruncated} prompts " +
+            Line(w, "truncation", $"{r.Settings!.Describe()}: {t.PromptsTruncated} prompts " +
                 (t.PromptsOverMaxLength > 0 ? $"({t.PromptsOverMaxLength} longer than max_length alone) " : "") +
                 $"and {t.CompletionsTruncated} completions would be truncated, {t.RowsDropped} rows dropped");
-        else Line("truncation", "give --model to count tokens and truncation");
+        else Line(w, "truncation", "give --model to count tokens and truncation");
         if (d.Format == DataFormat.Paired)
         {
-            if (r.IdenticalPairs > 0) Line("identical pairs", $"{r.IdenticalPairs} (chosen = rejected: no preference signal)");
-            Line("for KTO", $"{d.Count * 2} rows ({d.Count} desirable, {d.Count} undesirable) after conversion");
+            if (r.IdenticalPairs > 0) Line(w, "identical pairs", $"{r.IdenticalPairs} (chosen = rejected: no preference signal)");
+            Line(w, "for KTO", $"{d.Count * 2} rows ({d.Count} desirable, {d.Count} undesirable) after conversion");
         }
         else
         {
             var b = r.Balance;
             double share = b.Desirable + b.Undesirable == 0 ? 0 : 100.0 * b.Desirable / (b.Desirable + b.Undesirable);
-            Line("labels", $"{b.Desirable} desirable ({share.ToString("0.0", CultureInfo.InvariantCulture)}%), {b.Undesirable} undesirable");
-            Line("KTO balance", (b.Warning is { } w ? "warning: " + w : $"λ_D·n_D / (λ_U·n_U) = {b.Ratio.ToString("0.###", CultureInfo.InvariantCulture)}, within [1, 4/3]"));
+            Line(w, "labels", $"{b.Desirable} desirable ({share.ToString("0.0", CultureInfo.InvariantCulture)}%), {b.Undesirable} undesirable");
+            Line(w, "KTO balance", (b.Warning is { } warning ? "warning: " + warning : $"λ_D·n_D / (λ_U·n_U) = {b.Ratio.ToString("0.###", CultureInfo.InvariantCulture)}, within [1, 4/3]"));
         }
-        foreach (var n in d.Notices) Line("note", n);
+        foreach (var n in d.Notices) Line(w, "note", n);
     }
 
-    static void Line(string label, string value) => Console.WriteLine($"{label + ":",-20}{value}");
+    static void Line(TextWriter w, string label, string value) => w.WriteLine($"{label + ":",-20}{value}");
 
-    static void WriteJson(DatasetInspection r)
+    static void WriteJson(DatasetInspection r, TextWriter output)
     {
         var d = r.Dataset;
-        using var stream = Console.OpenStandardOutput();
+        using var stream = new MemoryStream();
         using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
         w.WriteStartObject();
         w.WriteString("file", d.Origin);
@@ -109,7 +113,7 @@ public sealed class DataInspectCommand : ICliCommand
             w.WriteStartObject("truncation");
             w.WriteNumber("max_length", r.Settings!.MaxLength ?? 0);
             w.WriteNumber("max_prompt_length", r.Settings.MaxPromptLength ?? 0);
-            w.WriteString("truncation_mode", r.Settings.TruncationMode == TruncationMode.KeepEnd ? "keep_end" : "keep_start");
+            w.WriteString("truncation_mode", Engine.Util.Spelling.Of(r.Settings.TruncationMode));
             w.WriteNumber("prompts_truncated", t.PromptsTruncated);
             w.WriteNumber("prompts_over_max_length", t.PromptsOverMaxLength);
             w.WriteNumber("completions_truncated", t.CompletionsTruncated);
@@ -130,7 +134,7 @@ public sealed class DataInspectCommand : ICliCommand
         w.WriteEndArray();
         w.WriteEndObject();
         w.Flush();
-        stream.WriteByte((byte)'\n');
+        output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));
     }
 
     static void WriteStats(Utf8JsonWriter w, string name, IReadOnlyDictionary<string, LengthStats> stats)

@@ -1,51 +1,53 @@
 using System.Globalization;
 using System.Text.Json;
+using Engine.Cli.Options;
+using Engine.Objectives;
 using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-public sealed class EvalCommand : ICliCommand
-{
-    public string Name => "eval";
-    public string Summary => "Score a model against a reference on preference data (the seed paper's Table 1 columns).";
-    public string Usage => "eval --model DIR --ref DIR --data FILE --method dpo|kto [--beta B] [--batch-size N] [--max-length N] [--loss-type T] [--json]";
+public sealed record EvalArgs(EvaluationOptions Eval, bool Json = false);
 
-    public int Run(CliArgs args)
+public sealed class EvalCommand : CliCommand<EvalArgs>
+{
+    public override string Name => "eval";
+    public override string Summary => "Score a model against a reference on preference data (the seed paper's Table 1 columns).";
+    protected override EvalArgs Defaults => new(new EvaluationOptions());
+
+    static IEnumerable<CliOption<EvalArgs>> Step(IEnumerable<CliOption<StepSettings>> o) =>
+        o.Lift<EvalArgs>(a => a.Eval.Step, (a, s) => a with { Eval = a.Eval with { Step = s } });
+
+    protected override IReadOnlyList<CliOption<EvalArgs>> Options { get; } =
+        Step(new[]
+        {
+            StepOptions.Method(ModelEvaluation.Methods), StepOptions.Model, StepOptions.Reference.With(help: "the reference model (required unless --reference-free)"),
+            StepOptions.MicroBatch, StepOptions.Head, StepOptions.Precision,
+        }.Concat(StepOptions.Lengths).Concat(new[]
+        {
+            StepOptions.Beta, StepOptions.LossType, StepOptions.LabelSmoothing, StepOptions.ReferenceFree, StepOptions.NoZ0,
+            StepOptions.DesirableWeight, StepOptions.UndesirableWeight,
+        }))
+        .Concat(new[]
+        {
+            Opt<EvalArgs>.String("data", "preference data to score", a => a.Eval.DataPath, (a, v) => a with { Eval = a.Eval with { DataPath = v } },
+                valueName: "FILE", required: true),
+            Opt<EvalArgs>.Flag("json", "print the metrics as one JSON object", a => a.Json, (a, v) => a with { Json = v }),
+        }).ToList();
+
+    protected override int Execute(Parsed<EvalArgs> parsed, CliContext context)
     {
-        var options = new TrainingOptions
+        var metrics = ModelEvaluation.Run(parsed.Value.Eval);
+        var w = context.Out;
+        if (parsed.Value.Json)
         {
-            Method = args.Choice("method", "", "dpo", "kto") is { Length: > 0 } m ? m : throw new UsageException("eval: --method is required"),
-            ModelPath = args.RequiredString("model"),
-            ReferenceModelPath = args.RequiredString("ref"),
-            DataPath = args.RequiredString("data"),
-            OutputDir = "",
-            Beta = args.Double("beta"),
-            LossType = args.String("loss-type"),
-            BatchSize = args.Int("batch-size", min: 1) ?? 8,
-            MaxLength = args.Int("max-length", min: 2) ?? 512,
-            DesirableWeight = args.Double("desirable-weight") ?? 1.0,
-            UndesirableWeight = args.Double("undesirable-weight") ?? 1.0,
-            LogProb = Kernels.LogProbMode.Fused,
-        };
-        bool json = args.Flag("json");
-        args.EnsureAllUsed();
-        var metrics = ModelEvaluation.Run(options);
-        if (json)
-        {
-            Console.WriteLine(JsonSerializer.Serialize(metrics.ToDictionary(kv => kv.Key, kv => double.IsFinite(kv.Value) ? (object)kv.Value : kv.Value.ToString(CultureInfo.InvariantCulture))));
+            w.WriteLine(JsonSerializer.Serialize(metrics.ToDictionary(kv => kv.Key, kv => double.IsFinite(kv.Value) ? (object)kv.Value : kv.Value.ToString(CultureInfo.InvariantCulture))));
             return 0;
         }
-        // The seed paper's Table 1 columns; a metric the method does not define prints as "-".
+        // A metric the method does not define prints as "-".
         string V(string name) => metrics.TryGetValue(name, out var v) ? (double.IsFinite(v) ? v.ToString("0.0000", CultureInfo.InvariantCulture) : $"{v} (non-finite!)") : "-";
-        var columns = new (string Header, string Metric)[]
-        {
-            ("logits ✓", "logits/chosen"), ("logits ✗", "logits/rejected"), ("logps ✓", "logps/chosen"), ("logps ✗", "logps/rejected"),
-            ("loss", "loss"), ("rewards ✓", "rewards/chosen"), ("rewards ✗", "rewards/rejected"), ("margin", "rewards/margins"),
-            ("accuracy", "rewards/accuracies"),
-        };
-        Console.WriteLine(string.Join(" | ", columns.Select(c => c.Header.PadLeft(11))));
-        Console.WriteLine(string.Join(" | ", columns.Select(c => V(c.Metric).PadLeft(11))));
-        if (metrics.ContainsKey("kl")) Console.WriteLine($"kl (z0): {V("kl")}");
+        w.WriteLine(string.Join(" | ", MetricNames.TableOne.Select(c => c.Header.PadLeft(11))));
+        w.WriteLine(string.Join(" | ", MetricNames.TableOne.Select(c => V(c.Metric).PadLeft(11))));
+        if (metrics.ContainsKey(MetricNames.Kl)) w.WriteLine($"kl (z0): {V(MetricNames.Kl)}");
         return 0;
     }
 }

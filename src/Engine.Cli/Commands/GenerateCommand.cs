@@ -1,42 +1,53 @@
+using Engine.Cli.Options;
 using Engine.Generation;
 using Engine.Models;
 using Engine.Util;
 
 namespace Engine.Cli.Commands;
 
-public sealed class GenerateCommand : ICliCommand
+public sealed record GenerateArgs
 {
-    public string Name => "generate";
-    public string Summary => "Continue a prompt with a model (temperature 0 = greedy).";
-    public string Usage => "generate --model DIR|FILE.gguf --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--dtype f32|bf16]";
+    public string Model { get; init; } = "";
+    public string? Prompt { get; init; }
+    public SamplingOptions Sampling { get; init; } = new();
+    public string Dtype { get; init; } = "f32";
+}
 
-    public int Run(CliArgs args)
+public sealed class GenerateCommand : CliCommand<GenerateArgs>
+{
+    public override string Name => "generate";
+    public override string Summary => "Continue a prompt with a model (temperature 0 = greedy).";
+    protected override GenerateArgs Defaults => new();
+
+    static CliOption<GenerateArgs> Sampling(CliOption<SamplingOptions> o) => o.Lift<GenerateArgs>(a => a.Sampling, (a, s) => a with { Sampling = s });
+
+    protected override IReadOnlyList<CliOption<GenerateArgs>> Options { get; } = new[]
     {
-        string path = args.RequiredString("model");
-        string prompt = args.String("prompt") ?? throw new UsageException("generate: --prompt is required (use --prompt \"\" to start from BOS)");
-        var options = new SamplingOptions
-        {
-            MaxNewTokens = args.Int("max-new-tokens", min: 0) ?? 64,
-            Temperature = args.Double("temperature") ?? 0.8,
-            TopP = args.Double("top-p") ?? 0.95,
-            TopK = args.Int("top-k"),
-            Seed = args.Long("seed") ?? 0,
-        };
-        var dtype = TensorMemory.ParseDtype(args.String("dtype") ?? "f32");
-        args.EnsureAllUsed();
-        options.Validate();
+        Opt<GenerateArgs>.String("model", "a Hugging Face folder or a GGUF file", a => a.Model, (a, v) => a with { Model = v }, valueName: "DIR|FILE.gguf", required: true),
+        Opt<GenerateArgs>.String("prompt", "the text to continue (\"\" starts from BOS)", a => a.Prompt, (a, v) => a with { Prompt = v }, required: true),
+        Sampling(Opt<SamplingOptions>.Int("max-new-tokens", "tokens to generate", s => s.MaxNewTokens, (s, v) => s with { MaxNewTokens = v }, min: 0)),
+        Sampling(Opt<SamplingOptions>.Double("temperature", "sampling temperature (0: greedy)", s => s.Temperature, (s, v) => s with { Temperature = v }, valueName: "T")),
+        Sampling(Opt<SamplingOptions>.Double("top-p", "nucleus sampling mass", s => s.TopP, (s, v) => s with { TopP = v }, valueName: "P")),
+        Sampling(Opt<SamplingOptions>.OptionalInt("top-k", "sample among the K most likely tokens", s => s.TopK, (s, v) => s with { TopK = v }, valueName: "K")),
+        Sampling(Opt<SamplingOptions>.Long("seed", "sampling seed", s => s.Seed, (s, v) => s with { Seed = v }, valueName: "S")),
+        Opt<GenerateArgs>.Choice("dtype", "compute dtype", new[] { "f32", "bf16" }, v => v, a => a.Dtype, (a, v) => a with { Dtype = v }),
+    };
 
-        using var loaded = ModelLoader.Load(path, dtype, requireTokenizer: true);
+    protected override int Execute(Parsed<GenerateArgs> parsed, CliContext context)
+    {
+        var a = parsed.Value;
+        a.Sampling.Validate();
+        using var loaded = ModelLoader.Load(a.Model, TensorMemory.ParseDtype(a.Dtype), requireTokenizer: true);
         var tokenizer = loaded.RequireTokenizer();
-        var ids = tokenizer.Encode(prompt, addSpecial: true);
+        var ids = tokenizer.Encode(a.Prompt!, addSpecial: true);
         if (ids.Length == 0)
         {
             if (tokenizer.BosId is int bos) ids = new[] { bos };
-            else throw new EngineException($"{path}: empty prompt and the tokenizer has no BOS token to start from");
+            else throw new EngineException($"{a.Model}: empty prompt and the tokenizer has no BOS token to start from");
         }
         var generator = new TextGenerator(loaded.Model, tokenizer.EosId, tokenizer.PadId ?? 0);
-        var output = generator.Generate(new[] { ids }, options)[0];
-        Console.WriteLine(tokenizer.Decode(output));
+        var output = generator.Generate(new[] { ids }, a.Sampling)[0];
+        context.Out.WriteLine(tokenizer.Decode(output));
         return 0;
     }
 }

@@ -1,88 +1,75 @@
 using System.Text.Json;
-using Engine.Kernels;
-using Engine.Kernels.Benchmarking;
+using Engine.Cli.Options;
 using Engine.Memory;
+using Engine.Methods;
 using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-public sealed class PlanCommand : ICliCommand
+public sealed record PlanArgs(StepSettings Step, string Vram = "", int TargetBatch = TrainingPlanner.DefaultTargetBatch,
+    double CompletionFraction = 1.0, MemoryDevice Device = MemoryDevice.Cuda, bool Json = false, bool Measure = false, int Repeats = 3);
+
+public sealed class PlanCommand : CliCommand<PlanArgs>
 {
-    public string Name => "plan";
-    public string Summary => "Will a DPO/KTO run fit in VRAM, and with what micro-batch? Predicts the step's memory and picks the fastest settings that fit.";
-    public string Usage =>
-        "plan --model DIR|FILE.gguf|PRESET --method dpo|kto --seq-len N --vram SIZE [--target-batch 32] [--micro-batch B] " +
-        "[--precision f32|bf16|bf16-pure] [--checkpointing on|off] [--logprob fused|chunked|naive] [--ref-mode cached|resident] " +
-        "[--reference-free] [--optimizer-state-dtype f32|bf16] [--completion-fraction F] [--device cuda|cpu] [--json] [--measure [--repeats 3]]";
+    public override string Name => "plan";
+    public override string Summary => "Will a training run fit in VRAM, and with what micro-batch? Predicts the step's memory and picks the fastest settings that fit.";
+    protected override PlanArgs Defaults => new(new StepSettings());
 
-    public int Run(CliArgs args)
+    static IEnumerable<CliOption<PlanArgs>> Step(IEnumerable<CliOption<StepSettings>> o) => o.Lift<PlanArgs>(a => a.Step, (a, s) => a with { Step = s });
+
+    protected override IReadOnlyList<CliOption<PlanArgs>> Options { get; } =
+        Step(StepOptions.All(AlignmentMethods.All).Select(o => o.Name switch
+        {
+            "model" => o.With(help: $"a model folder, GGUF file or preset ({string.Join(", ", Models.ModelPresets.All.Keys)})"),
+            "max-length" => o.With(help: "sequence length to plan for (prompt + completion, in tokens)", required: true),
+            "batch-size" => o.With(help: "fix the micro-batch (pairs or rows) instead of letting the planner choose"),
+            _ => o,
+        }))
+        .Concat(new[]
+        {
+            Opt<PlanArgs>.String("vram", "the memory budget, e.g. 8GiB", a => a.Vram, (a, v) => a with { Vram = v }, valueName: "SIZE", required: true, sample: "8GiB"),
+            Opt<PlanArgs>.Int("target-batch", "pairs/rows per optimizer step (micro-batch × accumulation)", a => a.TargetBatch, (a, v) => a with { TargetBatch = v }, min: 1),
+            Opt<PlanArgs>.Double("completion-fraction", "share of each sequence that is completion (goes through the head); 1 is the worst case",
+                a => a.CompletionFraction, (a, v) => a with { CompletionFraction = v }, valueName: "F"),
+            Opt<PlanArgs>.Enum("device", "plan for a CUDA GPU or for this CPU", a => a.Device, (a, v) => a with { Device = v }),
+            Opt<PlanArgs>.Flag("json", "print the plan as JSON", a => a.Json, (a, v) => a with { Json = v }),
+            Opt<PlanArgs>.Flag("measure", "also run the planned step on the CPU and measure its memory", a => a.Measure, (a, v) => a with { Measure = v }),
+            Opt<PlanArgs>.Int("repeats", "with --measure: measured steps after two warm-up steps", a => a.Repeats, (a, v) => a with { Repeats = v }, min: 1),
+        }).ToList();
+
+    protected override int Execute(Parsed<PlanArgs> parsed, CliContext context)
     {
-        var source = PlanModelSource.Resolve(args.RequiredString("model"));
-        var request = ReadRequest(args, source, args.RequiredString("method"), args.Int("seq-len", min: 2) ?? throw new UsageException("plan: --seq-len is required"));
-        bool json = args.Flag("json");
-        bool measure = args.Flag("measure");
-        int repeats = args.Int("repeats", min: 1) ?? 3;
-        args.EnsureAllUsed();
-
+        var a = parsed.Value;
+        var source = PlanModelSource.Resolve(a.Step.Model);
+        var request = new PlanRequest
+        {
+            Config = source.Config, Step = a.Step, BudgetBytes = ByteSize.Parse(a.Vram, "--vram"), TargetEffectiveBatch = a.TargetBatch,
+            Device = a.Device, CompletionFraction = a.CompletionFraction,
+            Free = PlanRequest.AllKnobs.Except(StepOptions.FixedKnobs(parsed.Given)).ToHashSet(),
+        };
         var plan = MemoryPlanner.Plan(request);
         var report = PlanReport.ToJson(source.Name, plan);
         StepMeasurementResult? measured = null;
         MemoryEstimate? cpuEstimate = null;
-        if (measure)
+        if (a.Measure)
         {
-            var settings = plan.Shown.Settings with { Device = MemoryDevice.Cpu };
-            cpuEstimate = new StepMemoryModel(source.Config, settings).Estimate();
+            var planned = plan.Shown.Planned with { Device = MemoryDevice.Cpu };
+            cpuEstimate = new StepMemoryModel(source.Config, planned).Estimate();
             long available = ProcessMemory.AvailableBytes();
             if (cpuEstimate.PeakBytes > available / 2)
                 throw new EngineException($"--measure: the step needs about {ByteSize.Format(cpuEstimate.PeakBytes)} here and only {ByteSize.Format(available)} is available; " +
-                    "measure a smaller configuration (--micro-batch, --seq-len)");
-            if (!json) Console.Error.WriteLine($"measuring {repeats} step(s) on the CPU: {settings.Describe()} ...");
-            measured = StepMeasurement.Run(source.Config, source.Path, settings, repeats);
+                    "measure a smaller configuration (--batch-size, --max-length)");
+            if (!a.Json) context.Err.WriteLine($"measuring {a.Repeats} step(s) on the CPU: {planned.Describe()} ...");
+            measured = StepMeasurement.Run(source.Config, planned, a.Repeats);
             report["measured"] = PlanReport.MeasurementJson(cpuEstimate, measured);
             report["measured_peak_bytes"] = measured.PeakBytes;
         }
-        if (json) Console.WriteLine(JsonSerializer.Serialize(report));
+        if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(report));
         else
         {
-            PlanReport.WriteText(Console.Out, source.Name, plan);
-            if (measured != null) PlanReport.WriteMeasurement(Console.Out, cpuEstimate!, measured);
+            PlanReport.WriteText(context.Out, source.Name, plan);
+            if (measured != null) PlanReport.WriteMeasurement(context.Out, cpuEstimate!, measured);
         }
         return 0;
     }
-
-    /// <summary>The plan options shared with <c>train --vram</c>.</summary>
-    public static PlanRequest ReadRequest(CliArgs args, PlanModelSource source, string method, int seqLen)
-    {
-        var planMethod = method switch
-        {
-            "dpo" => PlanMethod.Dpo,
-            "kto" => PlanMethod.Kto,
-            _ => throw new EngineException($"memory planning covers dpo and kto (got '{method}')"),
-        };
-        var vram = args.String("vram") ?? throw new UsageException($"{args.Command}: --vram is required");
-        return new PlanRequest
-        {
-            Config = source.Config,
-            Method = planMethod,
-            SeqLen = seqLen,
-            BudgetBytes = ByteSize.Parse(vram, "--vram"),
-            TargetEffectiveBatch = args.Int("target-batch", min: 1) ?? 32,
-            MicroBatch = args.Int("micro-batch", min: 1),
-            Precision = args.String("precision") is null ? null : ParsePrecision(args.Choice("precision", "bf16", "f32", "bf16", "bf16-pure")),
-            Checkpointing = args.String("checkpointing") is null ? null : args.Choice("checkpointing", "off", "on", "off") == "on",
-            Head = args.String("logprob") is null ? null : TokenLogProbs.ParseMode(args.Choice("logprob", "fused", "fused", "chunked", "naive")),
-            Reference = args.String("ref-mode") is null ? null : args.Choice("ref-mode", "cached", "cached", "resident") == "cached" ? ReferenceMode.Cached : ReferenceMode.Resident,
-            ReferenceFree = args.Flag("reference-free"),
-            Bf16OptimizerStates = args.String("optimizer-state-dtype") is null ? null : args.Choice("optimizer-state-dtype", "f32", "f32", "bf16") == "bf16",
-            CompletionFraction = args.Double("completion-fraction") ?? 1.0,
-            Device = args.Choice("device", "cuda", "cuda", "cpu") == "cpu" ? MemoryDevice.Cpu : MemoryDevice.Cuda,
-        };
-    }
-
-    static Precision ParsePrecision(string s) => s switch
-    {
-        "f32" => Precision.F32,
-        "bf16" => Precision.Bf16Mixed,
-        _ => Precision.Bf16Pure,
-    };
 }

@@ -1,5 +1,6 @@
 using Engine.Memory;
 using Engine.Training;
+using Engine.Util;
 
 namespace Engine.Cli.Commands;
 
@@ -15,20 +16,20 @@ public static class PlanReport
             ["model"] = model,
             ["parameters"] = plan.Parameters,
             ["architecture"] = Engine.Models.ModelSummary.ToJson(plan.Request.Config),
-            ["method"] = s.Method.ToString().ToLowerInvariant(),
-            ["seq_len"] = s.SeqLen,
-            ["device"] = s.Device.ToString().ToLowerInvariant(),
+            ["method"] = s.Method.Name,
+            ["seq_len"] = s.MaxLength,
+            ["device"] = Spelling.Of(plan.Request.Device),
             ["vram_bytes"] = plan.Request.BudgetBytes,
             ["target_effective_batch"] = plan.Request.TargetEffectiveBatch,
             ["fits"] = plan.Fits,
             ["micro_batch"] = s.MicroBatch,
             ["grad_accum"] = c.GradAccum,
             ["effective_batch"] = c.EffectiveBatch,
-            ["precision"] = StepSettings.PrecisionName(s.Precision),
+            ["precision"] = Spelling.Of(s.Precision),
             ["optimizer_state_dtype"] = s.Bf16OptimizerStates ? "bf16" : "f32",
             ["checkpointing"] = s.ActivationCheckpointing,
-            ["head"] = s.Head.ToString().ToLowerInvariant(),
-            ["reference"] = s.ReferenceFree ? "none" : s.Reference == ReferenceMode.Cached ? "cached" : "resident",
+            ["head"] = Spelling.Of(s.Head),
+            ["reference"] = !s.UsesReference ? "none" : Spelling.Of(s.Reference),
             ["peak_bytes"] = c.Estimate.PeakBytes,
             ["tensor_peak_bytes"] = c.Estimate.TensorPeakBytes,
             ["peak_point"] = c.Estimate.PeakPoint.Name,
@@ -52,7 +53,7 @@ public static class PlanReport
     {
         var c = plan.Shown;
         var s = c.Settings;
-        w.WriteLine($"{model}: {plan.Parameters:N0} parameters; {s.Method.ToString().ToUpperInvariant()}, seq {s.SeqLen}, budget {ByteSize.Format(plan.Request.BudgetBytes)} ({s.Device.ToString().ToLowerInvariant()})");
+        w.WriteLine($"{model}: {plan.Parameters:N0} parameters; {s.Method.Name.ToUpperInvariant()}, seq {s.MaxLength}, budget {ByteSize.Format(plan.Request.BudgetBytes)} ({Spelling.Of(plan.Request.Device)})");
         if (plan.Fits)
             w.WriteLine($"plan: {s.Describe()}; grad accumulation {c.GradAccum} (effective batch {c.EffectiveBatch}); " +
                         $"peak {ByteSize.Format(c.Estimate.PeakBytes)} of {ByteSize.Format(plan.Request.BudgetBytes)} ({c.Estimate.PeakPoint.Name})");
@@ -91,10 +92,10 @@ public static class PlanReport
     /// <summary>Predicted and measured bytes per measurable component.</summary>
     public static IEnumerable<(string Name, long Predicted, long Measured)> Rows(MemoryEstimate e, StepMeasurementResult m)
     {
-        long Static(params string[] names) => e.Static.Where(c => names.Contains(c.Name)).Sum(c => c.Bytes);
-        long weights = Static("weights");
-        long optimizer = Static("fp32 master weights", "optimizer states", "reference model");
-        long gradients = Static("gradients");
+        long Static(params ComponentKind[] kinds) => e.Static.Where(c => kinds.Contains(c.Kind)).Sum(c => c.Bytes);
+        long weights = Static(ComponentKind.Weights);
+        long optimizer = Static(ComponentKind.MasterWeights, ComponentKind.OptimizerStates, ComponentKind.ReferenceModel);
+        long gradients = Static(ComponentKind.Gradients);
         yield return ("weights", weights, m.WeightsBytes);
         yield return ("masters + Adam states (+ reference)", optimizer, m.OptimizerAndReferenceBytes);
         yield return ("gradients", gradients, m.GradientsBytes);
@@ -108,6 +109,6 @@ public static class PlanReport
         w.WriteLine($"  {"component",-48} {"predicted",12} {"measured",12} {"ratio",7}");
         foreach (var (name, p, me) in Rows(e, m))
             w.WriteLine($"  {name,-48} {ByteSize.Format(p),12} {ByteSize.Format(me),12} {(p > 0 ? (double)me / p : double.NaN),7:0.000}");
-        w.WriteLine($"  (not counted: {ByteSize.Format(m.RuntimeWorkspaceBytes)} the first step left in BLAS/oneDNN buffers)");
+        w.WriteLine($"  (not counted: {ByteSize.Format(m.RuntimeWorkspaceBytes)} left in BLAS/oneDNN buffers and library caches before the measured steps)");
     }
 }

@@ -1,80 +1,72 @@
-using Engine.Kernels;
+using Engine.Cli.Options;
+using Engine.Memory;
+using Engine.Methods;
 using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-public sealed class TrainCommand : ICliCommand
-{
-    public string Name => "train";
-    public string Summary => "Align or fine-tune a model: DPO, KTO, SFT, ORPO or SimPO.";
-    public string Usage =>
-        "train --method dpo|kto|sft|orpo|simpo --model DIR|FILE.gguf --data FILE --out DIR [--eval-data FILE | --eval-fraction F] " +
-        "[--beta B] [--lr LR] [--batch-size N] [--grad-accum N] [--max-steps N] [--epochs N] [--lr-scheduler constant|linear|cosine] " +
-        "[--warmup-steps N] [--save-steps N] [--eval-steps N] [--resume OUT|OUT/checkpoint-STEP] [--seed S] [--max-length N] " +
-        "[--max-prompt-length N] [--truncation-mode keep_end|keep_start] [--desirable-weight W] [--undesirable-weight W] " +
-        "[--loss-type T] [--label-smoothing E] [--rpo-alpha A] [--reference-free] [--no-z0] [--simpo-gamma G] [--ref DIR] " +
-        "[--ref-mode cached|resident] [--logprob fused|naive|chunked] [--precision f32|bf16|bf16-pure] [--checkpointing on|off] " +
-        "[--optimizer-state-dtype f32|bf16] [--weight-decay W] [--max-grad-norm N] [--max-nonfinite K] [--no-plots] [--config FILE.toml] " +
-        "[--vram SIZE [--target-batch N]] (--vram: plan micro-batch, accumulation, precision, checkpointing, head and reference to fit, see `engine plan`)";
+/// <summary>`train`'s settings: the run, plus the VRAM budget it may be planned for.</summary>
+public sealed record TrainArgs(TrainingOptions Run, string? Vram = null, int? TargetBatch = null);
 
-    public int Run(CliArgs args)
+public sealed class TrainCommand : CliCommand<TrainArgs>
+{
+    public override string Name => "train";
+    public override string Summary => "Align or fine-tune a model: DPO, KTO, SFT, ORPO or SimPO.";
+    public override bool AcceptsConfig => true;
+    protected override TrainArgs Defaults => new(new TrainingOptions());
+
+    static CliOption<TrainArgs> Run(CliOption<TrainingOptions> o) => o.Lift<TrainArgs>(a => a.Run, (a, r) => a with { Run = r });
+    static IEnumerable<CliOption<TrainArgs>> Step(IEnumerable<CliOption<StepSettings>> o) =>
+        o.Lift<TrainArgs>(a => a.Run.Step, (a, s) => a with { Run = a.Run with { Step = s } });
+
+    protected override IReadOnlyList<CliOption<TrainArgs>> Options { get; } = Step(StepOptions.All(AlignmentMethods.All))
+        .Concat(new[]
+        {
+            Run(Opt<TrainingOptions>.String("data", "training data (.jsonl, .json, .parquet; TRL's formats)", o => o.DataPath, (o, v) => o with { DataPath = v },
+                valueName: "FILE", required: true)),
+            Run(Opt<TrainingOptions>.String("out", "output folder: metrics, checkpoints, final model", o => o.OutputDir, (o, v) => o with { OutputDir = v },
+                valueName: "DIR", required: true)),
+            Run(Opt<TrainingOptions>.String("eval-data", "evaluation data", o => o.EvalDataPath, (o, v) => o with { EvalDataPath = v }, valueName: "FILE")),
+            Run(Opt<TrainingOptions>.Double("eval-fraction", "fraction of --data held out for eval when no --eval-data is given", o => o.EvalFraction,
+                (o, v) => o with { EvalFraction = v }, valueName: "F")),
+            Run(Opt<TrainingOptions>.OptionalDouble("lr", "AdamW learning rate (default: the method's; DPO 5e-7, KTO 5e-6)", o => o.LearningRate,
+                (o, v) => o with { LearningRate = v }, valueName: "LR")),
+            Run(Opt<TrainingOptions>.Int("grad-accum", "micro-batches per optimizer step (TRL's gradient_accumulation_steps)", o => o.GradAccum,
+                (o, v) => o with { GradAccum = v }, min: 1)),
+            Run(Opt<TrainingOptions>.OptionalInt("max-steps", "optimizer steps (overrides --epochs; the data repeats as needed)", o => o.MaxSteps,
+                (o, v) => o with { MaxSteps = v }, min: 1)),
+            Run(Opt<TrainingOptions>.Int("epochs", "passes over the data", o => o.Epochs, (o, v) => o with { Epochs = v }, min: 1)),
+            Run(Opt<TrainingOptions>.Enum("lr-scheduler", "learning-rate schedule after the warm-up", o => o.LrScheduler, (o, v) => o with { LrScheduler = v })),
+            Run(Opt<TrainingOptions>.Int("warmup-steps", "linear warm-up steps", o => o.WarmupSteps, (o, v) => o with { WarmupSteps = v }, min: 0)),
+            Run(Opt<TrainingOptions>.Double("weight-decay", "AdamW's decoupled weight decay (not on norms)", o => o.WeightDecay, (o, v) => o with { WeightDecay = v }, valueName: "W")),
+            Run(Opt<TrainingOptions>.Double("max-grad-norm", "gradient clipping norm", o => o.MaxGradNorm, (o, v) => o with { MaxGradNorm = v })),
+            Run(Opt<TrainingOptions>.Int("save-steps", "write a checkpoint every N steps (0: none)", o => o.SaveSteps, (o, v) => o with { SaveSteps = v }, min: 0)),
+            Run(Opt<TrainingOptions>.Int("eval-steps", "evaluate every N steps (0: at the end only)", o => o.EvalSteps, (o, v) => o with { EvalSteps = v }, min: 0)),
+            Run(Opt<TrainingOptions>.Long("seed", "seed of the data order and any random initialisation", o => o.Seed, (o, v) => o with { Seed = v }, valueName: "S")),
+            Run(Opt<TrainingOptions>.String("resume", "continue a run from its newest checkpoint (or a given checkpoint folder)", o => o.ResumeFrom,
+                (o, v) => o with { ResumeFrom = v }, valueName: "OUT|OUT/checkpoint-STEP")),
+            Run(Opt<TrainingOptions>.Int("max-nonfinite", "stop after K consecutive steps with a non-finite loss or gradient", o => o.MaxConsecutiveNonFinite,
+                (o, v) => o with { MaxConsecutiveNonFinite = v }, min: 1, valueName: "K")),
+            Run(Opt<TrainingOptions>.Flag("no-plots", "do not write PNG plots of the metrics", o => !o.Plots, (o, v) => o with { Plots = !v })),
+            Opt<TrainArgs>.String("vram", "plan micro-batch, accumulation, precision, checkpointing, head and reference to fit this budget (see `engine plan`)",
+                a => a.Vram, (a, v) => a with { Vram = v }, valueName: "SIZE", sample: "8GiB"),
+            Opt<TrainArgs>.OptionalInt("target-batch", $"with --vram: pairs/rows per optimizer step (default: --batch-size × --grad-accum when both are given, else {TrainingPlanner.DefaultTargetBatch})",
+                a => a.TargetBatch, (a, v) => a with { TargetBatch = v }, min: 1),
+        }).ToList();
+
+    protected override int Execute(Parsed<TrainArgs> parsed, CliContext context)
     {
-        if (args.String("config") is string config) args.ApplyConfigFile(config);
-        var options = Parse(args);
-        if (args.String("vram") is not null) options = PlanForTraining.Apply(args, options, Console.Out);
-        args.EnsureAllUsed();
-        var observer = new ConsoleTrainingObserver();
-        new AlignmentTrainer(options, observer).Run();
+        var (options, vram, target) = parsed.Value;
+        if (target is not null && vram is null) throw new UsageException("train: --target-batch goes with --vram");
+        if (vram is not null)
+        {
+            var source = PlanModelSource.Resolve(options.Step.Model);
+            string summary;
+            (options, _, summary) = TrainingPlanner.Apply(options, source.Config, ByteSize.Parse(vram, "--vram"), target,
+                StepOptions.FixedKnobs(parsed.Given), accumulationFixed: parsed.Given.Contains("grad-accum"));
+            context.Out.WriteLine(summary);
+        }
+        new AlignmentTrainer(options, new ConsoleTrainingObserver(context)).Run();
         return 0;
     }
-
-    /// <summary>Reads every train option (shared with commands that run training, such as plan --measure).</summary>
-    public static TrainingOptions Parse(CliArgs args) => new()
-    {
-        Method = args.Choice("method", "", "dpo", "kto", "sft", "orpo", "simpo") is { Length: > 0 } m ? m : throw new UsageException("train: --method is required"),
-        ModelPath = args.RequiredString("model"),
-        DataPath = args.RequiredString("data"),
-        OutputDir = args.RequiredString("out"),
-        EvalDataPath = args.String("eval-data"),
-        EvalFraction = args.Double("eval-fraction") ?? 0,
-        ReferenceModelPath = args.String("ref"),
-        ReferenceMode = args.Choice("ref-mode", "cached", "cached", "resident") == "cached" ? ReferenceMode.Cached : ReferenceMode.Resident,
-        Beta = args.Double("beta"),
-        LearningRate = args.Double("lr"),
-        LossType = args.String("loss-type"),
-        LabelSmoothing = args.Double("label-smoothing") ?? 0,
-        RpoAlpha = args.Double("rpo-alpha"),
-        ReferenceFree = args.Flag("reference-free"),
-        NoZ0 = args.Flag("no-z0"),
-        SimpoGamma = args.Double("simpo-gamma"),
-        DesirableWeight = args.Double("desirable-weight") ?? 1.0,
-        UndesirableWeight = args.Double("undesirable-weight") ?? 1.0,
-        BatchSize = args.Int("batch-size", min: 1) ?? 4,
-        GradAccum = args.Int("grad-accum", min: 1) ?? 1,
-        MaxSteps = args.Int("max-steps", min: 1),
-        Epochs = args.Int("epochs", min: 1) ?? 1,
-        LrScheduler = LearningRateSchedule.Parse(args.String("lr-scheduler") ?? "linear"),
-        WarmupSteps = args.Int("warmup-steps", min: 0) ?? 0,
-        WeightDecay = args.Double("weight-decay") ?? 0,
-        MaxGradNorm = args.Double("max-grad-norm") ?? 1.0,
-        SaveSteps = args.Int("save-steps", min: 0) ?? 0,
-        EvalSteps = args.Int("eval-steps", min: 0) ?? 0,
-        Seed = args.Long("seed") ?? 42,
-        ResumeFrom = args.String("resume"),
-        MaxLength = args.Int("max-length", min: 2) ?? 512,
-        MaxPromptLength = args.Int("max-prompt-length", min: 1),
-        TruncationMode = args.Choice("truncation-mode", "keep_end", "keep_end", "keep_start"),
-        LogProb = args.Choice("logprob", "fused", "fused", "naive", "chunked") switch
-        {
-            "naive" => LogProbMode.Naive, "chunked" => LogProbMode.Chunked, _ => LogProbMode.Fused,
-        },
-        Precision = args.Choice("precision", "f32", "f32", "bf16", "bf16-pure") switch
-        {
-            "bf16" => Precision.Bf16Mixed, "bf16-pure" => Precision.Bf16Pure, _ => Precision.F32,
-        },
-        ActivationCheckpointing = args.Choice("checkpointing", "off", "on", "off") == "on",
-        Bf16OptimizerStates = args.Choice("optimizer-state-dtype", "f32", "f32", "bf16") == "bf16",
-        MaxConsecutiveNonFinite = args.Int("max-nonfinite", min: 1) ?? 5,
-        Plots = !args.Flag("no-plots"),
-    };
 }

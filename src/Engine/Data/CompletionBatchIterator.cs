@@ -3,24 +3,27 @@ using static TorchSharp.torch;
 namespace Engine.Data;
 
 /// <summary>A microbatch of prompt + completion rows for SFT (loss on the completions only).</summary>
-public sealed class CompletionBatch : IDisposable
+public sealed class CompletionBatch : ITrainBatch
 {
     public required SequenceBatch Sequences { get; init; }
     public required DataPosition Position { get; init; }
     public required DataPosition Next { get; init; }
     /// <summary>Indices of the rows in the iterator's list.</summary>
     public required IReadOnlyList<int> RowIndices { get; init; }
+    public int Examples => Sequences.Rows;
+    public long Tokens => (long)Sequences.Rows * Sequences.Length;
     public void Dispose() => Sequences.Dispose();
 }
 
 /// <summary>Seeded, resumable batches of completions (SFT), shuffled per epoch like paired data.</summary>
-public sealed class CompletionBatchIterator
+public sealed class CompletionBatchIterator : IBatchSource<CompletionBatch>
 {
     readonly IReadOnlyList<TokenizedUnpaired> _rows;
     readonly BatchSchedule _schedule;
     readonly long _padId;
 
     public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+    public int Rows => _rows.Count;
 
     public CompletionBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, bool shuffle = true)
     {
@@ -32,6 +35,8 @@ public sealed class CompletionBatchIterator
         _schedule = new BatchSchedule(n, microBatchSize, 1,
             epoch => shuffle ? SeededShuffle.Permutation(n, seed, epoch) : Enumerable.Range(0, n).ToArray());
     }
+
+    IEnumerable<CompletionBatch> IBatchSource<CompletionBatch>.Batches(int epochs, DataPosition start) => Batches(epochs, start);
 
     public IEnumerable<CompletionBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
     {

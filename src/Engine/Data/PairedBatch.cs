@@ -4,7 +4,7 @@ namespace Engine.Data;
 /// A microbatch of preference pairs for one forward pass: <see cref="Sequences"/> rows 0..P−1 are prompt + chosen,
 /// rows P..2P−1 prompt + rejected, in the same pair order (P = <see cref="Pairs"/>).
 /// </summary>
-public sealed class PairedBatch : IDisposable
+public sealed class PairedBatch : ITrainBatch
 {
     public SequenceBatch Sequences { get; }
     public int Pairs { get; }
@@ -21,6 +21,9 @@ public sealed class PairedBatch : IDisposable
     {
         Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources; RowIndices = rowIndices;
     }
+
+    public int Examples => Pairs;
+    public long Tokens => (long)Sequences.Rows * Sequences.Length;
 
     public void Dispose() => Sequences.Dispose();
 }

@@ -7,7 +7,7 @@ namespace Engine.Data;
 /// epoch, the same for a given seed); the last, smaller batch of an epoch is kept unless <c>dropLast</c>, as
 /// Hugging Face's DataLoader does by default.
 /// </summary>
-public sealed class PairedBatchIterator
+public sealed class PairedBatchIterator : IBatchSource<PairedBatch>
 {
     readonly IReadOnlyList<TokenizedPair> _pairs;
     readonly BatchSchedule _schedule;
@@ -15,6 +15,7 @@ public sealed class PairedBatchIterator
 
     public int MicroBatchSize { get; }
     public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+    public int Rows => _pairs.Count;
 
     public PairedBatchIterator(IReadOnlyList<TokenizedPair> pairs, int microBatchSize, long seed, long padId, bool shuffle = true, bool dropLast = false)
     {
@@ -32,6 +33,8 @@ public sealed class PairedBatchIterator
 
     /// <summary>Pair indices of each batch of an epoch.</summary>
     public IReadOnlyList<int[]> EpochBatches(int epoch) => _schedule.Epoch(epoch);
+
+    IEnumerable<PairedBatch> IBatchSource<PairedBatch>.Batches(int epochs, DataPosition start) => Batches(epochs, start);
 
     /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
     public IEnumerable<PairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)

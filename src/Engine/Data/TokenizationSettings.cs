@@ -1,18 +1,29 @@
+using Engine.Util;
+
 namespace Engine.Data;
 
 /// <summary>Which end of an over-long prompt survives truncation (TRL's truncation_mode).</summary>
-public enum TruncationMode { KeepEnd, KeepStart }
+public enum TruncationMode { [Spelling("keep_end")] KeepEnd, [Spelling("keep_start")] KeepStart }
 
 /// <summary>
 /// How examples become token ids. Defaults are TRL's DPOConfig/KTOConfig defaults (max_length 1024,
-/// max_prompt_length 512, keep_end).
+/// max_prompt_length 512, keep_end); every command takes its defaults from here.
 /// </summary>
 public sealed record TokenizationSettings
 {
+    public const int DefaultMaxLength = 1024;
+    public const int DefaultMaxPromptLength = 512;
+
+    /// <summary>
+    /// The prompt limit when only a max length is given: TRL's 512, or half of a smaller max length so that a
+    /// completion always has room.
+    /// </summary>
+    public static int PromptLimitFor(int maxLength) => Math.Min(DefaultMaxPromptLength, maxLength / 2);
+
     /// <summary>Longest prompt + completion, in tokens (BOS and EOS included); null for no limit.</summary>
-    public int? MaxLength { get; init; } = 1024;
+    public int? MaxLength { get; init; } = DefaultMaxLength;
     /// <summary>What an over-long prompt is cut to (BOS included); null: as much as leaves room for the longest completion.</summary>
-    public int? MaxPromptLength { get; init; } = 512;
+    public int? MaxPromptLength { get; init; } = DefaultMaxPromptLength;
     public TruncationMode TruncationMode { get; init; } = TruncationMode.KeepEnd;
     /// <summary>Start the prompt with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it.</summary>
     public bool AddBos { get; init; } = true;

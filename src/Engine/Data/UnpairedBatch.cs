@@ -4,12 +4,14 @@ namespace Engine.Data;
 /// A KTO microbatch: the rows as they are, and the mismatched rows for the KL estimate z0 — row i pairs prompt i
 /// with the completion of row (i − 1) mod B, TRL's (x1,yB),(x2,y1),…,(xB,yB−1).
 /// </summary>
-public sealed class UnpairedBatch : IDisposable
+public sealed class UnpairedBatch : ITrainBatch
 {
     public SequenceBatch Sequences { get; }
     public SequenceBatch MismatchedSequences { get; }
     public bool[] Desirable { get; }
     public int Rows => Desirable.Length;
+    public int Examples => Rows;
+    public long Tokens => (long)Sequences.Rows * Sequences.Length + (long)MismatchedSequences.Rows * MismatchedSequences.Length;
     public int DesirableCount => Desirable.Count(d => d);
     public int UndesirableCount => Desirable.Count(d => !d);
     public DataPosition Position { get; }

@@ -11,7 +11,7 @@ namespace Engine.Data;
 /// estimated); for the same reason a last batch of one row is dropped, and other partial last batches are kept
 /// unless <c>dropLast</c>.
 /// </summary>
-public sealed class UnpairedBatchIterator
+public sealed class UnpairedBatchIterator : IBatchSource<UnpairedBatch>
 {
     readonly IReadOnlyList<TokenizedUnpaired> _rows;
     readonly BatchSchedule _schedule;
@@ -20,6 +20,7 @@ public sealed class UnpairedBatchIterator
 
     public int MicroBatchSize { get; }
     public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
+    public int Rows => _rows.Count;
 
     /// <param name="maxLength">Mismatched prompt + completion rows are cut to this (the completion's end goes), as matched rows were.</param>
     public UnpairedBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, int? maxLength,
@@ -46,6 +47,8 @@ public sealed class UnpairedBatchIterator
     /// <summary>Rows dropped from every epoch (a last batch of one row, or a partial batch with dropLast).</summary>
     public int RowsLeftOutPerEpoch => _rows.Count - _schedule.Epoch(0).Sum(b => b.Length);
 
+    IEnumerable<UnpairedBatch> IBatchSource<UnpairedBatch>.Batches(int epochs, DataPosition start) => Batches(epochs, start);
+
     /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
     public IEnumerable<UnpairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
     {
@@ -58,7 +61,7 @@ public sealed class UnpairedBatchIterator
             {
                 var row = _rows[rows[i]];
                 matched.Add((row.Prompt, row.Completion));
-                var other = _rows[rows[(i - 1 + m) % m]].Completion;
+                var other = _rows[rows[MismatchedPairs.CompletionRow(i, m)]].Completion;
                 if (_maxLength is int max && row.Prompt.Length + other.Length > max)
                     other = other[..Math.Max(1, max - row.Prompt.Length)];
                 mismatched.Add((row.Prompt, other));

@@ -70,6 +70,9 @@ public static class GgufExporter
         var arch = GgufArchitectures.For(config.Family);
         var notices = GgufArchitectureMetadata.Differences(config, arch).ToList();
         if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
+        if (tokenizer.VocabSize > config.VocabSize && GgufTokenizerMetadata.DroppedAddedTokens(tokenizer, config.VocabSize) is { Count: > 0 } dropped)
+            notices.Add($"notice: the tokenizer's added token(s) {string.Join(", ", dropped.Take(4))} lie past the model's {config.VocabSize} embedding rows and are left out of the file");
+        if (GgufTokenizerMetadata.Notice(tokenizer) is { } tokenizerNotice) notices.Add(tokenizerNotice);
         if (parts.StorageDtype.Split('/').Any(t => t.StartsWith('Q')))
             notices.Add($"notice: the source is already quantized ({parts.StorageDtype}); its dequantized weights are converted again, which adds the new type's error to the old one");
 

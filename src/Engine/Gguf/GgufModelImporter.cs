@@ -3,7 +3,8 @@ using Engine.Models;
 namespace Engine.Gguf;
 
 /// <summary>
-/// Opens a GGUF file of a supported architecture (<see cref="GgufArchitectures"/>) as <see cref="ModelParts"/> (registered in <see cref="ModelLoader.FileFormats"/>
+/// Opens a GGUF file of a supported architecture (<see cref="GgufArchitectures"/>) as <see cref="ModelParts"/> (registered
+/// with <see cref="ModelLoader.RegisterFileFormat"/> by <see cref="GgufRegistration"/>
 /// for ".gguf"), so `--model FILE.gguf` works wherever a model folder does.
 /// </summary>
 public static class GgufModelImporter

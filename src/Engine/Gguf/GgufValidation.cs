@@ -1,5 +1,5 @@
-using System.Globalization;
-using System.Text;
+using Engine.Data;
+using Engine.Data.ChatTemplates;
 using Engine.Generation;
 using Engine.Gguf.LlamaCpp;
 using Engine.Models;
@@ -8,107 +8,13 @@ using static TorchSharp.torch;
 
 namespace Engine.Gguf;
 
-/// <summary>Pass/fail limits for one export type, as the export promises them.</summary>
-public sealed record ValidationTolerance(double? MaxAbsLogitDiff, double MinTop1Agreement)
-{
-    /// <param name="activation">the model's MLP activation: ggml's CPU GELU reads an f16 table (GGML_GELU_FP16), so even
-    /// an F32 file of a GeGLU model is computed at about f16 precision, and gets F16's limits</param>
-    public static ValidationTolerance For(GgufExportType t, MlpActivation activation = MlpActivation.Silu) => t switch
-    {
-        GgufExportType.F32 when activation == MlpActivation.GeluTanh => new(2e-2, 0.99),
-        GgufExportType.F32 => new(1e-4, 1.0),
-        GgufExportType.F16 or GgufExportType.BF16 => new(2e-2, 0.99),
-        GgufExportType.Q8_0 => new(null, 0.98),
-        _ => new(null, 0.90),
-    };
-
-    public override string ToString() =>
-        (MaxAbsLogitDiff is double d ? $"max |Δlogit| ≤ {d:G3}, " : "") + $"top-1 agreement ≥ {MinTop1Agreement:P0}";
-}
-
-public sealed record PromptComparison(string Prompt, int Tokens, double MaxAbsDiff, int Top1Agreements, double MaxAbsDiffVsFile, int Top1AgreementsVsFile);
-
-/// <param name="LlamaCppOnCollapsed">llama.cpp's tokens for the text with runs of spaces collapsed and trimmed, when
-/// the tokenizer does that itself (SentencePiece's remove_extra_whitespaces, which llama.cpp does not apply).</param>
-public sealed record TokenizerComparison(string Text, int[] Engine, int[] LlamaCpp, int[]? LlamaCppOnCollapsed = null)
-{
-    public bool Agrees => Engine.SequenceEqual(LlamaCpp);
-    /// <summary>Differs only because llama.cpp does not remove extra whitespace: on the collapsed text it agrees.</summary>
-    public bool ExplainedByWhitespace => !Agrees && LlamaCppOnCollapsed != null && Engine.SequenceEqual(LlamaCppOnCollapsed);
-}
-
-/// <summary>What llama.cpp made of an exported file, next to Engine's own forward of the source model.</summary>
-public sealed class ValidationReport
-{
-    public required GgufExportType Type { get; init; }
-    public required ValidationTolerance Tolerance { get; init; }
-    public required IReadOnlyList<PromptComparison> Prompts { get; init; }
-    public required IReadOnlyList<TokenizerComparison> Tokenizer { get; init; }
-    public required int[] GreedyPrompt { get; init; }
-    public required int[] EngineGreedy { get; init; }
-    public required int[] LlamaCppGreedy { get; init; }
-    public required int LlamaCppVocabSize { get; init; }
-    public required int EngineVocabSize { get; init; }
-
-    public int Positions => Prompts.Sum(p => p.Tokens);
-    public double MaxAbsDiff => Prompts.Max(p => p.MaxAbsDiff);
-    public double MaxAbsDiffVsFile => Prompts.Max(p => p.MaxAbsDiffVsFile);
-    public double Top1Agreement => (double)Prompts.Sum(p => p.Top1Agreements) / Math.Max(1, Positions);
-    public int TokenizerAgreements => Tokenizer.Count(t => t.Agrees);
-    public int TokenizerWhitespaceDifferences => Tokenizer.Count(t => t.ExplainedByWhitespace);
-    public int GreedyMatchingPrefix => EngineGreedy.Zip(LlamaCppGreedy).TakeWhile(p => p.First == p.Second).Count();
-
-    public IReadOnlyList<string> Failures
-    {
-        get
-        {
-            var f = new List<string>();
-            if (LlamaCppVocabSize != EngineVocabSize) f.Add($"llama.cpp sees {LlamaCppVocabSize} tokens, Engine {EngineVocabSize}");
-            if (Tolerance.MaxAbsLogitDiff is double d && !(MaxAbsDiff <= d)) f.Add($"max |Δlogit| {MaxAbsDiff:G3} exceeds {d:G3}");
-            if (!(Top1Agreement >= Tolerance.MinTop1Agreement)) f.Add($"top-1 agreement {Top1Agreement:P1} is below {Tolerance.MinTop1Agreement:P0}");
-            int unexplained = Tokenizer.Count - TokenizerAgreements - TokenizerWhitespaceDifferences;
-            if (unexplained > 0) f.Add($"llama.cpp tokenizes {unexplained} of {Tokenizer.Count} test strings differently");
-            return f;
-        }
-    }
-
-    public bool Passed => Failures.Count == 0;
-
-    public string Format()
-    {
-        var ci = CultureInfo.InvariantCulture;
-        var sb = new StringBuilder();
-        sb.AppendLine($"llama.cpp validation ({GgufExportTypes.Name(Type)}; F32 KV cache, flash attention off):");
-        sb.AppendLine(string.Format(ci, "  logits vs Engine's forward of the source: max |Δ| {0:E2}, top-1 agreement {1}/{2} ({3:P1})",
-            MaxAbsDiff, Prompts.Sum(p => p.Top1Agreements), Positions, Top1Agreement));
-        sb.AppendLine(string.Format(ci, "  logits vs Engine's forward of the exported file: max |Δ| {0:E2}, top-1 agreement {1}/{2}",
-            MaxAbsDiffVsFile, Prompts.Sum(p => p.Top1AgreementsVsFile), Positions));
-        foreach (var p in Prompts)
-            sb.AppendLine(string.Format(ci, "    {0,-40} {1,3} tokens  max |Δ| {2:E2}  top-1 {3}/{1}", Quote(p.Prompt), p.Tokens, p.MaxAbsDiff, p.Top1Agreements));
-        sb.AppendLine($"  tokenizer: {TokenizerAgreements}/{Tokenizer.Count} test strings tokenized identically"
-            + (TokenizerWhitespaceDifferences > 0 ? $"; {TokenizerWhitespaceDifferences} differ only by SentencePiece's extra-whitespace removal, which llama.cpp does not do (identical once spaces are collapsed)" : ""));
-        foreach (var t in Tokenizer.Where(t => !t.Agrees && !t.ExplainedByWhitespace))
-            sb.AppendLine($"    {Quote(t.Text)}: Engine [{string.Join(",", t.Engine)}] llama.cpp [{string.Join(",", t.LlamaCpp)}]");
-        sb.AppendLine($"  greedy continuation ({EngineGreedy.Length} tokens): {GreedyMatchingPrefix}/{EngineGreedy.Length} identical"
-            + (GreedyMatchingPrefix < EngineGreedy.Length ? $" (first difference at step {GreedyMatchingPrefix + 1})" : ""));
-        sb.AppendLine($"    Engine    [{string.Join(",", EngineGreedy)}]");
-        sb.AppendLine($"    llama.cpp [{string.Join(",", LlamaCppGreedy)}]");
-        sb.AppendLine($"  tolerance: {Tolerance}");
-        sb.Append(Passed ? "  result: PASS" : "  result: FAIL (" + string.Join("; ", Failures) + ")");
-        return sb.ToString();
-    }
-
-    static string Quote(string s)
-    {
-        string q = s.Replace("\n", "\\n").Replace("\t", "\\t");
-        return "\"" + (q.Length > 36 ? q[..33] + "..." : q) + "\"";
-    }
-}
-
 /// <summary>
-/// Loads an exported GGUF file in llama.cpp and compares it with Engine: logits at every position of several
-/// prompts (against the source model and against Engine's own reading of the file), tokenization of test
-/// strings, and a greedy continuation token by token.
+/// Loads an exported GGUF file in llama.cpp and checks it against Engine, in two parts. Faithfulness (pass/fail):
+/// llama.cpp's logits at every position of fixed prompts and a held-out text against Engine's forward of the weights
+/// as stored (<see cref="GgufStoredWeights"/>), within <see cref="FaithfulnessTolerance"/>. Quality (reported; only
+/// gross damage fails): against Engine's forward of the source, KL divergence, top-1 agreement and the perplexity
+/// ratio on the held-out text. Also tokenizer agreement, a greedy continuation and the chat template. Nothing here
+/// depends on the architecture: models come from <see cref="ModelLoader"/>, and llama.cpp reads the file as it is.
 /// </summary>
 public static class GgufValidator
 {
@@ -120,6 +26,17 @@ public static class GgufValidator
         "\"Where are you going?\" asked the old man.\nShe smiled.",
     };
 
+    /// <summary>Text for the quality statistics, written for this check (so no model was trained on it).</summary>
+    public const string HeldOutText =
+        "One rainy morning, a small dog named Pip found a red ball under the old bench in the park. He wanted to show it "
+        + "to his friend Sam, so he ran all the way to the big tree by the pond. Sam was sad because his kite was stuck in "
+        + "the branches. Pip dropped the ball and barked at the tree. A kind girl heard the noise and came to help. She "
+        + "climbed up slowly, took the kite, and gave it back to Sam. Sam smiled and said thank you. Then the three friends "
+        + "played with the ball and the kite until the sun came out, and they were very happy.";
+
+    /// <summary>The held-out text is cut to this many tokens (memory stays small even for a 256K-token vocabulary).</summary>
+    public const int MaxQualityTokens = 192;
+
     public static readonly IReadOnlyList<string> TokenizerTestStrings = DefaultPrompts.Concat(new[]
     {
         "", " ", "  two leading spaces", "trailing space ", "multiple   spaces\tand\ttabs",
@@ -127,43 +44,43 @@ public static class GgufValidator
         "日本語のテキスト", "emoji 🙂👍🏽", "don't won't I'm we'll", "<s> not special </s>",
     }).ToList();
 
+    /// <summary>The conversation rendered for the chat-template check: two turns, then the generation prompt.</summary>
+    public static readonly IReadOnlyList<ChatTurn> ChatConversation = new[]
+    {
+        new ChatTurn("user", "Hello! Can you tell me a short story?"),
+        new ChatTurn("assistant", "Of course. Once upon a time, a little cat found a warm spot in the sun."),
+        new ChatTurn("user", "What happened next?"),
+    };
+
     public const int GreedySteps = 16;
+
+    /// <summary>Token texts llama.cpp's vocabulary loader makes control tokens whatever the file says (its end-of-generation
+    /// list in llama-vocab.cpp), so that without special parsing it leaves them as text.</summary>
+    public static readonly IReadOnlyList<string> LlamaCppControlTexts = new[]
+    {
+        "</s>", "<eos>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|end_of_text|>", "<EOT>",
+    };
 
     public static ValidationReport Validate(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type,
         IReadOnlyList<string>? prompts = null)
     {
-        prompts ??= DefaultPrompts;
-        var promptIds = prompts.Select(p => Ids(tokenizer, p)).ToList();
-        int context = Math.Min(source.Config.MaxPositionEmbeddings, Math.Max(promptIds.Max(p => p.Length), promptIds[0].Length + GreedySteps) + 8);
-
-        using var exported = ModelLoader.Load(exportedPath, ScalarType.Float32);
-        using var llama = LlamaCppModel.Load(exportedPath, contextLength: context);
-        var comparisons = new List<PromptComparison>();
-        for (int i = 0; i < prompts.Count; i++)
-        {
-            var ids = promptIds[i];
-            var reference = EngineLogits(source, ids);
-            var fromFile = EngineLogits(exported.Model, ids);
-            var actual = llama.Logits(ids);
-            double maxDiff = 0, maxDiffFile = 0;
-            int agree = 0, agreeFile = 0;
-            for (int t = 0; t < ids.Length; t++)
-            {
-                maxDiff = Math.Max(maxDiff, MaxAbsDiff(reference[t], actual[t]));
-                maxDiffFile = Math.Max(maxDiffFile, MaxAbsDiff(fromFile[t], actual[t]));
-                if (LlamaCppModel.ArgMax(reference[t]) == LlamaCppModel.ArgMax(actual[t])) agree++;
-                if (LlamaCppModel.ArgMax(fromFile[t]) == LlamaCppModel.ArgMax(actual[t])) agreeFile++;
-            }
-            comparisons.Add(new PromptComparison(prompts[i], ids.Length, maxDiff, agree, maxDiffFile, agreeFile));
-        }
+        var reference = ValidationReference.Compute(source, tokenizer, exportedPath, type, prompts ?? DefaultPrompts);
+        var greedyPrompt = reference.Sequences[0].Ids;
+        using var llama = LlamaCppModel.Load(exportedPath, contextLength: Math.Max(reference.ContextLength, greedyPrompt.Length + GreedySteps + 8));
+        var (faithfulness, quality) = reference.Compare(llama);
 
         bool collapses = GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer);
         var tokenizerChecks = TokenizerTestStrings
-            .Select(s => new TokenizerComparison(s, tokenizer.Encode(s, addSpecial: true, parseSpecial: false), llama.Tokenize(s, addSpecial: true, parseSpecial: false),
-                collapses ? llama.Tokenize(CollapseSpaces(s), addSpecial: true, parseSpecial: false) : null))
+            .Select(s =>
+            {
+                bool controlText = LlamaCppControlTexts.Any(c => s.Contains(c, StringComparison.Ordinal));
+                return new TokenizerComparison(s, tokenizer.Encode(s, addSpecial: true, parseSpecial: false), llama.Tokenize(s, addSpecial: true, parseSpecial: false),
+                    collapses ? llama.Tokenize(CollapseSpaces(s), addSpecial: true, parseSpecial: false) : null,
+                    controlText ? tokenizer.Encode(s, addSpecial: true, parseSpecial: true) : null,
+                    controlText ? llama.Tokenize(s, addSpecial: true, parseSpecial: true) : null);
+            })
             .ToList();
 
-        var greedyPrompt = promptIds[0];
         var engineGreedy = new TextGenerator(source, eosId: null)
             .Generate(new[] { greedyPrompt }, new SamplingOptions { MaxNewTokens = GreedySteps, Temperature = 0, StopAtEos = false })[0];
         var llamaGreedy = llama.Greedy(greedyPrompt, GreedySteps);
@@ -171,30 +88,74 @@ public static class GgufValidator
         return new ValidationReport
         {
             Type = type,
-            Tolerance = ValidationTolerance.For(type, source.Config.Activation),
-            Prompts = comparisons,
+            LlamaCppBuild = LlamaCppRuntime.CpuLevel,
+            Faithfulness = faithfulness,
+            Quality = quality,
             Tokenizer = tokenizerChecks,
             GreedyPrompt = greedyPrompt,
             EngineGreedy = engineGreedy,
             LlamaCppGreedy = llamaGreedy,
-            LlamaCppVocabSize = llama.VocabSize,
-            EngineVocabSize = source.Config.VocabSize,
+            ChatTemplate = CompareChatTemplate(tokenizer, llama),
         };
+    }
+
+    /// <summary>Only the faithfulness part (no tokenizer, greedy or chat checks).</summary>
+    public static FaithfulnessReport CheckFaithfulness(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type) =>
+        PrepareFaithfulness(source, tokenizer, exportedPath, type).Check(exportedPath);
+
+    /// <summary>
+    /// Engine's side of the faithfulness check, computed once from the source and <paramref name="exportedPath"/>'s
+    /// tensor types; <see cref="ValidationReference.Check"/> then runs llama.cpp on that file or on any other file
+    /// that should hold the same weights in the same types (a damaged copy, say).
+    /// </summary>
+    public static ValidationReference PrepareFaithfulness(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type) =>
+        ValidationReference.Compute(source, tokenizer, exportedPath, type, DefaultPrompts);
+
+    internal sealed record Sequence(string Label, int[] Ids, bool HeldOut);
+
+    internal static List<Sequence> Sequences(LlamaForCausalLM source, TextTokenizer tokenizer, IReadOnlyList<string> prompts)
+    {
+        int maxTokens = source.Config.MaxPositionEmbeddings;
+        var list = prompts.Select(p => new Sequence(p, Ids(tokenizer, p, maxTokens), false)).ToList();
+        list.Add(new Sequence("held-out text", Ids(tokenizer, HeldOutText, Math.Min(maxTokens, MaxQualityTokens)), true));
+        return list;
+    }
+
+    /// <summary>The chat-template check: null when the tokenizer has no template.</summary>
+    public static ChatTemplateComparison? CompareChatTemplate(TextTokenizer tokenizer, LlamaCppModel llama)
+    {
+        if (tokenizer.ChatTemplate is not { Length: > 0 }) return null;
+        string engine;
+        try
+        {
+            engine = ChatRendering.ForTokenizer(tokenizer, "the model's chat template")!.Render(ChatConversation, addGenerationPrompt: true);
+        }
+        catch (EngineException e)
+        {
+            return new ChatTemplateComparison(ChatTemplateStatus.NotRenderedByEngine, null, null, e.Message);
+        }
+        var rendered = llama.ApplyChatTemplate(ChatConversation.Select(t => (t.Role, t.Content)).ToList(), addAssistant: true);
+        if (rendered is null) return new ChatTemplateComparison(ChatTemplateStatus.NotSupportedByLlamaCpp, engine, null);
+        if (rendered == engine) return new ChatTemplateComparison(ChatTemplateStatus.Identical, engine, rendered);
+        if (tokenizer.SpecialTokenStrings.TryGetValue("bos_token", out var bos) && bos is { Length: > 0 }
+            && engine.StartsWith(bos, StringComparison.Ordinal) && engine[bos.Length..] == rendered)
+            return new ChatTemplateComparison(ChatTemplateStatus.IdenticalWithoutBos, engine, rendered);
+        return new ChatTemplateComparison(ChatTemplateStatus.Differs, engine, rendered);
     }
 
     /// <summary>SentencePiece's remove_extra_whitespaces on U+0020: trimmed, runs of spaces become one.</summary>
     static string CollapseSpaces(string s) =>
         string.Join(' ', s.Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
-    static int[] Ids(TextTokenizer tokenizer, string text)
+    static int[] Ids(TextTokenizer tokenizer, string text, int maxTokens)
     {
         var ids = tokenizer.Encode(text, addSpecial: true, parseSpecial: false);
         if (ids.Length == 0 && tokenizer.BosId is int bos) ids = new[] { bos };
-        if (ids.Length == 0) throw new EngineException($"the tokenizer produced no tokens for the validation prompt \"{text}\"");
-        return ids;
+        if (ids.Length == 0) throw new EngineException($"the tokenizer produced no tokens for the validation text \"{text}\"");
+        return ids.Length > maxTokens ? ids[..maxTokens] : ids;
     }
 
-    static float[][] EngineLogits(LlamaForCausalLM model, int[] ids)
+    internal static float[][] EngineLogits(LlamaForCausalLM model, int[] ids)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -204,17 +165,113 @@ public static class GgufValidator
         int vocab = (int)logits.shape[1];
         return Enumerable.Range(0, ids.Length).Select(t => flat.AsSpan(t * vocab, vocab).ToArray()).ToArray();
     }
+}
 
-    static double MaxAbsDiff(float[] a, float[] b)
+/// <summary>
+/// Engine's logits for the validation sequences: of the weights as stored in the file's types (faithfulness), with
+/// the model's sensitivity to rounding (the tolerance), and of the source over the held-out text (quality).
+/// </summary>
+public sealed class ValidationReference
+{
+    readonly GgufExportType _type;
+    readonly int _vocabSize;
+    readonly FaithfulnessTolerance _tolerance;
+    readonly float[][][] _stored;
+    readonly float[][][] _source;
+    internal IReadOnlyList<GgufValidator.Sequence> Sequences { get; }
+    internal int ContextLength => Sequences.Max(s => s.Ids.Length) + 8;
+
+    ValidationReference(GgufExportType type, int vocabSize, FaithfulnessTolerance tolerance, IReadOnlyList<GgufValidator.Sequence> sequences, float[][][] stored, float[][][] source)
     {
-        if (a.Length != b.Length) return double.PositiveInfinity;
-        double m = 0;
-        for (int i = 0; i < a.Length; i++)
+        _type = type; _vocabSize = vocabSize; _tolerance = tolerance; Sequences = sequences; _stored = stored; _source = source;
+    }
+
+    internal static ValidationReference Compute(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type, IReadOnlyList<string> prompts)
+    {
+        var sequences = GgufValidator.Sequences(source, tokenizer, prompts);
+        var types = GgufStoredWeights.TensorTypes(exportedPath);
+        var rounding = types.Values.Select(FaithfulnessTolerance.For).Append(FaithfulnessTolerance.For(source.Config.Activation)).Max();
+        using var stored = GgufStoredWeights.Build(source, types, exportedPath, ScalarType.Float32);
+        // The model's own sensitivity to rounding (see FaithfulnessTolerance); F32 files need none.
+        using var storedBf16 = rounding == ActivationRounding.None ? null : GgufStoredWeights.Build(source, types, exportedPath, ScalarType.BFloat16);
+        double sensitivity = 0;
+        var storedLogits = new float[sequences.Count][][];
+        var sourceLogits = new float[sequences.Count][][];
+        for (int i = 0; i < sequences.Count; i++)
         {
-            double d = Math.Abs((double)a[i] - b[i]);
-            if (double.IsNaN(d)) return double.PositiveInfinity;
-            if (d > m) m = d;
+            var ids = sequences[i].Ids;
+            storedLogits[i] = GgufValidator.EngineLogits(stored, ids);
+            if (storedBf16 != null)
+            {
+                var rounded = GgufValidator.EngineLogits(storedBf16, ids);
+                for (int t = 0; t < ids.Length; t++)
+                    sensitivity = Math.Max(sensitivity, LogitStatistics.MaxAbsDiff(storedLogits[i][t], rounded[t]) / Math.Max(LogitStatistics.Spread(storedLogits[i][t]), 1e-30));
+            }
+            sourceLogits[i] = sequences[i].HeldOut ? GgufValidator.EngineLogits(source, ids) : Array.Empty<float[]>();
         }
-        return m;
+        return new ValidationReference(type, source.Config.VocabSize, FaithfulnessTolerance.For(rounding, sensitivity), sequences, storedLogits, sourceLogits);
+    }
+
+    /// <summary>Loads <paramref name="file"/> in llama.cpp and checks its faithfulness against this reference.</summary>
+    public FaithfulnessReport Check(string file)
+    {
+        using var llama = LlamaCppModel.Load(file, contextLength: ContextLength);
+        return Compare(llama).Faithfulness;
+    }
+
+    internal (FaithfulnessReport Faithfulness, QualityReport Quality) Compare(LlamaCppModel llama)
+    {
+        var comparisons = new List<SequenceComparison>();
+        var kl = new List<double>();
+        int qualityTop1 = 0, predicted = 0;
+        double nllSource = 0, nllLlama = 0;
+        bool vocabMatches = llama.VocabSize == _vocabSize;
+        for (int i = 0; i < Sequences.Count; i++)
+        {
+            var (label, ids, heldOut) = Sequences[i];
+            if (!vocabMatches) { comparisons.Add(new SequenceComparison(label, ids.Length, double.PositiveInfinity, double.PositiveInfinity, 0)); continue; }
+            var actual = llama.Logits(ids);
+            var expected = _stored[i];
+            double maxDiff = 0, maxRelative = 0;
+            int agree = 0;
+            for (int t = 0; t < ids.Length; t++)
+            {
+                double d = LogitStatistics.MaxAbsDiff(expected[t], actual[t]);
+                maxDiff = Math.Max(maxDiff, d);
+                maxRelative = Math.Max(maxRelative, d / Math.Max(LogitStatistics.Spread(expected[t]), 1e-30));
+                if (LogitStatistics.ArgMax(expected[t]) == LogitStatistics.ArgMax(actual[t])) agree++;
+            }
+            comparisons.Add(new SequenceComparison(label, ids.Length, maxDiff, maxRelative, agree));
+            if (!heldOut) continue;
+
+            // Quality: the statistics of llama-perplexity --kl-divergence, with Engine's forward of the source as the base.
+            var reference = _source[i];
+            for (int t = 0; t < ids.Length; t++)
+            {
+                var logP = LogitStatistics.LogSoftmax(reference[t]);
+                var logQ = LogitStatistics.LogSoftmax(actual[t]);
+                kl.Add(LogitStatistics.KlDivergence(logP, logQ));
+                if (LogitStatistics.ArgMax(reference[t]) == LogitStatistics.ArgMax(actual[t])) qualityTop1++;
+                if (t + 1 < ids.Length)
+                {
+                    nllSource -= logP[ids[t + 1]];
+                    nllLlama -= logQ[ids[t + 1]];
+                    predicted++;
+                }
+            }
+        }
+        var faithfulness = new FaithfulnessReport
+        {
+            Type = _type,
+            Tolerance = _tolerance,
+            Sequences = comparisons,
+            LlamaCppVocabSize = llama.VocabSize,
+            EngineVocabSize = _vocabSize,
+        };
+        var quality = kl.Count == 0
+            ? new QualityReport(0, double.NaN, double.NaN, double.NaN, double.NaN, double.NaN, QualityLimits.GrossDamage)
+            : new QualityReport(kl.Count, kl.Average(), LogitStatistics.Percentile(kl, 0.99), (double)qualityTop1 / kl.Count,
+                Math.Exp(nllSource / Math.Max(1, predicted)), Math.Exp(nllLlama / Math.Max(1, predicted)), QualityLimits.GrossDamage);
+        return (faithfulness, quality);
     }
 }

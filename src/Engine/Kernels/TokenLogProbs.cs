@@ -1,3 +1,4 @@
+using Engine.Util;
 using static TorchSharp.torch;
 
 namespace Engine.Kernels;
@@ -6,11 +7,11 @@ namespace Engine.Kernels;
 public enum LogProbMode
 {
     /// <summary>log_softmax over the full vocabulary, then gather (the reference).</summary>
-    Naive,
+    [Spelling("naive")] Naive,
     /// <summary>One pass per row: online max/sum, no vocabulary-sized buffer (native kernel).</summary>
-    Fused,
+    [Spelling("fused")] Fused,
     /// <summary>Linear + log-prob chunk by chunk: the [rows, vocab] logits never exist.</summary>
-    Chunked,
+    [Spelling("chunked")] Chunked,
 }
 
 /// <summary>Per-token log-probabilities of the labels, and the mean raw logit of each row (for metrics).</summary>
@@ -26,14 +27,6 @@ public readonly record struct TokenLogProbResult(Tensor LogProbs, Tensor LogitMe
 public static class TokenLogProbs
 {
     public const long IgnoreIndex = -100;
-
-    public static LogProbMode ParseMode(string name) => name.ToLowerInvariant() switch
-    {
-        "naive" => LogProbMode.Naive,
-        "fused" => LogProbMode.Fused,
-        "chunked" => LogProbMode.Chunked,
-        _ => throw new EngineException($"unknown log-prob mode '{name}' (expected fused, chunked or naive)"),
-    };
 
     /// <summary>
     /// log p(label) for each row of <paramref name="hidden"/> [N, H] under the head <paramref name="weight"/> [V, H].

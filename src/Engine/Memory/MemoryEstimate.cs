@@ -1,7 +1,10 @@
 namespace Engine.Memory;
 
+/// <summary>What a component is, for code that looks components up (the name is for people).</summary>
+public enum ComponentKind { Other, Weights, MasterWeights, Gradients, OptimizerStates, ReferenceModel, BatchTensors }
+
 /// <summary>A named amount of memory inside a peak, with the formula it came from.</summary>
-public sealed record MemoryComponent(string Name, long Bytes, string Formula);
+public sealed record MemoryComponent(string Name, long Bytes, string Formula, ComponentKind Kind = ComponentKind.Other);
 
 /// <summary>One moment of the step where memory may peak, and what is alive then.</summary>
 public sealed record PeakPoint(string Name, IReadOnlyList<MemoryComponent> Parts)
@@ -10,7 +13,7 @@ public sealed record PeakPoint(string Name, IReadOnlyList<MemoryComponent> Parts
 }
 
 /// <summary>The predicted memory of one training step: every candidate peak moment, the highest, and the device allowances.</summary>
-public sealed record MemoryEstimate(StepSettings Settings, long Parameters, IReadOnlyList<MemoryComponent> Static,
+public sealed record MemoryEstimate(PlannedStep Settings, long Parameters, IReadOnlyList<MemoryComponent> Static,
     IReadOnlyList<PeakPoint> Points, IReadOnlyList<MemoryComponent> Allowances)
 {
     public PeakPoint PeakPoint => Points.MaxBy(p => p.Bytes)!;

@@ -15,16 +15,14 @@ namespace Engine.Memory;
 public sealed class StepMemoryModel
 {
     readonly LlamaConfig _c;
-    readonly StepSettings _s;
+    readonly PlannedStep _s;
     readonly long _p;
     readonly int _bytes;
 
-    public StepMemoryModel(LlamaConfig config, StepSettings settings)
+    public StepMemoryModel(LlamaConfig config, PlannedStep settings)
     {
         if (settings.SeqLen < 2) throw new EngineException($"sequence length must be at least 2 (got {settings.SeqLen})");
-        if (settings.MicroBatch < 1) throw new EngineException($"micro-batch must be at least 1 (got {settings.MicroBatch})");
-        if (settings.Method == PlanMethod.Kto && settings.MicroBatch < 2)
-            throw new EngineException("KTO needs a micro-batch of at least 2 rows (z0 comes from mismatched pairs within it)");
+        settings.Step.Validate();
         if (!(settings.CompletionFraction > 0 && settings.CompletionFraction <= 1))
             throw new EngineException($"completion fraction must be in (0, 1] (got {settings.CompletionFraction})");
         _c = config;
@@ -62,7 +60,7 @@ public sealed class StepMemoryModel
     public long ReferenceWeights => Resident ? _p * _bytes : 0;
 
     /// <summary>input_ids, labels and attention_mask (int64 [B, T]); KTO also holds the mismatched batch.</summary>
-    public long BatchTensors => 3 * Tokens * 8 * (_s.Method == PlanMethod.Kto ? 2 : 1);
+    public long BatchTensors => 3 * Tokens * 8 * _s.Cost.SequenceBatches;
 
     // ---- activations saved for backward ----
 
@@ -211,13 +209,13 @@ public sealed class StepMemoryModel
     {
         var statics = new List<MemoryComponent>
         {
-            new("weights", Weights, $"P × {_bytes} B"),
+            new("weights", Weights, $"P × {_bytes} B", ComponentKind.Weights),
         };
-        if (MasterWeights > 0) statics.Add(new("fp32 master weights", MasterWeights, "P × 4 B"));
-        statics.Add(new("gradients", Gradients, $"P × {_bytes} B"));
-        statics.Add(new("optimizer states", OptimizerStates, $"2 × P × {(_s.Bf16OptimizerStates ? 2 : 4)} B (AdamW moments)"));
-        if (ReferenceWeights > 0) statics.Add(new("reference model", ReferenceWeights, $"P × {_bytes} B"));
-        statics.Add(new("batch tensors", BatchTensors, "3 int64 [B, T]" + (_s.Method == PlanMethod.Kto ? " × 2 (matched + mismatched)" : "")));
+        if (MasterWeights > 0) statics.Add(new("fp32 master weights", MasterWeights, "P × 4 B", ComponentKind.MasterWeights));
+        statics.Add(new("gradients", Gradients, $"P × {_bytes} B", ComponentKind.Gradients));
+        statics.Add(new("optimizer states", OptimizerStates, $"2 × P × {(_s.Bf16OptimizerStates ? 2 : 4)} B (AdamW moments)", ComponentKind.OptimizerStates));
+        if (ReferenceWeights > 0) statics.Add(new("reference model", ReferenceWeights, $"P × {_bytes} B", ComponentKind.ReferenceModel));
+        statics.Add(new("batch tensors", BatchTensors, "3 int64 [B, T]" + (_s.Cost.SequenceBatches > 1 ? " × 2 (matched + mismatched)" : ""), ComponentKind.BatchTensors));
 
         string layers = _s.ActivationCheckpointing ? "L × B·T × H × s (checkpointed layer inputs)" : "L × B·T × (per-layer table)";
         MemoryComponent Activations() => new("activations (saved)", SavedLayerActivations + RopeTables, layers + " + RoPE tables");
@@ -266,11 +264,11 @@ public sealed class StepMemoryModel
         }
         points.Add(new("decoder backward", decoderBackward));
 
-        if (_s.Method == PlanMethod.Kto)
+        if (_s.Cost.NoGradPolicyRows > 0)
             points.Add(new("KTO mismatched forward (no grad)", statics.Append(
                 new MemoryComponent("mismatched forward (no grad)", NoGradForwardPeak, "layer outputs + one layer + head")).ToList()));
 
-        points.Add(new("optimizer update", statics.Where(c => c.Name != "batch tensors")
+        points.Add(new("optimizer update", statics.Where(c => c.Kind != ComponentKind.BatchTensors)
             .Append(new MemoryComponent("optimizer workspace", OptimizerTransient, "largest parameter × fp32 temporaries")).ToList()));
 
         var allowances = new List<MemoryComponent>();

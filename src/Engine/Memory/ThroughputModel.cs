@@ -26,7 +26,7 @@ public static class ThroughputModel
     public const double NaiveHeadExtraVH = 4;
 
     /// <summary>Relative tokens per second (arbitrary units; only ratios mean anything).</summary>
-    public static double TokensPerSecond(LlamaConfig c, StepSettings s)
+    public static double TokensPerSecond(LlamaConfig c, PlannedStep s)
     {
         double h = c.HiddenSize, v = c.VocabSize;
         double head = v * h;
@@ -35,11 +35,11 @@ public static class ThroughputModel
         double attention = 6.0 * c.NumLayers * s.SeqLen * c.QueryDim; // causal: half of 12·T·d per layer
         double perToken = 6 * matmul + attention;
         if (s.ActivationCheckpointing) perToken += 2 * layers + attention / 3;
-        int forwards = s.Method == PlanMethod.Kto ? 2 : 1; // KTO scores the mismatched pairs too
-        if (s.Method == PlanMethod.Kto) perToken += 2 * matmul;
-        // Reference log-probs: a resident model runs every step; the cached pre-pass runs once over the data
-        // (the same FLOPs for one epoch), so the two cost alike and memory decides between them.
-        if (!s.ReferenceFree) perToken += forwards * 2 * matmul;
+        // Per policy row: KTO's no-grad mismatched forward, and the reference log-probs (a resident model runs every
+        // step; the cached pre-pass runs once over the data, the same FLOPs for one epoch, so the two cost alike and
+        // memory decides between them).
+        var cost = s.Cost;
+        perToken += 2 * matmul * (cost.NoGradPolicyRows + cost.ReferenceRows) / cost.PolicyRows;
         perToken += s.Head switch
         {
             LogProbMode.Chunked => 2 * head,
@@ -56,6 +56,6 @@ public static class ThroughputModel
     /// Quality preferences applied to the ranking: pure bf16 (no fp32 master weights: small updates round away)
     /// and bf16 Adam moments are taken only when they buy more than 15% / 5% throughput.
     /// </summary>
-    public static double Preference(StepSettings s) =>
+    public static double Preference(PlannedStep s) =>
         (s.Precision == Precision.Bf16Pure ? 0.85 : 1.0) * (s.Bf16OptimizerStates ? 0.95 : 1.0);
 }

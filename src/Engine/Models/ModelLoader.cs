@@ -26,8 +26,13 @@ public sealed record ModelParts(LlamaConfig Config, IWeightSource Weights, TextT
 
 public static class ModelLoader
 {
-    /// <summary>Formats that are single files rather than HF folders (GGUF registers itself here).</summary>
-    public static readonly Dictionary<string, Func<string, ModelParts>> FileFormats = new(StringComparer.OrdinalIgnoreCase) { [".gguf"] = Gguf.GgufModelImporter.Open };
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Func<string, ModelParts>> FileFormats = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// Adds a single-file model format (by extension). Formats register themselves (GGUF does, in Engine.Gguf), so
+    /// this folder knows none of them.
+    /// </summary>
+    public static void RegisterFileFormat(string extension, Func<string, ModelParts> open) => FileFormats[extension] = open;
 
     /// <summary>Names some HF checkpoints carry that are derived buffers, not parameters.</summary>
     static bool IsIgnorable(string name) => name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);

@@ -1,7 +1,9 @@
+using Engine.Util;
+
 namespace Engine.Objectives;
 
-/// <summary>DPO loss variants (TRL's loss_type names: sigmoid, robust, hinge, ipo).</summary>
-public enum DpoLossType { Sigmoid, Robust, Hinge, Ipo }
+/// <summary>DPO loss variants, spelled as TRL's loss_type.</summary>
+public enum DpoLossType { [Spelling("sigmoid")] Sigmoid, [Spelling("robust")] Robust, [Spelling("hinge")] Hinge, [Spelling("ipo")] Ipo }
 
 /// <summary>Settings of the DPO family; defaults are TRL's and alignment.md's.</summary>
 public sealed record DpoOptions
@@ -29,7 +31,7 @@ public sealed record DpoOptions
             case DpoLossType.Robust when !(e >= 0 && e < 0.5):
                 throw new EngineException($"dpo: label smoothing must be in [0, 0.5) for the robust loss (it divides by 1 − 2ε), got {e}");
             case DpoLossType.Hinge or DpoLossType.Ipo when e != 0:
-                throw new EngineException($"dpo: label smoothing applies to the sigmoid and robust losses only, not {AlignmentMethods.Name(LossType)}");
+                throw new EngineException($"dpo: label smoothing applies to the sigmoid and robust losses only, not {Spelling.Of(LossType)}");
         }
     }
 }

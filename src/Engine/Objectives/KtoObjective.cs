@@ -11,9 +11,6 @@ namespace Engine.Objectives;
 /// </summary>
 public sealed class KtoObjective
 {
-    /// <summary>λ_D·n_D / (λ_U·n_U) should lie in [1, 4/3] (alignment.md; the paper says [1, 3/2]).</summary>
-    public const double ImbalanceUpperBound = 4.0 / 3.0;
-
     public KtoOptions Options { get; }
 
     public KtoObjective(KtoOptions options)
@@ -82,24 +79,28 @@ public sealed class KtoObjective
         var rewards = TensorValues.ToDoubles(br);
         var logps = TensorValues.ToDoubles(policy.LogpSum);
         var undesirable = desirable.Select(d => !d).ToArray();
-        AddClass(metrics, "chosen", desirable, rewards, logps, policy);
-        AddClass(metrics, "rejected", undesirable, rewards, logps, policy);
+        AddClass(metrics, ChosenNames, desirable, rewards, logps, policy);
+        AddClass(metrics, RejectedNames, undesirable, rewards, logps, policy);
         metrics.AddDifference(MetricNames.RewardsMargins, MetricNames.RewardsChosen, MetricNames.RewardsRejected);
         return new ObjectiveResult(loss.MoveToOuterDisposeScope(), metrics);
     }
 
     /// <summary>TRL logs a class's metrics only for steps that have rows of it; counts are step totals.</summary>
-    static void AddClass(ObjectiveMetrics m, string split, bool[] rows, double[] rewards, double[] logps, SequenceScores policy)
+    readonly record struct ClassNames(string Count, string Rewards, string Logps, string Logits);
+    static readonly ClassNames ChosenNames = new(MetricNames.CountChosen, MetricNames.RewardsChosen, MetricNames.LogpsChosen, MetricNames.LogitsChosen);
+    static readonly ClassNames RejectedNames = new(MetricNames.CountRejected, MetricNames.RewardsRejected, MetricNames.LogpsRejected, MetricNames.LogitsRejected);
+
+    static void AddClass(ObjectiveMetrics m, ClassNames names, bool[] rows, double[] rewards, double[] logps, SequenceScores policy)
     {
         int count = rows.Count(x => x);
-        m.AddTotal($"count/{split}", count);
+        m.AddTotal(names.Count, count);
         if (count == 0) return;
         double rs = 0, ls = 0;
         for (int i = 0; i < rows.Length; i++)
             if (rows[i]) { rs += rewards[i]; ls += logps[i]; }
-        m.Add($"rewards/{split}", rs, count);
-        m.Add($"logps/{split}", ls, count);
-        PairedMetrics.AddLogits(m, $"logits/{split}", policy, rows);
+        m.Add(names.Rewards, rs, count);
+        m.Add(names.Logps, ls, count);
+        PairedMetrics.AddLogits(m, names.Logits, policy, rows);
     }
 
     /// <summary>
@@ -118,35 +119,5 @@ public sealed class KtoObjective
         // Math.Max would turn NaN into NaN anyway; spell it out so a NaN estimate is never clamped to 0 silently.
         double clamped = double.IsNaN(raw) ? double.NaN : Math.Max(0.0, raw);
         return new Z0Estimate(raw, clamped);
-    }
-
-    /// <summary>
-    /// TRL's mismatched pairing inside a microbatch of <paramref name="m"/> rows: prompt i is paired with the
-    /// completion of row (i − 1) mod m, i.e. (x1,yn), (x2,y1), …, (xn,y(n−1)).
-    /// </summary>
-    public static int[] MismatchedCompletionIndices(int m)
-    {
-        if (m < 2) throw new EngineException($"kto: a microbatch of {m} row(s) has no mismatched pairs; use at least 2");
-        return Enumerable.Range(0, m).Select(i => (i + m - 1) % m).ToArray();
-    }
-
-    /// <summary>
-    /// Warns when λ_D·n_D / (λ_U·n_U) is outside [1, 4/3], suggesting either λ_D or λ_U (not both), as TRL
-    /// does. Returns null when the weights are in range.
-    /// </summary>
-    public static string? CheckImbalance(long nDesirable, long nUndesirable, double desirableWeight, double undesirableWeight)
-    {
-        if (nDesirable < 0 || nUndesirable < 0) throw new ArgumentException("class counts must be ≥ 0");
-        if (nDesirable == 0 || nUndesirable == 0)
-            return $"kto: the data has {nDesirable} desirable and {nUndesirable} undesirable rows; " +
-                   "KTO needs both (its z0 reference point only makes sense against both classes)";
-        double ratio = desirableWeight * nDesirable / (undesirableWeight * nUndesirable);
-        if (ratio >= 1 && ratio <= ImbalanceUpperBound) return null;
-        static string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
-        double dLo = undesirableWeight * nUndesirable / nDesirable, dHi = dLo * ImbalanceUpperBound;
-        double uHi = desirableWeight * nDesirable / nUndesirable, uLo = uHi / ImbalanceUpperBound;
-        return $"kto: {nDesirable} desirable vs {nUndesirable} undesirable rows with desirable weight {F(desirableWeight)} " +
-               $"and undesirable weight {F(undesirableWeight)} give λ_D·n_D/(λ_U·n_U) = {F(ratio)}, outside [1, 4/3]; " +
-               $"set EITHER the desirable weight in [{F(dLo)}, {F(dHi)}] OR the undesirable weight in [{F(uLo)}, {F(uHi)}]";
     }
 }

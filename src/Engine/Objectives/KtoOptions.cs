@@ -1,7 +1,9 @@
+using Engine.Util;
+
 namespace Engine.Objectives;
 
-/// <summary>KTO loss variants (TRL's loss_type names: kto, apo_zero_unpaired).</summary>
-public enum KtoLossType { Kto, ApoZeroUnpaired }
+/// <summary>KTO loss variants, spelled as TRL's loss_type.</summary>
+public enum KtoLossType { [Spelling("kto")] Kto, [Spelling("apo_zero_unpaired")] ApoZeroUnpaired }
 
 /// <summary>Settings of KTO; defaults are TRL's and the paper's (alignment.md).</summary>
 public sealed record KtoOptions

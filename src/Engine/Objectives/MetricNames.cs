@@ -25,4 +25,23 @@ public static class MetricNames
     public const string LogOddsChosen = "log_odds_chosen";
     /// <summary>SFT: completion tokens per step.</summary>
     public const string NumTokens = "num_tokens";
+
+    // The trainer's own columns, as the HF Trainer logs them.
+    public const string LearningRate = "learning_rate";
+    public const string GradNorm = "grad_norm";
+    public const string Epoch = "epoch";
+    /// <summary>Not an HF name: tokens through the policy per second of the step.</summary>
+    public const string TokensPerSecond = "tokens_per_second";
+    /// <summary>Not an HF name: 1 on a step skipped by the non-finite guard.</summary>
+    public const string Skipped = "skipped";
+    /// <summary>Eval rows carry the training names with this prefix (HF's eval_loss, eval_rewards/chosen, …).</summary>
+    public const string EvalPrefix = "eval_";
+
+    /// <summary>The seed paper's Table 1 columns (header, metric), for `engine eval` and the demo report.</summary>
+    public static readonly IReadOnlyList<(string Header, string Metric)> TableOne = new[]
+    {
+        ("logits ✓", LogitsChosen), ("logits ✗", LogitsRejected), ("logps ✓", LogpsChosen), ("logps ✗", LogpsRejected),
+        ("loss", Loss), ("rewards ✓", RewardsChosen), ("rewards ✗", RewardsRejected), ("margin", RewardsMargins),
+        ("accuracy", RewardsAccuracies),
+    };
 }

@@ -5,10 +5,10 @@ using System.Text.Json.Nodes;
 namespace Engine.Tokenization;
 
 /// <summary>
-/// The parts of a Hugging Face <c>tokenizer.json</c> that a byte-level BPE tokenizer needs: model.vocab,
-/// model.merges ("a b" strings or [a, b] pairs), added_tokens, the normalizer (Unicode forms only), the
-/// pre-tokenizer, ignore_merges, and the BOS/EOS that a TemplateProcessing post-processor adds.
-/// Other tokenizer.json kinds (WordPiece, Unigram, SentencePiece-style BPE) are recognised and reported.
+/// A Hugging Face <c>tokenizer.json</c> with a BPE model, parsed into the parts of its pipeline: added tokens (with
+/// their flags), normalizer, pre-tokenizer, BPE model, the special tokens the post-processor adds, and decoder.
+/// Other model types (WordPiece, Unigram, WordLevel) are recognised and reported. The large vocabulary and merge
+/// lists are read straight from a JsonDocument (Gemma 3's file is 33 MB).
 /// </summary>
 internal sealed class HfTokenizerJson
 {
@@ -16,16 +16,22 @@ internal sealed class HfTokenizerJson
 
     public required string Source { get; init; }
     public byte[]? FileBytes { get; init; }
-    public bool IsByteLevelBpe => WhyNotByteLevelBpe is null;
-    public string? WhyNotByteLevelBpe { get; init; }
+    /// <summary>Why Engine cannot run this tokenizer.json, or null when it can.</summary>
+    public string? Unsupported { get; init; }
     public Dictionary<string, int> Vocab { get; init; } = new(StringComparer.Ordinal);
-    public List<string> Merges { get; init; } = new();
-    public List<AddedTokenInfo> Added { get; init; } = new();
-    public BpePreTokenizer PreTokenizer { get; init; } = new(Array.Empty<BpePreTokenizer.Step>());
-    public NormalizationForm[] Normalizers { get; init; } = Array.Empty<NormalizationForm>();
+    public List<(string A, string B)> Merges { get; init; } = new();
+    public bool ByteFallback { get; init; }
+    public bool FuseUnknown { get; init; }
     public bool IgnoreMerges { get; init; }
+    public string? UnkToken { get; init; }
+    public List<AddedTokenSpec> Added { get; init; } = new();
+    public HfNormalizer Normalizer { get; init; } = HfNormalizer.None;
+    public HfPreTokenizer PreTokenizer { get; init; } = HfPreTokenizer.None;
+    public HfDecoder Decoder { get; init; } = new(null);
     /// <summary>Texts of unused ids (GGUF vocabularies); tokenizer.json has none and gets "[PADn]" fillers.</summary>
     public Dictionary<int, string> Unused { get; init; } = new();
+    /// <summary>Added tokens keep the ids given (GGUF vocabularies), instead of the ids the reference assigns on load.</summary>
+    public bool AddedIdsAreFixed { get; init; }
     public string? TemplateBos { get; init; }
     public string? TemplateEos { get; init; }
 
@@ -42,145 +48,128 @@ internal sealed class HfTokenizerJson
         {
             throw new EngineException($"{path}: cannot read: {e.Message}", e);
         }
-        string text;
-        try { text = new UTF8Encoding(false, true).GetString(bytes); }
+        try { _ = new UTF8Encoding(false, true).GetCharCount(bytes); }
         catch (DecoderFallbackException) { throw new EngineException($"{path}: not valid UTF-8 text"); }
-        return Parse(JsonFile.ParseObject(text, path), path, bytes);
+        using var doc = JsonFile.ParseDocument(bytes, path);
+        return Parse(doc.RootElement, path, bytes);
     }
 
-    public static HfTokenizerJson Parse(JsonObject root, string source, byte[]? bytes)
+    public static HfTokenizerJson Parse(JsonElement root, string source, byte[]? bytes)
     {
-        if (root["model"] is not JsonObject model) throw new EngineException($"{source}: no \"model\" object (not a Hugging Face tokenizer.json?)");
-        string modelType = JsonFile.OptionalString(model, "type", $"{source}: model") ?? (model["merges"] is not null ? "BPE" : "unknown");
-        var pre = BpePreTokenizerOrNull(root["pre_tokenizer"], source, out string? preProblem);
-        string? why = modelType != "BPE" ? $"model type \"{modelType}\" is not BPE"
-            : JsonFile.OptionalBool(model, "byte_fallback", source) == true ? "it is a SentencePiece-style BPE (byte_fallback)"
-            : pre is null ? preProblem
-            : !pre.HasByteLevel && !IsByteLevelDecoder(root["decoder"]) ? "it has no ByteLevel pre-tokenizer or decoder (not a byte-level BPE)"
-            : null;
-        if (why is not null) return new HfTokenizerJson { Source = source, FileBytes = bytes, WhyNotByteLevelBpe = why };
-
+        if (root.ValueKind != JsonValueKind.Object) throw new EngineException($"{source}: expected a JSON object at the top level");
+        if (!root.TryGetProperty("model", out var model) || model.ValueKind != JsonValueKind.Object)
+            throw new EngineException($"{source}: no \"model\" object (not a Hugging Face tokenizer.json?)");
+        string modelType = StringOrNull(model, "type", $"{source}: model") ?? (model.TryGetProperty("merges", out _) ? "BPE" : "unknown");
+        if (modelType != "BPE")
+            return new HfTokenizerJson { Source = source, FileBytes = bytes, Unsupported = $"model type \"{modelType}\" is not supported (only BPE)" };
+        if (model.TryGetProperty("dropout", out var dropout) && dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() > 0)
+            throw new EngineException($"{source}: model.dropout {dropout.GetDouble()} is not supported (BPE dropout is for training only)");
         foreach (var key in new[] { "continuing_subword_prefix", "end_of_word_suffix" })
-            if (JsonFile.OptionalString(model, key, $"{source}: model") is { Length: > 0 } value)
+            if (StringOrNull(model, key, $"{source}: model") is { Length: > 0 } value)
                 throw new EngineException($"{source}: model.{key} \"{value}\" is not supported");
 
-        var vocab = ParseVocab(model["vocab"], source);
-        var (bos, eos) = TemplateSpecialTokens(root["post_processor"], source);
+        var vocab = ParseVocab(model, source);
+        JsonNode? Node(string key) => root.TryGetProperty(key, out var e) && e.ValueKind != JsonValueKind.Null ? JsonNode.Parse(e.GetRawText()) : null;
+        var post = Node("post_processor");
+        var (bos, eos) = TemplateSpecialTokens(post, source);
         return new HfTokenizerJson
         {
             Source = source,
             FileBytes = bytes,
             Vocab = vocab,
-            Merges = ParseMerges(model["merges"], vocab, source),
-            Added = ParseAddedTokens(root["added_tokens"], source),
-            PreTokenizer = pre!,
-            Normalizers = ParseNormalizers(root["normalizer"], source),
-            IgnoreMerges = JsonFile.OptionalBool(model, "ignore_merges", $"{source}: model") ?? false,
+            Merges = ParseMerges(model, source),
+            ByteFallback = BoolOrNull(model, "byte_fallback", $"{source}: model") ?? false,
+            FuseUnknown = BoolOrNull(model, "fuse_unk", $"{source}: model") ?? false,
+            IgnoreMerges = BoolOrNull(model, "ignore_merges", $"{source}: model") ?? false,
+            UnkToken = StringOrNull(model, "unk_token", $"{source}: model"),
+            Added = ParseAddedTokens(Node("added_tokens"), source),
+            Normalizer = HfNormalizer.FromJson(Node("normalizer"), source),
+            PreTokenizer = HfPreTokenizer.FromJson(Node("pre_tokenizer"), source),
+            Decoder = HfDecoder.FromJson(Node("decoder"), source),
             TemplateBos = bos,
             TemplateEos = eos,
         };
     }
 
-    static BpePreTokenizer? BpePreTokenizerOrNull(JsonNode? node, string source, out string? problem)
+    static string? StringOrNull(JsonElement obj, string key, string source)
     {
-        problem = null;
-        try { return BpePreTokenizer.FromJson(node, source); }
-        catch (EngineException e) when (!IsByteLevelAnywhere(node))
-        {
-            // A Metaspace/WordPiece pre-tokenizer just means "not byte-level"; report that instead of the detail.
-            problem = $"it is not a byte-level BPE ({e.Message.Replace(source + ": ", "")})";
-            return null;
-        }
+        if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.String ? v.GetString() : throw new EngineException($"{source}: \"{key}\" must be a string");
     }
 
-    static bool IsByteLevelAnywhere(JsonNode? node) => node?.ToJsonString().Contains("\"ByteLevel\"", StringComparison.Ordinal) == true;
-
-    static bool IsByteLevelDecoder(JsonNode? node) => IsByteLevelAnywhere(node);
-
-    static Dictionary<string, int> ParseVocab(JsonNode? node, string source)
+    static bool? BoolOrNull(JsonElement obj, string key, string source)
     {
-        if (node is not JsonObject obj) throw new EngineException($"{source}: model.vocab must be an object mapping tokens to ids");
-        var vocab = new Dictionary<string, int>(obj.Count, StringComparer.Ordinal);
-        var seen = new HashSet<int>();
-        foreach (var (token, value) in obj)
+        if (!obj.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind switch
         {
-            if (value is not JsonValue v || !v.TryGetValue(out int id) || id < 0)
-                throw new EngineException($"{source}: model.vocab[\"{token}\"] must be a non-negative integer id");
-            if (!seen.Add(id)) throw new EngineException($"{source}: model.vocab gives id {id} to more than one token (\"{token}\" is one)");
-            if (token.Length == 0) throw new EngineException($"{source}: model.vocab has an empty token (id {id})");
-            vocab[token] = id;
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new EngineException($"{source}: \"{key}\" must be true or false"),
+        };
+    }
+
+    static Dictionary<string, int> ParseVocab(JsonElement model, string source)
+    {
+        if (!model.TryGetProperty("vocab", out var obj) || obj.ValueKind != JsonValueKind.Object)
+            throw new EngineException($"{source}: model.vocab must be an object mapping tokens to ids");
+        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
+        var seen = new HashSet<int>();
+        foreach (var p in obj.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetInt32(out int id) || id < 0)
+                throw new EngineException($"{source}: model.vocab[\"{p.Name}\"] must be a non-negative integer id");
+            if (!seen.Add(id)) throw new EngineException($"{source}: model.vocab gives id {id} to more than one token (\"{p.Name}\" is one)");
+            if (p.Name.Length == 0) throw new EngineException($"{source}: model.vocab has an empty token (id {id})");
+            vocab[p.Name] = id;
         }
         return vocab;
     }
 
-    static List<string> ParseMerges(JsonNode? node, Dictionary<string, int> vocab, string source)
+    static List<(string, string)> ParseMerges(JsonElement model, string source)
     {
-        if (node is null) return new List<string>();
-        if (node is not JsonArray list) throw new EngineException($"{source}: model.merges must be a list");
-        var merges = new List<string>(list.Count);
-        for (int i = 0; i < list.Count; i++)
+        var merges = new List<(string, string)>();
+        if (!model.TryGetProperty("merges", out var list) || list.ValueKind == JsonValueKind.Null) return merges;
+        if (list.ValueKind != JsonValueKind.Array) throw new EngineException($"{source}: model.merges must be a list");
+        int i = 0;
+        foreach (var item in list.EnumerateArray())
         {
-            string left, right;
-            switch (list[i])
+            if (item.ValueKind == JsonValueKind.String)
             {
-                case JsonValue v when v.TryGetValue(out string? s):
-                    var parts = s.Split(' ');
-                    if (parts.Length != 2 || parts[0].Length == 0 || parts[1].Length == 0)
-                        throw new EngineException($"{source}: model.merges[{i}] \"{s}\" is not two tokens separated by one space");
-                    (left, right) = (parts[0], parts[1]);
-                    break;
-                case JsonArray pair when pair.Count == 2 && pair[0] is JsonValue a && a.TryGetValue(out string? l) && pair[1] is JsonValue b && b.TryGetValue(out string? r):
-                    if (l.Contains(' ') || r.Contains(' '))
-                        throw new EngineException($"{source}: model.merges[{i}] has a token with a space, which byte-level BPE never has");
-                    (left, right) = (l, r);
-                    break;
-                default:
-                    throw new EngineException($"{source}: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"]");
+                string s = item.GetString()!;
+                int space = s.IndexOf(' ');
+                if (space <= 0 || space == s.Length - 1 || s.IndexOf(' ', space + 1) >= 0)
+                    throw new EngineException($"{source}: model.merges[{i}] \"{s}\" is not two tokens separated by one space");
+                merges.Add((s[..space], s[(space + 1)..]));
             }
-            foreach (var t in new[] { left, right, left + right })
-                if (!vocab.ContainsKey(t)) throw new EngineException($"{source}: model.merges[{i}] (\"{left} {right}\") uses \"{t}\", which is not in model.vocab");
-            merges.Add(left + " " + right);
+            else if (item.ValueKind == JsonValueKind.Array && item.GetArrayLength() == 2
+                     && item[0].ValueKind == JsonValueKind.String && item[1].ValueKind == JsonValueKind.String
+                     && item[0].GetString() is { Length: > 0 } a && item[1].GetString() is { Length: > 0 } b)
+                merges.Add((a, b));
+            else throw new EngineException($"{source}: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"]");
+            i++;
         }
         return merges;
     }
 
-    static List<AddedTokenInfo> ParseAddedTokens(JsonNode? node, string source)
+    static List<AddedTokenSpec> ParseAddedTokens(JsonNode? node, string source)
     {
-        var result = new List<AddedTokenInfo>();
+        var result = new List<AddedTokenSpec>();
         if (node is null) return result;
         if (node is not JsonArray list) throw new EngineException($"{source}: added_tokens must be a list");
         for (int i = 0; i < list.Count; i++)
         {
+            string where = $"{source}: added_tokens[{i}]";
             if (list[i] is not JsonObject t || t["id"] is not JsonValue idValue || !idValue.TryGetValue(out int id) || id < 0
-                || JsonFile.OptionalString(t, "content", source) is not { Length: > 0 } content)
-                throw new EngineException($"{source}: added_tokens[{i}] must have a non-negative \"id\" and a non-empty \"content\"");
-            result.Add(new AddedTokenInfo(id, content, JsonFile.OptionalBool(t, "special", $"{source}: added_tokens[{i}]") ?? false));
+                || JsonFile.OptionalString(t, "content", where) is not { Length: > 0 } content)
+                throw new EngineException($"{where} must have a non-negative \"id\" and a non-empty \"content\"");
+            bool special = JsonFile.OptionalBool(t, "special", where) ?? false;
+            result.Add(new AddedTokenSpec(id, content, special,
+                SingleWord: JsonFile.OptionalBool(t, "single_word", where) ?? false,
+                LStrip: JsonFile.OptionalBool(t, "lstrip", where) ?? false,
+                RStrip: JsonFile.OptionalBool(t, "rstrip", where) ?? false,
+                Normalized: JsonFile.OptionalBool(t, "normalized", where) ?? !special));
         }
         return result;
-    }
-
-    static NormalizationForm[] ParseNormalizers(JsonNode? node, string source)
-    {
-        var forms = new List<NormalizationForm>();
-        void Add(JsonNode? n)
-        {
-            if (n is null) return;
-            string type = n is JsonObject o ? JsonFile.OptionalString(o, "type", source) ?? "" : "";
-            switch (type)
-            {
-                case "Sequence":
-                    if (n["normalizers"] is not JsonArray list) throw new EngineException($"{source}: normalizer Sequence without a \"normalizers\" list");
-                    foreach (var item in list) Add(item);
-                    break;
-                case "NFC": forms.Add(NormalizationForm.FormC); break;
-                case "NFD": forms.Add(NormalizationForm.FormD); break;
-                case "NFKC": forms.Add(NormalizationForm.FormKC); break;
-                case "NFKD": forms.Add(NormalizationForm.FormKD); break;
-                default: throw new EngineException($"{source}: normalizer \"{type}\" is not supported (supported: none, NFC, NFD, NFKC, NFKD)");
-            }
-        }
-        Add(node);
-        return forms.ToArray();
     }
 
     /// <summary>The special tokens a TemplateProcessing post-processor puts before and after a single sequence.</summary>
@@ -188,76 +177,98 @@ internal sealed class HfTokenizerJson
     {
         if (node is not JsonObject obj) return (null, null);
         string? type = JsonFile.OptionalString(obj, "type", source);
-        if (type == "Sequence" && obj["processors"] is JsonArray processors)
+        switch (type)
         {
-            foreach (var p in processors)
-                if (TemplateSpecialTokens(p, source) is var r && (r.Bos ?? r.Eos) is not null) return r;
-            return (null, null);
+            case "Sequence":
+                string? bos = null, eos = null;
+                if (obj["processors"] is JsonArray processors)
+                    foreach (var p in processors)
+                    {
+                        var (b, e) = TemplateSpecialTokens(p, source);
+                        bos ??= b;
+                        eos ??= e;
+                    }
+                return (bos, eos);
+            case "ByteLevel" or null:
+                return (null, null);
+            case "TemplateProcessing":
+                break;
+            default:
+                throw new EngineException($"{source}: post_processor \"{type}\" is not supported (supported: TemplateProcessing, ByteLevel, Sequence)");
         }
-        if (type != "TemplateProcessing" || obj["single"] is not JsonArray single) return (null, null);
-        string? bos = null, eos = null;
+        if (obj["single"] is not JsonArray single) throw new EngineException($"{source}: post_processor TemplateProcessing needs a \"single\" list");
+        var before = new List<string>();
+        var after = new List<string>();
         bool seenSequence = false;
         foreach (var item in single)
         {
             if (item?["Sequence"] is not null) { seenSequence = true; continue; }
-            if (item?["SpecialToken"]?["id"] is JsonValue v && v.TryGetValue(out string? id))
+            if (item?["SpecialToken"]?["id"] is JsonValue v && v.TryGetValue(out string? name))
             {
-                if (!seenSequence) bos ??= id;
-                else eos = id;
+                // The special_tokens table may map the name to other ids; Engine models one BOS and one EOS id.
+                if (obj["special_tokens"]?[name]?["tokens"] is JsonArray tokens && tokens.Count != 1)
+                    throw new EngineException($"{source}: post_processor special token \"{name}\" stands for {tokens.Count} tokens; only single tokens are supported");
+                if (obj["special_tokens"]?[name]?["tokens"] is JsonArray { Count: 1 } one && one[0] is JsonValue t && t.TryGetValue(out string? token))
+                    name = token;
+                (seenSequence ? after : before).Add(name);
             }
         }
-        return (bos, eos);
+        if (before.Count > 1 || after.Count > 1)
+            throw new EngineException($"{source}: post_processor adds {before.Count} tokens before and {after.Count} after the text; Engine supports at most one BOS and one EOS");
+        return (before.FirstOrDefault(), after.FirstOrDefault());
     }
 
     /// <summary>Writes a tokenizer.json that Hugging Face tokenizers (and this class) can load.</summary>
-    public static string Serialize(IReadOnlyList<string> tokens, IReadOnlyList<TokenType> types, IReadOnlyList<string> merges,
-        BpePreTokenizer preTokenizer, NormalizationForm[] normalizers, bool ignoreMerges, int? bosId, int? eosId, bool addBos, bool addEos)
+    internal static string Serialize(IReadOnlyList<string> tokens, IReadOnlyList<TokenType> types, IReadOnlyList<AddedTokenSpec> added,
+        BpeModel model, HfNormalizer normalizer, HfPreTokenizer preTokenizer, HfDecoder decoder, int? bosId, int? eosId, bool addBos, bool addEos)
     {
-        var added = new JsonArray();
-        var vocab = new JsonObject();
-        for (int id = 0; id < tokens.Count; id++)
-        {
-            if (types[id] is TokenType.Control or TokenType.UserDefined)
-                added.Add(new JsonObject
-                {
-                    ["id"] = id, ["content"] = tokens[id], ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
-                    ["normalized"] = false, ["special"] = types[id] == TokenType.Control,
-                });
-            else if (types[id] != TokenType.Unused && !vocab.ContainsKey(tokens[id])) vocab[tokens[id]] = id;
-        }
-        JsonNode? normalizer = normalizers.Length == 0 ? null : new JsonObject
-        {
-            ["type"] = "Sequence",
-            ["normalizers"] = new JsonArray(normalizers.Select(f => (JsonNode)new JsonObject
+        var addedJson = new JsonArray();
+        foreach (var a in added.OrderBy(a => a.Id))
+            addedJson.Add(new JsonObject
             {
-                ["type"] = f switch { NormalizationForm.FormC => "NFC", NormalizationForm.FormD => "NFD", NormalizationForm.FormKC => "NFKC", _ => "NFKD" },
-            }).ToArray()),
-        };
+                ["id"] = a.Id, ["content"] = a.Content, ["single_word"] = a.SingleWord, ["lstrip"] = a.LStrip, ["rstrip"] = a.RStrip,
+                ["normalized"] = a.Normalized, ["special"] = a.Special,
+            });
+        // The reference numbers added tokens that the vocabulary lacks after it, so the written vocabulary must make
+        // every id come out the same: unused ids get their filler text, and out-of-place added tokens an entry.
+        var ids = new SortedDictionary<int, string>();
+        foreach (var (token, id) in model.Vocab) ids[id] = token;
+        for (int id = 0; id < tokens.Count; id++) if (types[id] == TokenType.Unused && !ids.ContainsKey(id)) ids[id] = tokens[id];
+        int next = ids.Count;
+        foreach (var a in added.OrderBy(a => a.Id))
+        {
+            if (ids.TryGetValue(a.Id, out var t) && t == a.Content) continue;
+            if (a.Id == next) next++;
+            else ids[a.Id] = a.Content;
+        }
+        var vocab = new JsonObject();
+        var written = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (id, token) in ids) if (written.Add(token)) vocab[token] = id;
         var root = new JsonObject
         {
             ["version"] = "1.0",
             ["truncation"] = null,
             ["padding"] = null,
-            ["added_tokens"] = added,
-            ["normalizer"] = normalizer,
+            ["added_tokens"] = addedJson,
+            ["normalizer"] = normalizer.ToJson(),
             ["pre_tokenizer"] = preTokenizer.ToJson(),
             ["post_processor"] = PostProcessor(tokens, bosId, eosId, addBos, addEos),
-            ["decoder"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = true, ["use_regex"] = true },
+            ["decoder"] = decoder.ToJson(),
             ["model"] = new JsonObject
             {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = null,
-                ["end_of_word_suffix"] = null, ["fuse_unk"] = false, ["byte_fallback"] = false, ["ignore_merges"] = ignoreMerges,
+                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = model.UnkToken, ["continuing_subword_prefix"] = null,
+                ["end_of_word_suffix"] = null, ["fuse_unk"] = model.FuseUnknown, ["byte_fallback"] = model.ByteFallback,
+                ["ignore_merges"] = model.IgnoreMerges,
                 ["vocab"] = vocab,
-                ["merges"] = new JsonArray(merges.Select(m => (JsonNode)JsonValue.Create(m)).ToArray()),
+                ["merges"] = new JsonArray(model.MergePairs.Select(m => (JsonNode)new JsonArray(m.A, m.B)).ToArray()),
             },
         };
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
-    static JsonNode PostProcessor(IReadOnlyList<string> tokens, int? bosId, int? eosId, bool addBos, bool addEos)
+    static JsonNode? PostProcessor(IReadOnlyList<string> tokens, int? bosId, int? eosId, bool addBos, bool addEos)
     {
-        if (!(addBos && bosId is not null) && !(addEos && eosId is not null))
-            return new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = true, ["trim_offsets"] = false, ["use_regex"] = true };
+        if (!(addBos && bosId is not null) && !(addEos && eosId is not null)) return null;
         var specials = new JsonObject();
         JsonArray Template(params string[] sequences)
         {

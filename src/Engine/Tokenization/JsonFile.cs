@@ -20,6 +20,20 @@ internal static class JsonFile
         return node as JsonObject ?? throw new EngineException($"{source}: expected a JSON object at the top level");
     }
 
+    /// <summary>A read-only document of UTF-8 JSON (cheaper than JsonNode for large files such as tokenizer.json).</summary>
+    public static JsonDocument ParseDocument(byte[] utf8, string source)
+    {
+        try
+        {
+            return JsonDocument.Parse(utf8, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, MaxDepth = 256 });
+        }
+        catch (JsonException e)
+        {
+            string where = e.LineNumber is long line ? $" at line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}" : "";
+            throw new EngineException($"{source}: invalid JSON{where}: {FirstSentence(e.Message)}", e);
+        }
+    }
+
     public static JsonObject ReadObject(string path)
     {
         string text;

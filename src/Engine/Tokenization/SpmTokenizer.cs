@@ -21,7 +21,7 @@ public sealed class SpmTokenizer : TextTokenizer
     readonly int[] _byteIds;
     readonly int[] _byteOfId;
     readonly SpmBpeEncoder _encoder;
-    readonly SpecialTokenMatcher _specials;
+    readonly AddedTokenMatcher _specials;
     readonly SentencePieceModelFile _model;
     readonly byte[]? _modelBytes;
     readonly TokenizerConfig? _config;
@@ -89,9 +89,10 @@ public sealed class SpmTokenizer : TextTokenizer
         Normalization = new SpmNormalization(model.AddDummyPrefix, model.RemoveExtraWhitespaces, model.EscapeWhitespaces);
 
         _encoder = new SpmBpeEncoder(mergeable, _scores, _byteIds, UnkId ?? -1);
-        _specials = new SpecialTokenMatcher(Enumerable.Range(0, _pieces.Length)
+        // User-defined pieces are matched even when special tokens are not parsed, as in llama.cpp.
+        _specials = new AddedTokenMatcher(Enumerable.Range(0, _pieces.Length)
             .Where(id => _types[id] is TokenType.Control or TokenType.Unknown or TokenType.UserDefined)
-            .Select(id => (_pieces[id], id, _types[id] == TokenType.UserDefined)));
+            .Select(id => new AddedTokenSpec(id, _pieces[id], Special: _types[id] != TokenType.UserDefined)));
     }
 
     /// <summary>Loads <c>tokenizer.model</c>, with the folder's tokenizer_config.json settings if given.</summary>

@@ -1,6 +1,11 @@
 namespace Engine.Tokenization;
 
-public enum TokenizerKind { SentencePiece, ByteLevelBpe }
+/// <summary>
+/// SentencePiece: a tokenizer.model run as llama.cpp runs it. ByteLevelBpe: a byte-level tokenizer.json (GPT-2,
+/// Llama 3, Qwen). SentencePieceBpe: a SentencePiece-style BPE with byte fallback written as tokenizer.json
+/// (Mistral and Llama 2 without tokenizer.model, Gemma 3).
+/// </summary>
+public enum TokenizerKind { SentencePiece, ByteLevelBpe, SentencePieceBpe }
 
 /// <summary>Token types as SentencePiece and GGUF number them.</summary>
 public enum TokenType { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 }
@@ -50,7 +55,7 @@ public abstract class TextTokenizer
 
     /// <summary>Vocabulary as GGUF writes it: piece strings, scores and types, indexed by id.</summary>
     public abstract IReadOnlyList<string> Tokens { get; }
-    /// <summary>SentencePiece scores by id; empty for byte-level BPE, which has none (llama.cpp writes no scores for it).</summary>
+    /// <summary>SentencePiece scores by id; empty for tokenizer.json BPE, which ranks merges instead.</summary>
     public abstract IReadOnlyList<float> Scores { get; }
     public abstract IReadOnlyList<TokenType> TokenTypes { get; }
     /// <summary>BPE merges ("a b"), empty for SentencePiece.</summary>

@@ -3,8 +3,12 @@ using System.Text.Json.Nodes;
 
 namespace Engine.Tokenization;
 
-/// <summary>A token the config lists in <c>added_tokens_decoder</c> (or tokenizer.json in <c>added_tokens</c>).</summary>
-public sealed record AddedTokenInfo(int Id, string Content, bool Special);
+/// <summary>
+/// A token the config lists in <c>added_tokens_decoder</c>, with Hugging Face's matching flags (Normalized null: the
+/// default, which is "not special").
+/// </summary>
+public sealed record AddedTokenInfo(int Id, string Content, bool Special, bool SingleWord = false, bool LStrip = false,
+    bool RStrip = false, bool? Normalized = null);
 
 /// <summary>
 /// The settings of a Hugging Face <c>tokenizer_config.json</c> that change tokenization: whether BOS/EOS are
@@ -101,8 +105,10 @@ public sealed class TokenizerConfig
                 throw new EngineException($"{source}: added_tokens_decoder key \"{key}\" is not a token id");
             if (value is not JsonObject entry || entry["content"] is not JsonValue c || !c.TryGetValue(out string? content))
                 throw new EngineException($"{source}: added_tokens_decoder[\"{key}\"] must be an object with a \"content\" string");
-            bool special = JsonFile.OptionalBool(entry, "special", $"{source}: added_tokens_decoder[\"{key}\"]") ?? false;
-            result.Add(new AddedTokenInfo(id, content, special));
+            string where = $"{source}: added_tokens_decoder[\"{key}\"]";
+            result.Add(new AddedTokenInfo(id, content, JsonFile.OptionalBool(entry, "special", where) ?? false,
+                JsonFile.OptionalBool(entry, "single_word", where) ?? false, JsonFile.OptionalBool(entry, "lstrip", where) ?? false,
+                JsonFile.OptionalBool(entry, "rstrip", where) ?? false, JsonFile.OptionalBool(entry, "normalized", where)));
         }
         return result;
     }

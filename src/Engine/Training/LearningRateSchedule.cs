@@ -1,6 +1,13 @@
+using Engine.Util;
+
 namespace Engine.Training;
 
-public enum LrSchedulerKind { Constant, Linear, Cosine }
+public enum LrSchedulerKind
+{
+    [Spelling("constant", "constant_with_warmup")] Constant,
+    [Spelling("linear")] Linear,
+    [Spelling("cosine")] Cosine,
+}
 
 /// <summary>
 /// Learning rate per optimizer step, as Hugging Face's schedulers compute it: linear warm-up from 0 over
@@ -9,14 +16,6 @@ public enum LrSchedulerKind { Constant, Linear, Cosine }
 /// </summary>
 public sealed record LearningRateSchedule(double BaseLr, LrSchedulerKind Kind, int WarmupSteps, int TotalSteps)
 {
-    public static LrSchedulerKind Parse(string name) => name switch
-    {
-        "constant" or "constant_with_warmup" => LrSchedulerKind.Constant,
-        "linear" => LrSchedulerKind.Linear,
-        "cosine" => LrSchedulerKind.Cosine,
-        _ => throw new EngineException($"unknown --lr-scheduler '{name}' (expected constant, linear or cosine)"),
-    };
-
     /// <summary>Learning rate for the update with 0-based index <paramref name="step"/>.</summary>
     public double At(int step)
     {

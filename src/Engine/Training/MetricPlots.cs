@@ -1,3 +1,5 @@
+using static Engine.Objectives.MetricNames;
+
 namespace Engine.Training;
 
 /// <summary>PNG line plots of a run's metric curves (ScottPlot), one file per group of related metrics.</summary>
@@ -5,12 +7,12 @@ public static class MetricPlots
 {
     public static readonly (string File, string Title, string[] Metrics)[] Groups =
     {
-        ("loss.png", "loss", new[] { "loss", "eval_loss" }),
-        ("rewards.png", "rewards", new[] { "rewards/chosen", "rewards/rejected", "rewards/margins" }),
-        ("accuracy.png", "reward accuracy", new[] { "rewards/accuracies", "eval_rewards/accuracies" }),
-        ("kl.png", "KL estimate (z0)", new[] { "kl" }),
-        ("logps.png", "sequence log-probs", new[] { "logps/chosen", "logps/rejected" }),
-        ("lr.png", "learning rate", new[] { "learning_rate" }),
+        ("loss.png", "loss", new[] { Loss, EvalPrefix + Loss }),
+        ("rewards.png", "rewards", new[] { RewardsChosen, RewardsRejected, RewardsMargins }),
+        ("accuracy.png", "reward accuracy", new[] { RewardsAccuracies, EvalPrefix + RewardsAccuracies }),
+        ("kl.png", "KL estimate (z0)", new[] { Kl }),
+        ("logps.png", "sequence log-probs", new[] { LogpsChosen, LogpsRejected }),
+        ("lr.png", "learning rate", new[] { LearningRate }),
     };
 
     /// <summary>Writes the plots that have data; returns the files written.</summary>

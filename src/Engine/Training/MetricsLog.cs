@@ -10,6 +10,8 @@ namespace Engine.Training;
 /// </summary>
 public sealed class MetricsLog
 {
+    public const string FileName = "metrics.jsonl";
+
     public string Path { get; }
     readonly List<JsonObject> _rows = new();
     public IReadOnlyList<JsonObject> Rows => _rows;

@@ -1,7 +1,17 @@
+using Engine.Data;
+using Engine.Methods;
 using Engine.Models;
-using Engine.Objectives;
 
 namespace Engine.Training;
+
+/// <summary>`engine eval`: a model, its reference, a dataset and the step settings the metrics are computed with.</summary>
+public sealed record EvaluationOptions
+{
+    /// <summary>Model, reference model (<see cref="StepSettings.ReferenceModel"/>), method and objective, micro-batch, lengths, head.</summary>
+    public StepSettings Step { get; init; } = new() { MicroBatch = 8 };
+    public string DataPath { get; init; } = "";
+    public long Seed { get; init; } = 42;
+}
 
 /// <summary>
 /// `engine eval`: a model against a reference on a dataset, reporting the objective's metrics (the seed paper's
@@ -9,18 +19,23 @@ namespace Engine.Training;
 /// </summary>
 public static class ModelEvaluation
 {
-    public static IReadOnlyDictionary<string, double> Run(TrainingOptions o)
+    /// <summary>The methods eval scores: those whose metrics compare a model with a reference.</summary>
+    public static IReadOnlyList<AlignmentMethod> Methods { get; } = new AlignmentMethod[] { AlignmentMethods.Dpo, AlignmentMethods.Kto };
+
+    public static IReadOnlyDictionary<string, double> Run(EvaluationOptions o)
     {
-        var info = AlignmentMethods.Info(AlignmentMethods.Parse(o.Method));
-        if (info.Method is not (AlignmentMethod.Dpo or AlignmentMethod.Kto))
-            throw new EngineException($"eval supports --method dpo or kto (got {info.Name})");
-        var objectives = ObjectiveSettings.From(o, info);
-        var dtype = AlignmentTrainer.ComputeDtype(o.Precision);
-        using var loaded = ModelLoader.Load(o.ModelPath, dtype, requireTokenizer: true);
-        var data = RunData.Prepare(o with { EvalDataPath = null, EvalFraction = 0 }, info, loaded.RequireTokenizer(), o.BatchSize);
-        using IReferenceLogps? reference = o.ReferenceFree ? null
-            : new ResidentReference(ModelLoader.Load(o.ReferenceModelPath ?? throw new EngineException("eval needs --ref DIR (or --reference-free)"), dtype).Model, o.LogProb);
-        var step = new MethodStep(info.Method, loaded.Model, reference, o.LogProb, objectives);
-        return Evaluation.Run(step, data.Train);
+        var s = o.Step;
+        if (!Methods.Contains(s.Method))
+            throw new EngineException($"eval supports --method {string.Join(" or ", Methods.Select(m => m.Name))} (got {s.Method.Name})");
+        s.Validate();
+        using var loaded = ModelLoader.Load(s.Model, s.Dtype, requireTokenizer: true);
+        var data = DatasetReader.Read(o.DataPath, s.Method.ReadOptions);
+        var renderer = RunData.ChatRenderer(loaded.RequireTokenizer(), data, null);
+        var split = s.Method.Prepare(data, new ExampleTokenizer(loaded.RequireTokenizer(), s.Tokenization, renderer),
+            new Batching(s.MicroBatch, o.Seed), s.Objective);
+        using Methods.IReferenceLogps? reference = !s.UsesReference ? null
+            : new ResidentReference(ModelLoader.Load(s.ReferenceModel ?? throw new EngineException("eval needs --ref DIR (or --reference-free)"), s.Dtype).Model, s.Head);
+        var step = s.Method.CreateStep(s.Objective, new StepContext(loaded.Model, reference, s.Head));
+        return Evaluation.Run(step, split.Batches);
     }
 }

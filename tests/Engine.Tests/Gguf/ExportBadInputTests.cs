@@ -79,8 +79,9 @@ public class ExportBadInputTests
         using var tmp = new TempDir();
         string output = tmp.File("out.gguf");
         var r = Export("--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "q3_k_s");
-        Assert.Equal(1, r.ExitCode);
-        Assert.Contains("unknown GGUF type 'q3_k_s'", r.Stderr);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--type must be one of", r.Stderr);
+        Assert.Contains("'q3_k_s'", r.Stderr);
         Assert.Contains("q4_k_m", r.Stderr);
         AssertNothingWritten(tmp, output);
     }
@@ -122,18 +123,35 @@ public class ExportBadInputTests
     }
 
     [SkippableFact]
-    public void OutOfToleranceFailsAndWritesNothing()
+    public void AFileLlamaCppReadsDifferentlyFailsAndWritesNothing()
     {
         LlamaCppRequirement.Require();
-        // BF16 keeps 8 mantissa bits and llama.cpp also rounds activations to BF16: on this 260K-parameter model
-        // logits move by about 0.1, far outside the promised 2e-2.
+        // A Mistral model whose sliding window (4 tokens) is shorter than the validation prompts: GGUF's llama
+        // architecture cannot say so, llama.cpp attends over every earlier token, and the file is not what the model computes.
         using var tmp = new TempDir();
+        string dir = TestModels.CopyStories(tmp.File("mistral"));
+        string cfgPath = Path.Combine(dir, "config.json");
+        var cfg = JsonNode.Parse(File.ReadAllText(cfgPath))!.AsObject();
+        cfg["architectures"] = new JsonArray("MistralForCausalLM");
+        cfg["model_type"] = "mistral";
+        cfg["sliding_window"] = 4;
+        File.WriteAllText(cfgPath, cfg.ToJsonString());
         string output = tmp.File("out.gguf");
-        var r = Export("--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "bf16");
+        var r = Export("--model", dir, "--out", output, "--type", "f16");
         Assert.Equal(1, r.ExitCode);
+        Assert.Contains("faithfulness", r.Stdout);
         Assert.Contains("result: FAIL", r.Stdout);
         Assert.Contains("failed validation", r.Stderr);
+        Assert.Contains("differ from the weights as stored", r.Stderr);
         Assert.Contains("--no-validate", r.Stderr);
+        AssertNothingWritten(tmp, output);
+
+        // --json prints the failing report as JSON, and still writes nothing.
+        var j = Export("--model", dir, "--out", output, "--type", "f16", "--json");
+        Assert.Equal(1, j.ExitCode);
+        var report = JsonNode.Parse(j.Stdout)!;
+        Assert.False((bool)report["passed"]!);
+        Assert.False((bool)report["faithfulness"]!["passed"]!);
         AssertNothingWritten(tmp, output);
     }
 }

@@ -15,7 +15,7 @@ public class KQuantExportTests
     readonly ITestOutputHelper _output;
     public KQuantExportTests(ITestOutputHelper output) => _output = output;
 
-    static string Model(string dir)
+    internal static string Model(string dir)
     {
         using var stories = ModelLoader.Load(SharedData.Require(SharedData.Stories), requireTokenizer: true);
         var config = new LlamaConfig
@@ -50,14 +50,9 @@ public class KQuantExportTests
         using var loaded = ModelLoader.Load(model, requireTokenizer: true);
         var report = GgufValidator.Validate(loaded.Model, loaded.Tokenizer!, result.OutputPath, type);
         _output.WriteLine(report.Format());
-        // llama.cpp quantizes activations for its quantized dot products (to Q8_K / Q8_0), so on a random model it
-        // agrees with Engine's reading of the file closely rather than exactly (measured: about 2 % of the logit
-        // range, top-1 on 95-100 % of positions). A misread tensor would give unrelated logits.
-        using var ids = TorchSharp.torch.tensor(new long[] { 1, 403, 407, 261, 378, 432 }, new long[] { 1, 6 });
-        using var logits = loaded.Model.Forward(ids);
-        double scale = logits.abs().max().item<float>();
-        Assert.True(report.MaxAbsDiffVsFile < 0.1 * scale, $"logits up to {scale}\n{report.Format()}");
-        Assert.True(report.Prompts.Sum(p => p.Top1AgreementsVsFile) >= 0.9 * report.Positions, report.Format());
+        // Every type is real here (no fallbacks), so this is the faithfulness check on the K-quant kernels themselves.
+        Assert.True(report.Passed, report.Format());
+        Assert.True(report.Faithfulness.Top1Agreement >= 0.9, report.Format());
         Assert.Equal(report.Tokenizer.Count, report.TokenizerAgreements + report.TokenizerWhitespaceDifferences);
     }
 }

@@ -1,83 +1,25 @@
-using System.Diagnostics;
-using Engine.Gguf;
+using System.Text.Json.Nodes;
 using Engine.Gguf.LlamaCpp;
 using Engine.Tests.Infrastructure;
 
 namespace Engine.Tests.Gguf;
 
-/// <summary>The thin llama.cpp binding: struct layouts checked against the installed llama.h by a C compiler,
-/// and real inference on the reference GGUF files.</summary>
+/// <summary>llama.cpp through LLamaSharp: which build is loaded, and real inference on the reference GGUF files.</summary>
 public class LlamaCppBindingTests
 {
     [SkippableFact]
-    public void StructLayoutsMatchTheInstalledHeader()
+    public void ExactlyTheChosenCpuBuildIsLoaded()
     {
         LlamaCppRequirement.Require();
-        string include = Path.Combine(Path.GetDirectoryName(LlamaCppLibrary.FindLibraryDirectory()!)!, "include");
-        Skip.IfNot(File.Exists(Path.Combine(include, "llama.h")), $"{include}/llama.h is absent");
-        Skip.If(FindOnPath("cc") is null && FindOnPath("gcc") is null, "no C compiler on PATH");
-        using var tmp = new TempDir();
-        string source = tmp.File("layout.c");
-        File.WriteAllText(source, """
-            #include <stddef.h>
-            #include <stdio.h>
-            #include "llama.h"
-            #define P(s, f) printf(#s "." #f " %zu\n", offsetof(struct s, f))
-            int main(void) {
-              printf("llama_model_params %zu\n", sizeof(struct llama_model_params));
-              printf("llama_context_params %zu\n", sizeof(struct llama_context_params));
-              printf("llama_batch %zu\n", sizeof(struct llama_batch));
-              P(llama_model_params, n_gpu_layers); P(llama_model_params, vocab_only); P(llama_model_params, check_tensors);
-              P(llama_context_params, n_ctx); P(llama_context_params, n_batch); P(llama_context_params, n_ubatch);
-              P(llama_context_params, n_seq_max); P(llama_context_params, n_threads); P(llama_context_params, n_threads_batch);
-              P(llama_context_params, flash_attn_type); P(llama_context_params, type_k); P(llama_context_params, type_v);
-              P(llama_context_params, embeddings); P(llama_context_params, no_perf);
-              P(llama_batch, token); P(llama_batch, logits);
-              printf("LLAMA_FLASH_ATTN_TYPE_DISABLED %d\n", (int)LLAMA_FLASH_ATTN_TYPE_DISABLED);
-              return 0;
-            }
-            """);
-        string exe = tmp.File("layout");
-        Run(FindOnPath("cc") ?? FindOnPath("gcc")!, $"-I{include} -o {exe} {source}");
-        var facts = Run(exe, "").Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ')).ToDictionary(p => p[0], p => int.Parse(p[1]));
-        Assert.Equal(LlamaModelParams.SizeInBytes, facts["llama_model_params"]);
-        Assert.Equal(LlamaContextParams.SizeInBytes, facts["llama_context_params"]);
-        Assert.Equal(LlamaBatch.SizeInBytes, facts["llama_batch"]);
-        Assert.Equal(LlamaBatch.SizeInBytes, System.Runtime.CompilerServices.Unsafe.SizeOf<LlamaBatch>());
-        Assert.Equal(LlamaModelParams.SizeInBytes, System.Runtime.CompilerServices.Unsafe.SizeOf<LlamaModelParams>());
-        Assert.Equal(LlamaContextParams.SizeInBytes, System.Runtime.CompilerServices.Unsafe.SizeOf<LlamaContextParams>());
-        Assert.Equal(LlamaModelParams.OffsetNGpuLayers, facts["llama_model_params.n_gpu_layers"]);
-        Assert.Equal(LlamaModelParams.OffsetVocabOnly, facts["llama_model_params.vocab_only"]);
-        Assert.Equal(LlamaModelParams.OffsetCheckTensors, facts["llama_model_params.check_tensors"]);
-        Assert.Equal(LlamaContextParams.OffsetNCtx, facts["llama_context_params.n_ctx"]);
-        Assert.Equal(LlamaContextParams.OffsetNBatch, facts["llama_context_params.n_batch"]);
-        Assert.Equal(LlamaContextParams.OffsetNUbatch, facts["llama_context_params.n_ubatch"]);
-        Assert.Equal(LlamaContextParams.OffsetNSeqMax, facts["llama_context_params.n_seq_max"]);
-        Assert.Equal(LlamaContextParams.OffsetNThreads, facts["llama_context_params.n_threads"]);
-        Assert.Equal(LlamaContextParams.OffsetNThreadsBatch, facts["llama_context_params.n_threads_batch"]);
-        Assert.Equal(LlamaContextParams.OffsetFlashAttnType, facts["llama_context_params.flash_attn_type"]);
-        Assert.Equal(LlamaContextParams.OffsetTypeK, facts["llama_context_params.type_k"]);
-        Assert.Equal(LlamaContextParams.OffsetTypeV, facts["llama_context_params.type_v"]);
-        Assert.Equal(LlamaContextParams.OffsetEmbeddings, facts["llama_context_params.embeddings"]);
-        Assert.Equal(LlamaContextParams.OffsetNoPerf, facts["llama_context_params.no_perf"]);
-        Assert.Equal(8, facts["llama_batch.token"]);
-        Assert.Equal(48, facts["llama_batch.logits"]);
-        Assert.Equal(LlamaContextParams.FlashAttentionDisabled, facts["LLAMA_FLASH_ATTN_TYPE_DISABLED"]);
-    }
-
-    static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
-
-    static string Run(string file, string args)
-    {
-        var psi = new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using var p = Process.Start(psi)!;
-        string output = p.StandardOutput.ReadToEnd();
-        string error = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {args} failed: {error}");
-        return output;
+        LlamaCppRuntime.EnsureLoaded();
+        string expected = Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", LlamaCppRuntime.CpuLevel);
+        Assert.Equal(Path.GetFullPath(expected), Path.GetFullPath(LlamaCppRuntime.LibraryDirectory!));
+        // Every llama/ggml library mapped into this process comes from that one folder (no second level, no system copy).
+        var mapped = File.ReadLines("/proc/self/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 6 && Path.GetFileName(f[^1]) is "libllama.so" or "libggml.so" or "libggml-base.so" or "libggml-cpu.so")
+            .Select(f => f[^1]).Distinct().ToList();
+        Assert.Equal(4, mapped.Count);
+        Assert.All(mapped, path => Assert.Equal(Path.GetFullPath(expected), Path.GetDirectoryName(path)));
     }
 
     [SkippableFact]
@@ -88,6 +30,9 @@ public class LlamaCppBindingTests
         using var model = LlamaCppModel.Load(path, contextLength: 64);
         Assert.Equal(512, model.VocabSize);
         Assert.Equal(1, model.BosId);
+        Assert.Equal(2, model.EosId);
+        Assert.Equal("llama", model.Metadata("general.architecture"));
+        Assert.Null(model.Metadata("no.such.key"));
         Assert.Equal(SharedData.StoriesGreedyIds, model.Greedy(new[] { 1 }, 25));
     }
 
@@ -100,6 +45,22 @@ public class LlamaCppBindingTests
         var logits = model.Logits(new[] { 1, 403, 407, 261 });
         float[] expected = { -6.714255f, -6.053027f, -6.715039f, -6.714494f };
         for (int i = 0; i < 4; i++) Assert.InRange(logits[3][i], expected[i] - 1e-4f, expected[i] + 1e-4f);
+        // Every position is evaluated, not only the last: position 0 is BOS alone, and a fresh evaluation of it agrees
+        // (up to the different kernel llama.cpp picks for a batch of one).
+        var first = model.Logits(new[] { 1 });
+        Assert.InRange(Engine.Gguf.LogitStatistics.MaxAbsDiff(first[0], logits[0]), 0, 1e-4);
+        Assert.Equal(SharedData.StoriesGreedyIds[0], LlamaCppModel.ArgMax(logits[0]));
+    }
+
+    [SkippableFact]
+    public void TokenizesLikeTheReferenceIds()
+    {
+        LlamaCppRequirement.Require();
+        using var model = LlamaCppModel.Load(SharedData.Require("models/stories260K/stories260K.gguf"), contextLength: 64);
+        // The reference greedy text decodes from these ids; tokenizing it with BOS gives them back.
+        Assert.Equal(new[] { 1 }.Concat(SharedData.StoriesGreedyIds.Take(5)), model.Tokenize("Once upon a time,", addSpecial: true));
+        Assert.Equal(new[] { 1 }, model.Tokenize("", addSpecial: true));
+        Assert.Empty(model.Tokenize("", addSpecial: false));
     }
 
     [SkippableFact]
@@ -120,28 +81,51 @@ public class LlamaCppBindingTests
         File.WriteAllBytes(bad, new byte[] { (byte)'G', (byte)'G', (byte)'U', (byte)'F', 3, 0, 0, 0, 1 });
         var e = Assert.Throws<EngineException>(() => LlamaCppModel.Load(bad));
         Assert.Contains("could not load", e.Message);
+        Assert.Contains("not found", Assert.Throws<EngineException>(() => LlamaCppModel.Load(tmp.File("absent.gguf"))).Message);
     }
 }
 
-/// <summary>The binding's behaviour when llama.cpp is not installed, seen through the command line.</summary>
-public class LlamaCppMissingTests
+/// <summary>The CPU build chosen by ENGINE_LLAMA_AVX, seen through the command line (a fresh process per choice).</summary>
+public class LlamaCppBuildSelectionTests
 {
     [SkippableFact]
-    public void ExportWithoutLlamaCppFailsClearlyAndWritesNothing()
+    public void AnUnknownBuildIsAClearErrorAndNothingIsWritten()
     {
         using var tmp = new TempDir();
         string output = tmp.File("out.gguf");
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = SharedData.RepoRoot };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "Engine.Cli.dll"));
-        foreach (var a in new[] { "export", "--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "f32" }) psi.ArgumentList.Add(a);
-        psi.Environment[LlamaCppLibrary.DirectoryVariable] = tmp.File("no-llama-here");
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd(), stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}\n{stdout}\n{stderr}");
-        Assert.Contains("llama.cpp libraries not found", stderr);
-        Assert.Contains(LlamaCppLibrary.DirectoryVariable, stderr);
-        Assert.False(File.Exists(output));
+        var r = CliRunner.RunWith(null, TimeSpan.FromMinutes(5), new Dictionary<string, string> { [LlamaCppRuntime.AvxVariable] = "avx9000" },
+            "export", "--model", SharedData.Require(SharedData.Stories), "--out", output, "--type", "f32");
+        Assert.True(r.ExitCode == 1, r.ToString());
+        Assert.Contains($"{LlamaCppRuntime.AvxVariable}=avx9000", r.Stderr);
+        Assert.Contains("noavx, avx, avx2 or avx512", r.Stderr);
         Assert.Empty(Directory.GetFiles(tmp.Path));
+    }
+
+    [SkippableFact]
+    public void TheNoAvxBuildValidatesTheSameExportAndJsonCarriesTheReport()
+    {
+        LlamaCppRequirement.Require();
+        using var tmp = new TempDir();
+        var r = CliRunner.RunWith(null, TimeSpan.FromMinutes(5), new Dictionary<string, string> { [LlamaCppRuntime.AvxVariable] = "noavx" },
+            "export", "--model", SharedData.Require(SharedData.Stories), "--out", tmp.File("s.gguf"), "--type", "q8_0", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var report = JsonNode.Parse(r.Stdout)!; // stdout is the JSON object and nothing else
+        Assert.Equal("noavx", (string?)report["llama_cpp_build"]);
+        Assert.Equal("q8_0", (string?)report["type"]);
+        Assert.True((bool)report["passed"]!);
+        Assert.Empty(report["failures"]!.AsArray());
+        var faithfulness = report["faithfulness"]!;
+        Assert.True((bool)faithfulness["passed"]!);
+        var prompts = faithfulness["prompts"]!.AsArray();
+        Assert.Equal(Engine.Gguf.GgufValidator.DefaultPrompts.Count + 1, prompts.Count);
+        Assert.All(prompts, p => Assert.InRange((double)p!["max_relative_error"]!, 0, (double)faithfulness["tolerance"]!["max_relative_error"]!));
+        Assert.Equal("Q8_0", (string?)faithfulness["tolerance"]!["activation_rounding"]);
+        Assert.InRange((double)report["kl_mean"]!, 0, 0.01);
+        Assert.InRange((double)report["kl_p99"]!, (double)report["kl_mean"]!, 0.1);
+        Assert.InRange((double)report["top1_agreement"]!, 0.95, 1);
+        Assert.InRange((double)report["perplexity_ratio"]!, 0.98, 1.02);
+        Assert.True((bool)report["tokenizer"]!["agrees"]!);
+        Assert.Equal(16, (int)report["greedy"]!["identical_prefix"]!);
+        Assert.True(File.Exists(tmp.File("s.gguf")));
     }
 }

@@ -2,9 +2,9 @@ using Engine.Gguf.LlamaCpp;
 
 namespace Engine.Tests.Gguf;
 
-/// <summary>Skips a test when llama.cpp's libraries are not installed (./build.sh installs them; CI always has them).</summary>
+/// <summary>Skips a test when llama.cpp's libraries (from LLamaSharp.Backend.Cpu, restored with the build) are absent.</summary>
 public static class LlamaCppRequirement
 {
     public static void Require() =>
-        Skip.IfNot(LlamaCppLibrary.IsAvailable, "llama.cpp libraries are absent (.tools/llama.cpp/lib; run ./build.sh)");
+        Skip.IfNot(LlamaCppRuntime.IsAvailable, "llama.cpp libraries are absent next to Engine.dll (runtimes/linux-x64/native/*; restore LLamaSharp.Backend.Cpu with ./build.sh)");
 }

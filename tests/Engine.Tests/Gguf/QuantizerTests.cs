@@ -168,3 +168,39 @@ public class QuantizerTests
         }
     }
 }
+
+/// <summary>The rounding sizes behind the faithfulness tolerance, recomputed from the codecs and a plain Q8_K.</summary>
+public class ActivationRoundingTests
+{
+    [Theory]
+    [InlineData(ActivationRounding.F16), InlineData(ActivationRounding.BF16), InlineData(ActivationRounding.Q8_0), InlineData(ActivationRounding.Q8_K)]
+    public void EpsilonIsTheRmsRelativeErrorOfRoundingANormalVector(ActivationRounding rounding)
+    {
+        var rng = new Random(5);
+        var x = new float[1 << 16];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
+        var y = new float[x.Length];
+        if (rounding == ActivationRounding.Q8_K)
+        {
+            // quantize_row_q8_K_ref: 256-element blocks, iscale = -127 / (signed value of largest magnitude), F32 scale.
+            for (int b = 0; b < x.Length; b += 256)
+            {
+                float max = 0, amax = 0;
+                for (int j = 0; j < 256; j++) if (Math.Abs(x[b + j]) > amax) { amax = Math.Abs(x[b + j]); max = x[b + j]; }
+                float iscale = -127f / max;
+                for (int j = 0; j < 256; j++) y[b + j] = Math.Min(127, (int)MathF.Round(iscale * x[b + j])) / iscale;
+            }
+        }
+        else
+        {
+            var type = rounding switch { ActivationRounding.F16 => GgmlType.F16, ActivationRounding.BF16 => GgmlType.BF16, _ => GgmlType.Q8_0 };
+            var bytes = new byte[GgmlTypes.RowBytes(type, x.Length)];
+            GgmlCodec.Encode(type, x, bytes);
+            GgmlCodec.Decode(type, bytes, y);
+        }
+        double err = 0, norm = 0;
+        for (int i = 0; i < x.Length; i++) { err += Math.Pow(y[i] - x[i], 2); norm += (double)x[i] * x[i]; }
+        double epsilon = Math.Sqrt(err / norm);
+        Assert.InRange(FaithfulnessTolerance.Epsilon(rounding), 0.97 * epsilon, 1.03 * epsilon);
+    }
+}

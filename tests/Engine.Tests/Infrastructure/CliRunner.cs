@@ -2,7 +2,10 @@ using System.Diagnostics;
 
 namespace Engine.Tests.Infrastructure;
 
-/// <summary>Runs the built CLI as a separate process, as a user would run ./engine.</summary>
+/// <summary>
+/// Runs the CLI as a user would run ./engine: in this process by default (the command's output captured, the exit
+/// code it would return), or as a separate process where a test needs one (environment variables, signals, crashes).
+/// </summary>
 public static class CliRunner
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr)
@@ -12,11 +15,16 @@ public static class CliRunner
 
     static string CliDll => Path.Combine(AppContext.BaseDirectory, "Engine.Cli.dll");
 
-    public static Result Run(params string[] args) => RunIn(null, TimeSpan.FromMinutes(10), args);
+    /// <summary>The command in this process; relative paths resolve against the current directory as in a shell.</summary>
+    public static Result Run(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = Engine.Cli.CliMain.Run(args, new Engine.Cli.Options.CliContext(stdout, stderr, Interactive: false));
+        return new Result(code, stdout.ToString(), stderr.ToString());
+    }
 
-    public static Result RunIn(string? workingDirectory, TimeSpan timeout, params string[] args) =>
-        RunWith(workingDirectory, timeout, new Dictionary<string, string>(), args);
-
+    /// <summary>The built CLI as a separate process.</summary>
     public static Result RunWith(string? workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet")

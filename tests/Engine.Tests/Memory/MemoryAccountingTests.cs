@@ -1,5 +1,6 @@
 using Engine.Kernels;
 using Engine.Memory;
+using Engine.Methods;
 using Engine.Models;
 using Engine.Training;
 using static TorchSharp.torch;
@@ -9,11 +10,13 @@ namespace Engine.Tests.Memory;
 /// <summary>The memory model's accounting against hand-computed numbers.</summary>
 public class MemoryAccountingTests
 {
-    static StepSettings Dpo(Precision p, bool ckpt = false, bool bf16States = false, ReferenceMode reference = ReferenceMode.Cached) => new()
+    static PlannedStep Dpo(Precision p, bool ckpt = false, bool bf16States = false, ReferenceMode reference = ReferenceMode.Cached) => new(new StepSettings
     {
-        Method = PlanMethod.Dpo, SeqLen = 1024, MicroBatch = 8, Precision = p, ActivationCheckpointing = ckpt,
-        Bf16OptimizerStates = bf16States, Reference = reference, Device = MemoryDevice.Cpu,
-    };
+        Method = AlignmentMethods.Dpo, MaxLength = 1024, MicroBatch = 8, Precision = p, ActivationCheckpointing = ckpt,
+        Bf16OptimizerStates = bf16States, Reference = reference,
+    }, MemoryDevice.Cpu);
+
+    static PlannedStep With(PlannedStep p, Func<StepSettings, StepSettings> change) => p with { Step = change(p.Step) };
 
     [Fact]
     public void PresetParameterCountsMatchThePublishedModels()
@@ -62,21 +65,21 @@ public class MemoryAccountingTests
         // bf16: fp32 copy 32 + rsqrt 4 + normed 16 + norm out 16 + q/k/v/out 4×16 + lse 8 + fp32 copy 32 + rsqrt 4
         //       + normed 16 + norm out 16 + MLP 4 × 12 × 2 = 304
         Assert.Equal(304, LayerActivations.BytesPerToken(Tiny, Precision.Bf16Mixed));
-        var s = new StepSettings { Method = PlanMethod.Kto, SeqLen = 10, MicroBatch = 2, Precision = Precision.F32, Device = MemoryDevice.Cpu };
+        var s = new PlannedStep(new StepSettings { Method = AlignmentMethods.Kto, MaxLength = 10, MicroBatch = 2, Precision = Precision.F32 }, MemoryDevice.Cpu);
         Assert.Equal(3L * 20 * 528, new StepMemoryModel(Tiny, s).SavedLayerActivations);
-        Assert.Equal(3L * 20 * 8 * 4, new StepMemoryModel(Tiny, s with { ActivationCheckpointing = true }).SavedLayerActivations);
+        Assert.Equal(3L * 20 * 8 * 4, new StepMemoryModel(Tiny, With(s, x => x with { ActivationCheckpointing = true })).SavedLayerActivations);
     }
 
     [Fact]
     public void HeadBuffersFollowTheMode()
     {
-        var s = new StepSettings { Method = PlanMethod.Dpo, SeqLen = 5, MicroBatch = 1, Precision = Precision.F32, Device = MemoryDevice.Cpu };
+        var s = new PlannedStep(new StepSettings { Method = AlignmentMethods.Dpo, MaxLength = 5, MicroBatch = 1, Precision = Precision.F32 }, MemoryDevice.Cpu);
         // 2 rows × 4 predicted positions = 8 head rows, vocab 16
-        Assert.Equal(8L * 16 * 8, new StepMemoryModel(Tiny, s with { Head = LogProbMode.Naive }).HeadForwardPeak); // logits + log_softmax
-        Assert.Equal(8L * 16 * 4, new StepMemoryModel(Tiny, s with { Head = LogProbMode.Naive }).HeadSaved);
-        Assert.Equal(8L * 16 * 4, new StepMemoryModel(Tiny, s with { Head = LogProbMode.Fused }).HeadSaved);
-        Assert.Equal(0, new StepMemoryModel(Tiny, s with { Head = LogProbMode.Chunked }).HeadSaved);
-        Assert.Equal(8L * 16 * 10, new StepMemoryModel(Tiny, s with { Head = LogProbMode.Naive, Precision = Precision.Bf16Mixed }).HeadForwardPeak);
+        Assert.Equal(8L * 16 * 8, new StepMemoryModel(Tiny, With(s, x => x with { Head = LogProbMode.Naive })).HeadForwardPeak); // logits + log_softmax
+        Assert.Equal(8L * 16 * 4, new StepMemoryModel(Tiny, With(s, x => x with { Head = LogProbMode.Naive })).HeadSaved);
+        Assert.Equal(8L * 16 * 4, new StepMemoryModel(Tiny, With(s, x => x with { Head = LogProbMode.Fused })).HeadSaved);
+        Assert.Equal(0, new StepMemoryModel(Tiny, With(s, x => x with { Head = LogProbMode.Chunked })).HeadSaved);
+        Assert.Equal(8L * 16 * 10, new StepMemoryModel(Tiny, With(s, x => x with { Head = LogProbMode.Naive, Precision = Precision.Bf16Mixed })).HeadForwardPeak);
         Assert.Equal(4, new StepMemoryModel(Tiny, s with { CompletionFraction = 0.5 }).HeadRows);
     }
 
@@ -84,8 +87,9 @@ public class MemoryAccountingTests
     public void CudaAddsTheStatedAllowancesAndTheCpuNone()
     {
         var c = ModelPresets.Get("bench-25m");
-        var cpu = new StepMemoryModel(c, Dpo(Precision.Bf16Mixed) with { SeqLen = 256, MicroBatch = 4 }).Estimate();
-        var gpu = new StepMemoryModel(c, Dpo(Precision.Bf16Mixed) with { SeqLen = 256, MicroBatch = 4, Device = MemoryDevice.Cuda }).Estimate();
+        var small = With(Dpo(Precision.Bf16Mixed), x => x with { MaxLength = 256, MicroBatch = 4 });
+        var cpu = new StepMemoryModel(c, small).Estimate();
+        var gpu = new StepMemoryModel(c, small with { Device = MemoryDevice.Cuda }).Estimate();
         Assert.Empty(cpu.Allowances);
         Assert.Equal(cpu.TensorPeakBytes, cpu.PeakBytes);
         long dynamicBytes = gpu.TensorPeakBytes - gpu.StaticBytes;
@@ -116,7 +120,7 @@ public class LayerActivationMeasurementTests
         const long b = 4, t = 256;
         foreach (var precision in new[] { Precision.F32, Precision.Bf16Mixed })
         {
-            var dtype = AlignmentTrainer.ComputeDtype(precision);
+            var dtype = StepSettings.ComputeDtype(precision);
             using var layer = DecoderLayer.Create(c, 0, dtype);
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
             using var positions = arange(t).unsqueeze(0).expand(b, t);

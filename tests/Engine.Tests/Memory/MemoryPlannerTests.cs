@@ -1,5 +1,6 @@
 using Engine.Kernels;
 using Engine.Memory;
+using Engine.Methods;
 using Engine.Models;
 using Engine.Training;
 
@@ -7,15 +8,20 @@ namespace Engine.Tests.Memory;
 
 public class MemoryPlannerTests
 {
-    static PlanRequest Minerva(PlanMethod method, long budget = 8L << 30) => new()
+    static PlanRequest Minerva(AlignmentMethod method, long budget = 8L << 30) => new()
     {
-        Config = ModelPresets.Get("minerva-350m"), Method = method, SeqLen = 1024, BudgetBytes = budget, TargetEffectiveBatch = 32,
+        Config = ModelPresets.Get("minerva-350m"), Step = new StepSettings { Method = method, Model = "minerva-350m", MaxLength = 1024 },
+        BudgetBytes = budget, TargetEffectiveBatch = 32,
     };
+
+    /// <summary>The request with <paramref name="step"/>'s knobs fixed to the given values.</summary>
+    static PlanRequest Fixed(PlanRequest r, Func<StepSettings, StepSettings> step, params PlanKnob[] knobs) =>
+        r with { Step = step(r.Step), Free = PlanRequest.AllKnobs.Except(knobs).ToHashSet() };
 
     [Fact]
     public void MinervaDpoFitsAtLeastEightPairsIn8GiB()
     {
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo));
+        var plan = MemoryPlanner.Plan(Minerva(AlignmentMethods.Dpo));
         Assert.True(plan.Fits);
         Assert.True(plan.Chosen!.Settings.MicroBatch >= 8, plan.Chosen.Settings.Describe());
         Assert.True(plan.Chosen.Estimate.PeakBytes <= 8L << 30);
@@ -25,7 +31,7 @@ public class MemoryPlannerTests
     [Fact]
     public void MinervaKtoFitsAtLeastSixteenRowsIn8GiB()
     {
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Kto));
+        var plan = MemoryPlanner.Plan(Minerva(AlignmentMethods.Kto));
         Assert.True(plan.Fits);
         Assert.True(plan.Chosen!.Settings.MicroBatch >= 16, plan.Chosen.Settings.Describe());
     }
@@ -34,10 +40,10 @@ public class MemoryPlannerTests
     public void ATrlStyleStepFitsAboutOnePair()
     {
         // fp32 masters and AdamW states, a resident reference, full fp32 logits, with checkpointing.
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo) with
+        var plan = MemoryPlanner.Plan(Fixed(Minerva(AlignmentMethods.Dpo), s => s with
         {
-            Precision = Precision.Bf16Mixed, Bf16OptimizerStates = false, Reference = ReferenceMode.Resident, Head = LogProbMode.Naive, Checkpointing = true,
-        });
+            Precision = Precision.Bf16Mixed, Bf16OptimizerStates = false, Reference = ReferenceMode.Resident, Head = LogProbMode.Naive, ActivationCheckpointing = true,
+        }, PlanKnob.Precision, PlanKnob.OptimizerStates, PlanKnob.Reference, PlanKnob.Head, PlanKnob.Checkpointing));
         Assert.True(plan.Fits);
         Assert.InRange(plan.Chosen!.Settings.MicroBatch, 1, 2);
     }
@@ -46,7 +52,7 @@ public class MemoryPlannerTests
     public void ATooSmallBudgetReportsTheExactShortfallOfTheSmallestConfiguration()
     {
         long budget = 2L << 30;
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo, budget));
+        var plan = MemoryPlanner.Plan(Minerva(AlignmentMethods.Dpo, budget));
         Assert.False(plan.Fits);
         var s = plan.Smallest.Settings;
         Assert.Equal(1, s.MicroBatch);
@@ -62,7 +68,9 @@ public class MemoryPlannerTests
     [Fact]
     public void FixedKnobsAreKept()
     {
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Kto, 24L << 30) with { MicroBatch = 4, Precision = Precision.F32, Checkpointing = false, Head = LogProbMode.Naive });
+        var plan = MemoryPlanner.Plan(Fixed(Minerva(AlignmentMethods.Kto, 24L << 30),
+            s => s with { MicroBatch = 4, Precision = Precision.F32, ActivationCheckpointing = false, Head = LogProbMode.Naive },
+            PlanKnob.MicroBatch, PlanKnob.Precision, PlanKnob.Checkpointing, PlanKnob.Head));
         var s = plan.Shown.Settings;
         Assert.Equal(4, s.MicroBatch);
         Assert.Equal(Precision.F32, s.Precision);
@@ -74,7 +82,7 @@ public class MemoryPlannerTests
     [Fact]
     public void MorePeakMemoryNeverWinsWhenItIsNotFaster()
     {
-        var plan = MemoryPlanner.Plan(Minerva(PlanMethod.Dpo));
+        var plan = MemoryPlanner.Plan(Minerva(AlignmentMethods.Dpo));
         var resident = plan.Alternatives.Single(a => a.Change.Contains("resident")).Candidate;
         Assert.Equal(ReferenceMode.Cached, plan.Chosen!.Settings.Reference);
         Assert.True(resident.Estimate.PeakBytes > plan.Chosen.Estimate.PeakBytes);
@@ -83,7 +91,7 @@ public class MemoryPlannerTests
     [Fact]
     public void KtoRejectsAMicroBatchOfOne()
     {
-        var e = Assert.Throws<EngineException>(() => MemoryPlanner.Plan(Minerva(PlanMethod.Kto) with { MicroBatch = 1 }));
+        var e = Assert.Throws<EngineException>(() => MemoryPlanner.Plan(Fixed(Minerva(AlignmentMethods.Kto), s => s with { MicroBatch = 1 }, PlanKnob.MicroBatch)));
         Assert.Contains("at least 2", e.Message);
     }
 }

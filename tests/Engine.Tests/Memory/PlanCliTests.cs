@@ -45,9 +45,26 @@ public class PlanCliTests
         var r = CliRunner.Run("plan", "--model", "no-such-model", "--method", "dpo", "--seq-len", "64", "--vram", "8GiB");
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("neither a model folder nor a preset", r.Stderr);
-        r = CliRunner.Run("plan", "--model", "bench-25m", "--method", "orpo", "--seq-len", "64", "--vram", "8GiB");
-        Assert.Equal(1, r.ExitCode);
-        Assert.Contains("covers dpo and kto", r.Stderr);
+        r = CliRunner.Run("plan", "--model", "bench-25m", "--method", "ppo", "--seq-len", "64", "--vram", "8GiB");
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("--method must be one of dpo, kto, sft, orpo, simpo", r.Stderr);
+    }
+
+    [Fact]
+    public void EveryMethodIsPlannedByItsOwnCost()
+    {
+        // ORPO runs chosen + rejected through the policy and needs no reference; SFT one row per example.
+        string[] Plan(string method) => new[] { "plan", "--model", "bench-25m", "--method", method, "--seq-len", "64", "--vram", "8GiB", "--batch-size", "2",
+            "--precision", "f32", "--checkpointing", "off", "--logprob", "fused", "--optimizer-state-dtype", "f32", "--json" };
+        var orpo = CliRunner.Run(Plan("orpo"));
+        var sft = CliRunner.Run(Plan("sft"));
+        Assert.Equal(0, orpo.ExitCode);
+        Assert.Equal(0, sft.ExitCode);
+        var o = System.Text.Json.Nodes.JsonNode.Parse(orpo.Stdout)!;
+        var f = System.Text.Json.Nodes.JsonNode.Parse(sft.Stdout)!;
+        Assert.Equal("orpo", (string)o["method"]!);
+        Assert.Equal("none", (string)o["reference"]!);
+        Assert.True((long)o["peak_bytes"]! > (long)f["peak_bytes"]!, "two sequences per pair must need more memory than one per row");
     }
 
     [SkippableFact]

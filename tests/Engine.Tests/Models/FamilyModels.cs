@@ -66,7 +66,7 @@ public static class FamilyModels
     static string TokenizerOf(string name) => name switch
     {
         Qwen2 or Qwen3 => "qwen3",
-        Gemma3 => "llama3", // stand-in until Gemma 3's SentencePiece-style tokenizer.json loads (tokenizers branch)
+        Gemma3 => "gemma3",
         _ => "llama3",
     };
 

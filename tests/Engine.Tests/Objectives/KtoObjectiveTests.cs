@@ -1,3 +1,4 @@
+using Engine.Data;
 using Engine.Objectives;
 using static Engine.Tests.Objectives.Hand;
 
@@ -129,18 +130,19 @@ public class KtoObjectiveTests
     public void Z0_pairs_each_prompt_with_the_previous_rows_completion()
     {
         // TRL's rotation: (x1,y4), (x2,y1), (x3,y2), (x4,y3).
-        Assert.Equal(new[] { 3, 0, 1, 2 }, KtoObjective.MismatchedCompletionIndices(4));
-        Assert.Equal(new[] { 1, 0 }, KtoObjective.MismatchedCompletionIndices(2));
+        int[] Rotation(int m) => Enumerable.Range(0, m).Select(i => MismatchedPairs.CompletionRow(i, m)).ToArray();
+        Assert.Equal(new[] { 3, 0, 1, 2 }, Rotation(4));
+        Assert.Equal(new[] { 1, 0 }, Rotation(2));
 
         // logp(y_j | x_i) tables for policy and reference; the estimate uses only the mismatched cells.
         double[,] pi = { { -1, -2, -3, -4 }, { -5, -6, -7, -8 }, { -9, -10, -11, -12 }, { -13, -14, -15, -16 } };
         double[,] rf = { { -1, -2, -3, -5 }, { -4, -6, -7, -8 }, { -9, -11, -11, -12 }, { -13, -14, -15.5, -16 } };
-        var idx = KtoObjective.MismatchedCompletionIndices(4);
+        var idx = Rotation(4);
         var z = KtoObjective.EstimateZ0(Vec(Enumerable.Range(0, 4).Select(i => pi[i, idx[i]]).ToArray()),
                                         Vec(Enumerable.Range(0, 4).Select(i => rf[i, idx[i]]).ToArray()));
         // Cells (0,3): −4 − −5 = 1; (1,0): −5 − −4 = −1; (2,1): −10 − −11 = 1; (3,2): −15 − −15.5 = 0.5.
         Close((1 - 1 + 1 + 0.5) / 4, z.Raw);
-        Assert.Throws<EngineException>(() => KtoObjective.MismatchedCompletionIndices(1));
+        Assert.Throws<EngineException>(() => MismatchedPairs.CompletionRow(0, 1));
     }
 
     [Fact]
@@ -172,14 +174,20 @@ public class KtoObjectiveTests
     }
 
     [Theory]
-    [InlineData(1, 10, 1.0, 1.0, "[10, 13.333]")] // the paper's example: λ_D ≈ 10–13.3
-    [InlineData(10, 1, 1.0, 1.0, "[7.5, 10]")]    // too many desirable: λ_U in [7.5, 10]
-    [InlineData(3, 2, 1.0, 1.0, "1.5")]            // ratio 1.5 > 4/3
-    public void Imbalance_outside_the_range_warns_with_suggested_weights(long nD, long nU, double lD, double lU, string expected)
+    [InlineData(1, 10, 1.0, 1.0, 10.0, 40.0 / 3)] // the paper's example: raise λ_D to 10–13.3
+    [InlineData(10, 1, 1.0, 1.0, 7.5, 10.0)]      // too many desirable: raise λ_U to 7.5–10
+    [InlineData(3, 2, 1.0, 1.0, 1.125, 1.5)]      // ratio 1.5 > 4/3: λ_U to 1.125–1.5
+    public void Imbalance_outside_the_range_warns_with_the_minoritys_weight_range(int nD, int nU, double lD, double lU, double min, double max)
     {
-        var warning = KtoObjective.CheckImbalance(nD, nU, lD, lU);
-        Assert.NotNull(warning);
-        Assert.Contains(expected, warning);
+        var balance = new KtoClassBalance(nD, nU, lD, lU);
+        Assert.False(balance.InRange);
+        Assert.NotNull(balance.Warning);
+        var (lo, hi) = balance.Ratio < KtoClassBalance.Low ? balance.SuggestedDesirableWeight!.Value : balance.SuggestedUndesirableWeight!.Value;
+        Close(min, lo);
+        Close(max, hi);
+        // Either end of the suggested range puts the ratio in [1, 4/3].
+        var fixedLow = balance.Ratio < 1 ? balance with { DesirableWeight = lo } : balance with { UndesirableWeight = lo };
+        Assert.True(fixedLow.InRange);
     }
 
     [Theory]
@@ -187,6 +195,6 @@ public class KtoObjectiveTests
     [InlineData(3, 3, 1.0, 1.0)]
     [InlineData(4, 3, 1.0, 1.0)] // exactly 4/3
     [InlineData(10, 1, 1.0, 8.0)]
-    public void Balanced_weights_do_not_warn(long nD, long nU, double lD, double lU)
-        => Assert.Null(KtoObjective.CheckImbalance(nD, nU, lD, lU));
+    public void Balanced_weights_do_not_warn(int nD, int nU, double lD, double lU)
+        => Assert.Null(new KtoClassBalance(nD, nU, lD, lU).Warning);
 }

@@ -56,6 +56,8 @@ public static class SyntheticByteBpe
         for (int b = 0; b < 256; b++) vocab[ByteChar[b].ToString()] = b;
         var merged = MergedTokens;
         for (int i = 0; i < merged.Count; i++) vocab[merged[i]] = FirstMerged + i;
+        // Fillers up to the added tokens: Hugging Face numbers added tokens after the vocabulary, so ids must be dense.
+        for (int id = FirstMerged + merged.Count; id < Added[0].Id; id++) vocab[$"<filler{id}>"] = id;
         var merges = new JsonArray(MergeList.Select(m => mergesAsPairs ? (JsonNode)new JsonArray(m.A, m.B) : JsonValue.Create($"{m.A} {m.B}")).ToArray());
         var added = new JsonArray(Added.Select(a => (JsonNode)new JsonObject
         {

@@ -138,12 +138,24 @@ public class TokenizerBadInputTests
     }
 
     [SkippableFact]
-    public void SentencePieceStyleTokenizerJsonFallsBackToTheModelFile()
+    public void UnsupportedTokenizerJsonFallsBackToTheModelFile()
     {
         using var dir = new TempDir();
         File.Copy(SharedData.Require(SharedData.Stories + "/tokenizer.model"), dir.File("tokenizer.model"));
-        File.WriteAllText(dir.File("tokenizer.json"), """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Metaspace"}}""");
+        File.WriteAllText(dir.File("tokenizer.json"), """{"model": {"type": "Unigram", "vocab": []}, "pre_tokenizer": {"type": "Metaspace"}}""");
         Assert.IsType<SpmTokenizer>(TokenizerLoader.Load(dir.Path));
+    }
+
+    [SkippableFact]
+    public void SentencePieceStyleTokenizerJsonIsPreferredToTheModelFile()
+    {
+        // As transformers' fast tokenizers do: tokenizer.json wins when both are present and Engine can run it.
+        using var dir = new TempDir();
+        File.Copy(SharedData.Require(SharedData.Stories + "/tokenizer.model"), dir.File("tokenizer.model"));
+        File.WriteAllText(dir.File("tokenizer.json"), """{"model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": 0, "<0x62>": 1}, "merges": []}, "pre_tokenizer": {"type": "Metaspace"}}""");
+        var tok = Assert.IsType<HfTokenizer>(TokenizerLoader.Load(dir.Path));
+        Assert.Equal(TokenizerKind.SentencePieceBpe, tok.Kind);
+        Assert.Equal(new[] { 0, 1 }, tok.EncodeText("ab"));
     }
 
     [Theory]
@@ -152,11 +164,15 @@ public class TokenizerBadInputTests
     [InlineData("merges", "5", "must be \"a b\"")]
     [InlineData("vocab_id", "-3", "non-negative integer id")]
     [InlineData("vocab_id", "2147483647", "out of range")]
-    [InlineData("added_id", "2147483647", "out of range")]
+    [InlineData("added_id", "-1", "non-negative")]
     [InlineData("pre", """{"type": "Split", "pattern": {"Regex": "(unclosed"}, "behavior": "Isolated"}""", "not a regex .NET supports")]
     [InlineData("pre", """{"type": "Sequence", "pretokenizers": [{"type": "Digits"}, {"type": "ByteLevel"}]}""", "\"Digits\" is not supported")]
-    [InlineData("pre", """{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "a"}, "behavior": "MergedWithNext"}, {"type": "ByteLevel"}]}""", "MergedWithNext")]
-    [InlineData("normalizer", """{"type": "Lowercase"}""", "normalizer \"Lowercase\"")]
+    [InlineData("pre", """{"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways"}, {"type": "ByteLevel"}]}""", "Sideways")]
+    [InlineData("normalizer", """{"type": "BertNormalizer"}""", "normalizer \"BertNormalizer\"")]
+    [InlineData("normalizer", """{"type": "Replace", "pattern": {"String": ""}, "content": "x"}""", "non-empty")]
+    [InlineData("decoder", """{"type": "WordPiece"}""", "decoder \"WordPiece\"")]
+    [InlineData("post", """{"type": "BertProcessing"}""", "post_processor \"BertProcessing\"")]
+    [InlineData("unk", "\"<nope>\"", "unk_token \"<nope>\" is not in model.vocab")]
     public void BadByteLevelJsonIsReported(string part, string value, string expected)
     {
         string merges = part == "merges" ? value : "\"a b\"";
@@ -164,9 +180,12 @@ public class TokenizerBadInputTests
         string addedId = part == "added_id" ? value : "3";
         string pre = part == "pre" ? value : """{"type": "ByteLevel", "add_prefix_space": false}""";
         string normalizer = part == "normalizer" ? value : "null";
+        string decoder = part == "decoder" ? value : """{"type": "ByteLevel"}""";
+        string post = part == "post" ? value : "null";
+        string unk = part == "unk" ? value : "null";
         string json = "{\"added_tokens\": [{\"id\": " + addedId + ", \"content\": \"<eos>\", \"special\": true}],"
-            + " \"normalizer\": " + normalizer + ", \"pre_tokenizer\": " + pre + ", \"decoder\": {\"type\": \"ByteLevel\"},"
-            + " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": " + vocabId + "}, \"merges\": [" + merges + "]}}";
+            + " \"normalizer\": " + normalizer + ", \"pre_tokenizer\": " + pre + ", \"decoder\": " + decoder + ", \"post_processor\": " + post + ","
+            + " \"model\": {\"type\": \"BPE\", \"unk_token\": " + unk + ", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": " + vocabId + "}, \"merges\": [" + merges + "]}}";
         var e = LoadFails("tokenizer.json", Encoding.UTF8.GetBytes(json));
         Assert.Contains(expected, e.Message);
     }
@@ -195,7 +214,7 @@ public class TokenizerBadInputTests
     [Fact]
     public void ByteBpeDecodeRejectsIdsOutOfRange()
     {
-        var tok = ByteBpeTokenizer.FromVocabulary(new[] { "a", "b", "ab" }, new[] { TokenType.Normal, TokenType.Normal, TokenType.Normal }, new[] { "a b" }, "gpt-2", new TokenizerSettings());
+        var tok = HfTokenizer.FromVocabulary(new[] { "a", "b", "ab" }, new[] { TokenType.Normal, TokenType.Normal, TokenType.Normal }, new[] { "a b" }, "gpt-2", new TokenizerSettings());
         Assert.Equal(new[] { 2 }, tok.EncodeText("ab"));
         Assert.Contains("token id 3 is out of range", Assert.Throws<EngineException>(() => tok.Decode(new[] { 3 })).Message);
     }

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Engine.Kernels;
+using Engine.Methods;
 using Engine.Models;
 using Engine.Tests.Infrastructure;
 using Engine.Tests.Models;
@@ -19,9 +20,11 @@ public class FamilyTrainingTests
 
     static TrainingOptions Options(FamilyModel m, string method, string data, string outDir) => new()
     {
-        Method = method, ModelPath = m.Directory, DataPath = data, OutputDir = outDir, BatchSize = 4, MaxSteps = 2,
-        LearningRate = 1e-3, LrScheduler = LrSchedulerKind.Constant, Seed = 5, Plots = false, MaxLength = 64,
+        Step = new StepSettings { Method = AlignmentMethods.Parse(method), Model = m.Directory, MicroBatch = 4, MaxLength = 64 },
+        DataPath = data, OutputDir = outDir, MaxSteps = 2, LearningRate = 1e-3, LrScheduler = LrSchedulerKind.Constant, Seed = 5, Plots = false,
     };
+
+    static TrainingOptions With(TrainingOptions o, Func<StepSettings, StepSettings> step) => o with { Step = step(o.Step) };
 
     static double[] Losses(string run) => File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
         .Select(l => JsonNode.Parse(l)!.AsObject()).Where(r => r.ContainsKey("loss")).Select(r => r["loss"]!.GetValue<double>()).ToArray();
@@ -73,14 +76,14 @@ public class FamilyTrainingTests
         TrainingOptions Run(string name) => Options(m, "dpo", data, dir.File(name)) with { SaveFinal = false };
         double[] Train(TrainingOptions o) { new AlignmentTrainer(o).Run(); return Losses(o.OutputDir); }
 
-        var naive = Train(Run("naive") with { LogProb = LogProbMode.Naive });
+        var naive = Train(With(Run("naive"), s => s with { Head = LogProbMode.Naive }));
         // Step 1 is ln 2 whatever the head (policy = reference); step 2 shows the first update, so the gradients.
         Assert.True(Math.Abs(naive[1] - naive[0]) > 1e-4, $"{family}: the first update did not move the loss ({naive[0]} → {naive[1]})");
         foreach (var (name, options) in new[]
         {
-            ("fused", Run("fused") with { LogProb = LogProbMode.Fused }),
-            ("chunked", Run("chunked") with { LogProb = LogProbMode.Chunked }),
-            ("fused + checkpointing", Run("ckpt") with { LogProb = LogProbMode.Fused, ActivationCheckpointing = true }),
+            ("fused", With(Run("fused"), s => s with { Head = LogProbMode.Fused })),
+            ("chunked", With(Run("chunked"), s => s with { Head = LogProbMode.Chunked })),
+            ("fused + checkpointing", With(Run("ckpt"), s => s with { Head = LogProbMode.Fused, ActivationCheckpointing = true })),
         })
         {
             var losses = Train(options);
@@ -89,7 +92,7 @@ public class FamilyTrainingTests
                 Assert.True(Math.Abs(naive[i] - losses[i]) <= 1e-5, $"{family} {name} step {i + 1}: {losses[i]} vs naive {naive[i]}");
         }
         // bf16 rounds every matmul to 8 significant bits: the losses stay close to f32's (DPO starts at ln 2).
-        var bf16 = Train(Run("bf16") with { Precision = Precision.Bf16Mixed, ActivationCheckpointing = true, LogProb = LogProbMode.Chunked });
+        var bf16 = Train(With(Run("bf16"), s => s with { Precision = Precision.Bf16Mixed, ActivationCheckpointing = true, Head = LogProbMode.Chunked }));
         for (int i = 0; i < naive.Length; i++)
             Assert.True(Math.Abs(naive[i] - bf16[i]) <= 0.05, $"{family} bf16 step {i + 1}: {bf16[i]} vs f32 {naive[i]}");
     }

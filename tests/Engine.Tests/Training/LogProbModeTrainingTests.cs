@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Engine.Kernels;
+using Engine.Methods;
 using Engine.Tests.Infrastructure;
 using Engine.Training;
 
@@ -13,8 +14,8 @@ public class LogProbModeTrainingTests
         string run = dir.File($"{method}-{mode}");
         new AlignmentTrainer(new TrainingOptions
         {
-            Method = method, ModelPath = SharedData.Require(SharedData.Stories), DataPath = data, OutputDir = run, LogProb = mode,
-            BatchSize = 4, MaxSteps = 3, LearningRate = 1e-3, Seed = 5, SaveFinal = false, Plots = false,
+            Step = new StepSettings { Method = AlignmentMethods.Parse(method), Model = SharedData.Require(SharedData.Stories), Head = mode, MicroBatch = 4 },
+            DataPath = data, OutputDir = run, MaxSteps = 3, LearningRate = 1e-3, Seed = 5, SaveFinal = false, Plots = false,
         }).Run();
         return File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.GetValue<double>()).ToArray();
     }

@@ -81,13 +81,13 @@ public class TrainCliTests
         args[Array.IndexOf(args, "--batch-size") + 1] = "1";
         var r = CliRunner.Run(args);
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("microbatch", r.Stderr);
+        Assert.Contains("kto needs a micro-batch of at least 2", r.Stderr);
     }
 
     [Theory]
     [InlineData("--method", "ppo", "must be one of")]
-    [InlineData("--loss-type", "banana", "unknown DPO loss type 'banana'")]
-    [InlineData("--lr-scheduler", "step", "unknown --lr-scheduler 'step'")]
+    [InlineData("--loss-type", "banana", "--loss-type (dpo): unknown value 'banana'")]
+    [InlineData("--lr-scheduler", "step", "--lr-scheduler must be one of constant, linear, cosine (got 'step')")]
     [InlineData("--bogus", "1", "unknown option --bogus")]
     public void BadFlagsAreNamed(string flag, string value, string expected)
     {

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Engine.Generation;
+using Engine.Methods;
 using Engine.Models;
 using Engine.Tests.Infrastructure;
 using Engine.Training;
@@ -11,9 +12,16 @@ public class TrainerEndToEndTests
 {
     static TrainingOptions Options(TempDir dir, string method, string data, string? eval = null) => new()
     {
-        Method = method, ModelPath = SharedData.Require(SharedData.Stories), DataPath = data, EvalDataPath = eval,
-        OutputDir = dir.File("run"), LearningRate = 1e-3, BatchSize = 8, Epochs = 2, Seed = 3, Plots = false,
+        Step = new StepSettings { Method = AlignmentMethods.Parse(method), Model = SharedData.Require(SharedData.Stories), MicroBatch = 8 },
+        DataPath = data, EvalDataPath = eval, OutputDir = dir.File("run"), LearningRate = 1e-3, Epochs = 2, Seed = 3, Plots = false,
     };
+
+    /// <summary>DPO metrics of a model against stories260K as the reference.</summary>
+    static IReadOnlyDictionary<string, double> EvalAgainstStories(string model, string data) => ModelEvaluation.Run(new EvaluationOptions
+    {
+        Step = new StepSettings { Method = AlignmentMethods.Dpo, Model = model, ReferenceModel = SharedData.Require(SharedData.Stories), MicroBatch = 8 },
+        DataPath = data, Seed = 3,
+    });
 
     [SkippableFact]
     public void DpoLiftsHeldOutAccuracyAndTheModelReloads()
@@ -22,7 +30,7 @@ public class TrainerEndToEndTests
         var pairs = StoryPreferences.Pairs(64, seed: 11);
         string train = StoryPreferences.WritePaired(dir.File("train.jsonl"), pairs.Take(48));
         string eval = StoryPreferences.WritePaired(dir.File("eval.jsonl"), pairs.Skip(48));
-        var before = ModelEvaluation.Run(Options(dir, "dpo", eval) with { ReferenceModelPath = SharedData.Require(SharedData.Stories), ModelPath = SharedData.Require(SharedData.Stories) });
+        var before = EvalAgainstStories(SharedData.Require(SharedData.Stories), eval);
         Assert.Equal(0.0, before["rewards/margins"], 6); // policy = reference: zero margin before training
 
         var summary = new AlignmentTrainer(Options(dir, "dpo", train, eval)).Run();
@@ -46,7 +54,7 @@ public class TrainerEndToEndTests
         string heldOut = StoryPreferences.WritePaired(dir.File("eval.jsonl"), pairs.Skip(48));
         var summary = new AlignmentTrainer(Options(dir, "kto", train)).Run();
         Assert.True(summary.LastTrain.ContainsKey("kl"));
-        var ranked = ModelEvaluation.Run(Options(dir, "dpo", heldOut) with { ModelPath = summary.FinalModelDir!, ReferenceModelPath = SharedData.Require(SharedData.Stories) });
+        var ranked = EvalAgainstStories(summary.FinalModelDir!, heldOut);
         Assert.True(ranked["rewards/accuracies"] > 0.9, $"KTO model ranks {ranked["rewards/accuracies"]:P0} of held-out pairs correctly");
     }
 
@@ -55,7 +63,8 @@ public class TrainerEndToEndTests
     {
         using var dir = new TempDir();
         string train = StoryPreferences.WritePaired(dir.File("train.jsonl"), StoryPreferences.Pairs(40, seed: 13));
-        var straight = Options(dir, "dpo", train) with { OutputDir = dir.File("straight"), MaxSteps = 10, BatchSize = 4, LrScheduler = LrSchedulerKind.Constant, LearningRate = 5e-4 };
+        var dpo = Options(dir, "dpo", train);
+        var straight = dpo with { Step = dpo.Step with { MicroBatch = 4 }, OutputDir = dir.File("straight"), MaxSteps = 10, LrScheduler = LrSchedulerKind.Constant, LearningRate = 5e-4 };
         new AlignmentTrainer(straight).Run();
         var first = straight with { OutputDir = dir.File("resumed"), MaxSteps = 5, SaveSteps = 5 };
         new AlignmentTrainer(first).Run();

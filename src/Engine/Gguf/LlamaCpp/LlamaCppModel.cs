@@ -1,100 +1,118 @@
 using System.Text;
+using LLama;
+using LLama.Exceptions;
+using LLama.Native;
 
 namespace Engine.Gguf.LlamaCpp;
 
 /// <summary>
-/// A GGUF model loaded by real llama.cpp with one context, set up for exact comparisons: F32 K/V cache and
-/// flash attention off (the default F16 cache moves logits by about 1e-2). CPU only.
+/// A GGUF model loaded by real llama.cpp (through LLamaSharp's native API) with one context, set up for exact
+/// comparisons: F32 K/V cache and flash attention off (the default F16 cache moves logits by about 1e-2), every
+/// layer and operation on the CPU.
 /// </summary>
-public sealed unsafe class LlamaCppModel : IDisposable
+public sealed class LlamaCppModel : IDisposable
 {
-    IntPtr _model, _context, _vocab;
+    readonly SafeLlamaModelHandle _model;
+    readonly SafeLLamaContextHandle _context;
+    bool _disposed;
+
     public string Path { get; }
     public int VocabSize { get; }
     public int ContextLength { get; }
     public int BosId { get; }
     public int EosId { get; }
 
-    LlamaCppModel(string path, IntPtr model, IntPtr context, int contextLength)
+    LlamaCppModel(string path, SafeLlamaModelHandle model, SafeLLamaContextHandle context)
     {
-        Path = path; _model = model; _context = context; ContextLength = contextLength;
-        _vocab = LlamaCppLibrary.ModelGetVocab(model);
-        VocabSize = LlamaCppLibrary.VocabNTokens(_vocab);
-        BosId = LlamaCppLibrary.VocabBos(_vocab);
-        EosId = LlamaCppLibrary.VocabEos(_vocab);
+        Path = path; _model = model; _context = context;
+        ContextLength = (int)context.ContextSize;
+        var vocab = model.Vocab;
+        VocabSize = vocab.Count;
+        BosId = vocab.BOS is LLamaToken bos ? (int)bos : -1;
+        EosId = vocab.EOS is LLamaToken eos ? (int)eos : -1;
     }
 
     /// <summary>Loads <paramref name="path"/>; errors (llama.cpp's own messages included) become EngineExceptions.</summary>
     public static LlamaCppModel Load(string path, int contextLength = 512, int? threads = null)
     {
         if (!File.Exists(path)) throw new EngineException($"{path}: file not found");
-        LlamaCppLibrary.EnsureLoaded();
-        LlamaCppLibrary.DrainMessages();
-        var mp = LlamaCppLibrary.ModelDefaultParams();
-        mp.NGpuLayers = 0;
-        IntPtr model;
-        fixed (byte* p = Encoding.UTF8.GetBytes(path + "\0")) model = LlamaCppLibrary.ModelLoadFromFile(p, mp);
-        if (model == IntPtr.Zero)
-            throw new EngineException($"{path}: llama.cpp could not load the model ({Describe(LlamaCppLibrary.DrainMessages())})");
-
-        var cp = LlamaCppLibrary.ContextDefaultParams();
-        int n = Math.Max(8, contextLength);
-        cp.NCtx = (uint)n;
-        cp.NBatch = (uint)n;
-        cp.NUbatch = (uint)n;
-        cp.NSeqMax = 1;
-        int t = threads ?? Environment.ProcessorCount;
-        cp.NThreads = t;
-        cp.NThreadsBatch = t;
-        cp.FlashAttnType = LlamaContextParams.FlashAttentionDisabled;
-        cp.TypeK = GgmlType.F32;
-        cp.TypeV = GgmlType.F32;
-        cp.NoPerf = true;
-        IntPtr context = LlamaCppLibrary.InitFromModel(model, cp);
-        if (context == IntPtr.Zero)
+        LlamaCppRuntime.EnsureLoaded();
+        LlamaCppRuntime.DrainMessages();
+        var modelParams = LLamaModelParams.Default();
+        modelParams.n_gpu_layers = 0;
+        SafeLlamaModelHandle model;
+        try { model = SafeLlamaModelHandle.LoadFromFile(path, modelParams); }
+        catch (Exception e) when (e is LoadWeightsFailedException or IOException or UnauthorizedAccessException or InvalidOperationException)
         {
-            LlamaCppLibrary.ModelFree(model);
-            throw new EngineException($"{path}: llama.cpp could not create a context ({Describe(LlamaCppLibrary.DrainMessages())})");
+            throw new EngineException($"{path}: llama.cpp could not load the model {Describe()}");
         }
-        return new LlamaCppModel(path, model, context, n);
+
+        int n = Math.Max(8, contextLength);
+        int t = threads ?? Environment.ProcessorCount;
+        var contextParams = LLamaContextParams.Default();
+        contextParams.n_ctx = (uint)n;
+        contextParams.n_batch = (uint)n;
+        contextParams.n_ubatch = (uint)n;
+        contextParams.n_seq_max = 1;
+        contextParams.n_threads = t;
+        contextParams.n_threads_batch = t;
+        contextParams.llama_flash_attn_type = LLamaFlashAttentionType.LLAMA_FLASH_ATTENTION_TYPE_DISABLED;
+        contextParams.type_k = GGMLType.GGML_TYPE_F32;
+        contextParams.type_v = GGMLType.GGML_TYPE_F32;
+        contextParams.offload_kqv = false;
+        contextParams.op_offload = false;
+        contextParams.no_perf = true;
+        try
+        {
+            return new LlamaCppModel(path, model, SafeLLamaContextHandle.Create(model, contextParams));
+        }
+        catch (RuntimeError)
+        {
+            model.Dispose();
+            throw new EngineException($"{path}: llama.cpp could not create a context {Describe()}");
+        }
     }
 
-    static string Describe(string messages) => messages.Length > 0 ? messages : "no message from llama.cpp";
+    static string Describe() => LlamaCppRuntime.Describe(LlamaCppRuntime.DrainMessages()) is { Length: > 0 } d ? d : "(no message from llama.cpp)";
 
-    /// <summary>A metadata value as llama.cpp reads it (strings and scalars), or null when absent.</summary>
+    /// <summary>A metadata value as llama.cpp reads it (strings and scalars as text), or null when absent.</summary>
     public string? Metadata(string key)
     {
         ThrowIfDisposed();
-        var buffer = new byte[4096];
-        int n;
-        fixed (byte* k = Encoding.UTF8.GetBytes(key + "\0"))
-        fixed (byte* b = buffer)
-            n = LlamaCppLibrary.ModelMetaValStr(_model, k, b, (nuint)buffer.Length);
-        return n < 0 ? null : Encoding.UTF8.GetString(buffer, 0, Math.Min(n, buffer.Length - 1));
+        return _model.MetadataValueByKey(key) is Memory<byte> value ? Encoding.UTF8.GetString(value.Span) : null;
     }
 
-    public int TrainingContextLength => LlamaCppLibrary.ModelNCtxTrain(_model);
+    public int TrainingContextLength
+    {
+        get { ThrowIfDisposed(); return _model.ContextSize; }
+    }
+
+    /// <summary>The chat template stored in the file (tokenizer.chat_template), or null.</summary>
+    public string? ChatTemplate
+    {
+        get { ThrowIfDisposed(); return _model.GetTemplate(strict: false); }
+    }
+
+    /// <summary>
+    /// The conversation rendered by llama.cpp's own chat-template support (llama_chat_apply_template, which
+    /// recognises the common templates by their markers rather than running Jinja), or null when the file has no
+    /// template or llama.cpp does not recognise it.
+    /// </summary>
+    public string? ApplyChatTemplate(IReadOnlyList<(string Role, string Content)> messages, bool addAssistant)
+    {
+        ThrowIfDisposed();
+        if (ChatTemplate is null) return null;
+        var template = new LLamaTemplate(_model, strict: false) { AddAssistant = addAssistant };
+        foreach (var (role, content) in messages) template.Add(role, content);
+        try { return Encoding.UTF8.GetString(template.Apply()); }
+        catch (MissingTemplateException) { return null; }
+    }
 
     /// <summary>llama.cpp's tokenization of <paramref name="text"/>.</summary>
     public int[] Tokenize(string text, bool addSpecial, bool parseSpecial = false)
     {
         ThrowIfDisposed();
-        var bytes = Encoding.UTF8.GetBytes(text);
-        var tokens = new int[bytes.Length + 8];
-        int n;
-        fixed (byte* p = bytes)
-        fixed (int* t = tokens)
-        {
-            n = LlamaCppLibrary.Tokenize(_vocab, p, bytes.Length, t, tokens.Length, (byte)(addSpecial ? 1 : 0), (byte)(parseSpecial ? 1 : 0));
-            if (n < 0)
-            {
-                tokens = new int[-n];
-                fixed (int* t2 = tokens)
-                    n = LlamaCppLibrary.Tokenize(_vocab, p, bytes.Length, t2, tokens.Length, (byte)(addSpecial ? 1 : 0), (byte)(parseSpecial ? 1 : 0));
-            }
-        }
-        if (n < 0) throw new EngineException($"{Path}: llama.cpp could not tokenize the text");
-        return tokens.AsSpan(0, n).ToArray();
+        return _model.Tokenize(text, addSpecial, parseSpecial, Encoding.UTF8).Select(t => (int)t).ToArray();
     }
 
     /// <summary>Logits for every position of <paramref name="tokens"/>, from an empty cache.</summary>
@@ -103,8 +121,8 @@ public sealed unsafe class LlamaCppModel : IDisposable
         ThrowIfDisposed();
         if (tokens.Count == 0) return Array.Empty<float[]>();
         if (tokens.Count > ContextLength) throw new EngineException($"{Path}: {tokens.Count} tokens exceed the llama.cpp context of {ContextLength}");
-        ClearCache();
-        DecodeBatch(tokens, 0, allLogits: true);
+        _context.MemoryClear();
+        Decode(tokens, 0, allLogits: true);
         var result = new float[tokens.Count][];
         for (int i = 0; i < tokens.Count; i++) result[i] = LogitsAt(i);
         return result;
@@ -116,15 +134,15 @@ public sealed unsafe class LlamaCppModel : IDisposable
         ThrowIfDisposed();
         if (prompt.Count == 0) throw new ArgumentException("the prompt needs at least one token");
         if (prompt.Count + steps > ContextLength) throw new EngineException($"{Path}: {prompt.Count} + {steps} tokens exceed the llama.cpp context of {ContextLength}");
-        ClearCache();
-        DecodeBatch(prompt, 0, allLogits: false);
+        _context.MemoryClear();
+        Decode(prompt, 0, allLogits: false);
         var output = new int[steps];
         int position = prompt.Count;
         for (int s = 0; s < steps; s++)
         {
             int next = ArgMax(LogitsAt(-1));
             output[s] = next;
-            if (s + 1 < steps) DecodeBatch(new[] { next }, position++, allLogits: false);
+            if (s + 1 < steps) Decode(new[] { next }, position++, allLogits: false);
         }
         return output;
     }
@@ -136,44 +154,34 @@ public sealed unsafe class LlamaCppModel : IDisposable
         return best;
     }
 
-    void ClearCache() => LlamaCppLibrary.MemoryClear(LlamaCppLibrary.GetMemory(_context), 1);
-
-    void DecodeBatch(IReadOnlyList<int> tokens, int firstPosition, bool allLogits)
+    void Decode(IReadOnlyList<int> tokens, int firstPosition, bool allLogits)
     {
-        var batch = LlamaCppLibrary.BatchInit(tokens.Count, 0, 1);
-        try
+        var batch = new LLamaBatch();
+        for (int i = 0; i < tokens.Count; i++)
         {
-            for (int i = 0; i < tokens.Count; i++)
-            {
-                if (tokens[i] < 0 || tokens[i] >= VocabSize) throw new EngineException($"token id {tokens[i]} is outside llama.cpp's vocabulary (0..{VocabSize - 1})");
-                batch.Token[i] = tokens[i];
-                batch.Pos[i] = firstPosition + i;
-                batch.NSeqId[i] = 1;
-                batch.SeqId[i][0] = 0;
-                batch.Logits[i] = (sbyte)(allLogits || i == tokens.Count - 1 ? 1 : 0);
-            }
-            batch.NTokens = tokens.Count;
-            int rc = LlamaCppLibrary.Decode(_context, batch);
-            if (rc != 0) throw new EngineException($"{Path}: llama_decode failed with code {rc} ({Describe(LlamaCppLibrary.DrainMessages())})");
+            if (tokens[i] < 0 || tokens[i] >= VocabSize) throw new EngineException($"token id {tokens[i]} is outside llama.cpp's vocabulary (0..{VocabSize - 1})");
+            batch.Add(tokens[i], firstPosition + i, LLamaSeqId.Zero, allLogits || i == tokens.Count - 1);
         }
-        finally
-        {
-            LlamaCppLibrary.BatchFree(batch);
-        }
+        var result = _context.Decode(batch);
+        if (result != DecodeResult.Ok) throw new EngineException($"{Path}: llama_decode failed ({result}) {Describe()}");
     }
 
     float[] LogitsAt(int index)
     {
-        float* p = LlamaCppLibrary.GetLogitsIth(_context, index);
-        if (p == null) throw new EngineException($"{Path}: llama.cpp returned no logits for output {index}");
-        return new ReadOnlySpan<float>(p, VocabSize).ToArray();
+        try { return _context.GetLogitsIth(index).ToArray(); }
+        catch (Exception e) when (e is not EngineException)
+        {
+            throw new EngineException($"{Path}: llama.cpp returned no logits for output {index} ({e.Message})");
+        }
     }
 
-    void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_model == IntPtr.Zero, this);
+    void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
     public void Dispose()
     {
-        if (_context != IntPtr.Zero) { LlamaCppLibrary.Free(_context); _context = IntPtr.Zero; }
-        if (_model != IntPtr.Zero) { LlamaCppLibrary.ModelFree(_model); _model = IntPtr.Zero; }
+        if (_disposed) return;
+        _disposed = true;
+        _context.Dispose();
+        _model.Dispose();
     }
 }

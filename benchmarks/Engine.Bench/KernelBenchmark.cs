@@ -1,0 +1,242 @@
+using System.Diagnostics;
+using System.Text.Json.Serialization;
+using Engine.Util;
+using Engine.Kernels;
+using Engine.Memory;
+using static TorchSharp.torch;
+
+namespace Engine.Bench;
+
+/// <summary>One measured case of <see cref="KernelBenchmark"/>: times in ms (median), memory in bytes beyond inputs and outputs.</summary>
+public sealed record KernelBenchResult
+{
+    [JsonPropertyName("rows")] public long Rows { get; init; }
+    [JsonPropertyName("vocab")] public long Vocab { get; init; }
+    [JsonPropertyName("dtype")] public string Dtype { get; init; } = "";
+    [JsonPropertyName("threads")] public int Threads { get; init; }
+    [JsonPropertyName("isa")] public string Isa { get; init; } = "";
+    /// <summary>TorchSharp log_softmax + gather, forward + backward.</summary>
+    [JsonPropertyName("naive_ms")] public double? NaiveMs { get; init; }
+    [JsonPropertyName("naive_forward_ms")] public double? NaiveForwardMs { get; init; }
+    /// <summary>The fused autograd function, forward + backward into a new gradient buffer.</summary>
+    [JsonPropertyName("fused_ms")] public double? FusedMs { get; init; }
+    [JsonPropertyName("fused_forward_ms")] public double? FusedForwardMs { get; init; }
+    /// <summary>Forward + backward writing the gradient over the logits (how the Fused head runs in training).</summary>
+    [JsonPropertyName("fused_in_place_ms")] public double? FusedInPlaceMs { get; init; }
+    /// <summary>One read and one exp per logit, vectorised, same threads: the forward's hardware floor.</summary>
+    [JsonPropertyName("floor_ms")] public double? FloorMs { get; init; }
+    /// <summary>Peak resident memory above the start, minus the outputs (the logits' gradient, log-probs, means); a
+    /// few pages of noise either way, so it may be slightly negative.</summary>
+    [JsonPropertyName("naive_extra_bytes")] public long? NaiveExtraBytes { get; init; }
+    [JsonPropertyName("fused_extra_bytes")] public long? FusedExtraBytes { get; init; }
+    [JsonPropertyName("speedup")] public double? Speedup => NaiveMs / FusedMs;
+    [JsonPropertyName("forward_over_floor")] public double? ForwardOverFloor => FusedForwardMs / FloorMs;
+    [JsonPropertyName("extra_bytes_ratio")] public double? ExtraBytesRatio => NaiveExtraBytes is > 0 ? (double?)FusedExtraBytes / NaiveExtraBytes : null;
+    /// <summary>The lm_head variants (hidden [rows, H] · W[vocab, H]ᵀ): naive head vs chunked head, when H &gt; 0.</summary>
+    [JsonPropertyName("head_hidden")] public long? HeadHidden { get; init; }
+    [JsonPropertyName("head_chunk_rows")] public long? HeadChunkRows { get; init; }
+    [JsonPropertyName("head_naive_ms")] public double? HeadNaiveMs { get; init; }
+    [JsonPropertyName("head_chunked_ms")] public double? HeadChunkedMs { get; init; }
+    [JsonPropertyName("head_naive_extra_bytes")] public long? HeadNaiveExtraBytes { get; init; }
+    [JsonPropertyName("head_chunked_extra_bytes")] public long? HeadChunkedExtraBytes { get; init; }
+    /// <summary>rows × vocab × 4: the fp32 logits the chunked head must never allocate.</summary>
+    [JsonPropertyName("rows_x_vocab_f32_bytes")] public long RowsByVocabF32Bytes => Rows * Vocab * 4;
+    [JsonPropertyName("note")] public string? Note { get; init; }
+}
+
+public sealed record KernelBenchOptions
+{
+    public static readonly long[] DefaultRows = { 1024, 4096, 8192 };
+    public static readonly long[] DefaultVocab = { 32000, 32768, 128256 };
+    public static readonly string[] DefaultDtypes = { "f32", "bf16" };
+
+    public IReadOnlyList<long> Rows { get; init; } = DefaultRows;
+    public IReadOnlyList<long> Vocab { get; init; } = DefaultVocab;
+    public IReadOnlyList<string> Dtypes { get; init; } = DefaultDtypes;
+    public int Repeat { get; init; } = 3;
+    /// <summary>Hidden size of the head comparison (naive vs chunked); 0 skips it.</summary>
+    public long HeadHidden { get; init; } = 64;
+    public bool MeasureMemory { get; init; } = true;
+    /// <summary>Native kernel threads (default: the CPUs this process may use).</summary>
+    public int? Threads { get; init; }
+    /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
+    public string? Isa { get; init; }
+}
+
+/// <summary>
+/// Fused vs naive per-token log-prob on the CPU, measured in the same process and run so the ratios are meaningful
+/// on a noisy shared machine. Cases that do not fit in the available memory are skipped with a note.
+/// </summary>
+public static class KernelBenchmark
+{
+    const long Headroom = 2L << 30;
+
+    public static IEnumerable<KernelBenchResult> Run(KernelBenchOptions options, Action<string>? log = null)
+    {
+        NativeKernels.EnsureAvailable();
+        NativeKernels.Threads = options.Threads ?? 0;
+        if (!NativeKernels.TryForceIsa(options.Isa))
+            throw new EngineException($"this CPU (or this build of the native library) has no {options.Isa} kernels");
+        foreach (long rows in options.Rows)
+            foreach (long vocab in options.Vocab)
+                foreach (string dtype in options.Dtypes)
+                {
+                    log?.Invoke($"{rows} x {vocab} {dtype} ...");
+                    yield return RunCase(rows, vocab, dtype, options);
+                }
+    }
+
+    static double Median(List<double> xs)
+    {
+        xs.Sort();
+        return xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
+    }
+
+    /// <summary>Runs once to warm up, then <paramref name="repeat"/> times; the median in milliseconds (setup untimed).</summary>
+    static double Time(int repeat, Action action, Action? setup = null)
+    {
+        setup?.Invoke();
+        action();
+        var times = new List<double>();
+        for (int i = 0; i < repeat; i++)
+        {
+            setup?.Invoke();
+            var sw = Stopwatch.StartNew();
+            action();
+            times.Add(sw.Elapsed.TotalMilliseconds);
+        }
+        return Median(times);
+    }
+
+    static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
+    {
+        var dtype = TensorMemory.ParseDtype(dtypeName);
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16))
+            throw new EngineException($"bench kernels: dtype must be f32 or bf16 (got {dtypeName})");
+        long elem = dtype == ScalarType.Float32 ? 4 : 2;
+        long n = rows * vocab;
+        // Peak resident bytes of each path, inputs included. Naive: the logits, log_softmax's output, gather's
+        // zero-filled gradient, log_softmax's gradient (+ for bf16 an fp32 copy of the logits and the bf16 gradient).
+        // Fused: the logits, a scratch copy for the in-place run, and the gradient. A safety factor covers what the
+        // estimate misses (allocator slack, the runtime); a case that may not fit is skipped, never run into the OOM killer.
+        long naiveNeed = n * elem + 3 * n * 4 + (elem == 2 ? n * 4 + n * 2 : 0);
+        long fusedNeed = 3 * n * elem;
+        long available = ProcessMemory.AvailableBytes();
+        bool Fits(long need) => need * 1.15 + Headroom <= available;
+        var result = new KernelBenchResult
+        {
+            Rows = rows, Vocab = vocab, Dtype = dtype == ScalarType.BFloat16 ? "bf16" : "f32",
+            Threads = NativeKernels.Threads, Isa = NativeKernels.IsaName,
+        };
+        if (!Fits(fusedNeed))
+            return result with { Note = $"skipped: needs about {fusedNeed / 1e9:F1} GB, {available / 1e9:F1} GB available" };
+        bool runNaive = Fits(naiveNeed);
+
+        using var scope = NewDisposeScope();
+        var gen = new Generator(1234);
+        var logits = (randn(new[] { rows, vocab }, generator: gen) * 2).to(dtype);
+        var labels = randint(0, vocab, new[] { rows }, generator: gen);
+        var gradOut = randn(new[] { rows }, generator: gen);
+
+        void FusedForward()
+        {
+            using var s = NewDisposeScope();
+            using var _ = no_grad();
+            LogProbKernels.Forward(logits, labels);
+        }
+        void FusedForwardBackward(bool inPlace, Tensor? target = null)
+        {
+            using var s = NewDisposeScope();
+            var input = target ?? logits;
+            var (lp, _) = FusedLogProbFunction.Apply(input, labels, inPlace);
+            // Drive the function's backward directly: autograd.grad returns the logits' gradient without
+            // accumulating into a leaf (which would add a copy to the measurement).
+            autograd.grad(new[] { lp }, new[] { input }, new[] { gradOut });
+        }
+        void NaiveForwardBackward()
+        {
+            using var s = NewDisposeScope();
+            var r = TokenLogProbs.Naive(logits, labels);
+            autograd.grad(new[] { r.LogProbs }, new[] { logits }, new[] { gradOut });
+        }
+        void NaiveForward()
+        {
+            using var s = NewDisposeScope();
+            using var _ = no_grad();
+            TokenLogProbs.Naive(logits, labels);
+        }
+        void Floor()
+        {
+            using var s = NewDisposeScope();
+            LogProbKernels.FloorExpSum(logits);
+        }
+
+        logits.requires_grad_(true);
+        // In place: the gradient overwrites a scratch copy of the logits (as the Fused head overwrites its private logits).
+        var scratch = logits.detach().clone().requires_grad_(true);
+        double fusedMs = Time(options.Repeat, () => FusedForwardBackward(false));
+        double fusedInPlaceMs = Time(options.Repeat, () => FusedForwardBackward(true, scratch), () =>
+        {
+            using var _ = no_grad();
+            scratch.copy_(logits);
+        });
+        scratch.Dispose(); // not needed again: keep the naive run's peak free of it
+        double fusedForwardMs = Time(options.Repeat, FusedForward);
+        double floorMs = Time(options.Repeat, Floor);
+        double? naiveMs = null, naiveForwardMs = null;
+        if (runNaive)
+        {
+            naiveMs = Time(options.Repeat, NaiveForwardBackward);
+            naiveForwardMs = Time(options.Repeat, NaiveForward);
+        }
+        long gradBytes = n * elem, outputBytes = rows * 4 * 2; // the logits' gradient; log-probs and mean logits
+        long? fusedExtra = null, naiveExtra = null;
+        if (options.MeasureMemory && ProcessMemory.PeakTrackingAvailable)
+        {
+            fusedExtra = ProcessMemory.PeakIncrease(() => FusedForwardBackward(false)) - gradBytes - outputBytes;
+            if (runNaive) naiveExtra = ProcessMemory.PeakIncrease(NaiveForwardBackward) - gradBytes - outputBytes;
+        }
+        result = result with
+        {
+            NaiveMs = naiveMs, NaiveForwardMs = naiveForwardMs, FusedMs = fusedMs, FusedForwardMs = fusedForwardMs,
+            FusedInPlaceMs = fusedInPlaceMs, FloorMs = floorMs, NaiveExtraBytes = naiveExtra, FusedExtraBytes = fusedExtra,
+            Note = runNaive ? null : $"naive skipped: needs about {naiveNeed / 1e9:F1} GB, {available / 1e9:F1} GB available",
+        };
+        logits.requires_grad_(false);
+        return options.HeadHidden > 0 ? WithHead(result, logits, labels, gradOut, options, dtype, runNaive) : result;
+    }
+
+    /// <summary>Naive head (linear then log_softmax + gather) vs the chunked head, forward + backward to hidden and weight.</summary>
+    static KernelBenchResult WithHead(KernelBenchResult result, Tensor logits, Tensor labels, Tensor gradOut, KernelBenchOptions options,
+                                      ScalarType dtype, bool runNaive)
+    {
+        long rows = result.Rows, vocab = result.Vocab, h = options.HeadHidden;
+        using var scope = NewDisposeScope();
+        logits.Dispose(); // the head benchmarks make their own logits (or not)
+        var gen = new Generator(99);
+        var hidden = randn(new[] { rows, h }, generator: gen).to(dtype).requires_grad_(true);
+        var weight = (randn(new[] { vocab, h }, generator: gen) * 0.1).to(dtype).requires_grad_(true);
+        long chunk = ChunkedLinearLogProbFunction.DefaultChunkRows(rows, vocab);
+
+        void Head(LogProbMode mode)
+        {
+            using var s = NewDisposeScope();
+            var r = TokenLogProbs.FromHidden(hidden, weight, labels, mode, chunk);
+            autograd.grad(new[] { r.LogProbs }, new[] { hidden, weight }, new[] { gradOut });
+        }
+        double chunkedMs = Time(options.Repeat, () => Head(LogProbMode.Chunked));
+        double? naiveMs = runNaive ? Time(options.Repeat, () => Head(LogProbMode.Naive)) : null;
+        long gradBytes = (rows * h + vocab * h) * (dtype == ScalarType.Float32 ? 4 : 2) + rows * 8;
+        long? chunkedExtra = null, naiveExtra = null;
+        if (options.MeasureMemory && ProcessMemory.PeakTrackingAvailable)
+        {
+            chunkedExtra = ProcessMemory.PeakIncrease(() => Head(LogProbMode.Chunked)) - gradBytes;
+            if (runNaive) naiveExtra = ProcessMemory.PeakIncrease(() => Head(LogProbMode.Naive)) - gradBytes;
+        }
+        return result with
+        {
+            HeadHidden = h, HeadChunkRows = chunk, HeadNaiveMs = naiveMs, HeadChunkedMs = chunkedMs,
+            HeadNaiveExtraBytes = naiveExtra, HeadChunkedExtraBytes = chunkedExtra,
+        };
+    }
+}
