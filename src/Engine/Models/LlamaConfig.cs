@@ -73,7 +73,6 @@ public sealed record LlamaConfig
 
     public ModelFamily Family => ModelFamilies.ByArchitecture(Architecture)?.Family
         ?? throw new EngineException($"unsupported architecture '{Architecture}' (supported: {ModelFamilies.SupportedArchitectures})");
-    public bool IsMistral => Family == ModelFamily.Mistral;
     public int QueryDim => NumHeads * HeadDim;
     public int KvDim => NumKvHeads * HeadDim;
 
@@ -146,6 +145,9 @@ public sealed record LlamaConfig
         PositiveReal(QueryPreAttnScalar, "query_pre_attn_scalar");
         PositiveReal(FinalLogitSoftcapping, "final_logit_softcapping");
         if (SlidingWindow is int w && w <= 0) throw new EngineException($"{source}: sliding_window must be positive (got {w})");
+        // Only these families' configs can state a window; another family's checkpoint would silently lose it.
+        if (SlidingWindow != null && Family is not (ModelFamily.Mistral or ModelFamily.Gemma3))
+            throw new EngineException($"{source}: sliding windows are supported for Mistral and Gemma 3 models, not {ModelFamilies.Of(Family).ModelType}");
         if (SlidingWindowPattern is int n && n <= 0) throw new EngineException($"{source}: sliding_window_pattern must be positive (got {n})");
         if (RopeScaling == RopeScalingKind.Llama3)
         {

@@ -58,7 +58,7 @@ public static class ModelSummary
         yield return ("parameters", c.ParameterCount().ToString("N0", ci));
         yield return ("layers", $"{c.NumLayers}, hidden {c.HiddenSize}, FFN {c.IntermediateSize} ({(c.Activation == MlpActivation.GeluTanh ? "GeGLU, tanh-GELU" : "SwiGLU")})");
         string window = c.SlidingWindow is int w
-            ? FullLayers(c).Count == 0 ? $", sliding window {w}" : $", sliding window {w} except layers {string.Join(",", FullLayers(c))}"
+            ? FullLayers(c).Count == 0 ? $", sliding window {w}" : $", sliding window {w}, full attention in layer{(FullLayers(c).Count > 1 ? "s" : "")} {string.Join(",", FullLayers(c))}"
             : "";
         yield return ("attention", $"{c.NumHeads} heads, {c.NumKvHeads} KV heads, head dim {c.HeadDim}"
             + (c.AttentionBias ? ", q/k/v bias" : "") + (c.QkNorm ? ", q/k norm" : "")

@@ -36,8 +36,6 @@ public sealed class RotaryTables : IDisposable
     /// </summary>
     public RotaryTables Retain() => new(_cos.alias().DetachFromDisposeScope(), _sin.alias().DetachFromDisposeScope());
 
-    public static Tensor InverseFrequencies(LlamaConfig c) => InverseFrequencies(c.GlobalRope, c.HeadDim, 0);
-
     /// <summary>
     /// 1 / theta^(2i/d) in fp32 (exponent from integer steps, as HF computes it), then the scaling's change to it:
     /// llama3 divides low frequencies by the factor and blends the band between; dynamic NTK raises the base for

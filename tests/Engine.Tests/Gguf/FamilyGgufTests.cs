@@ -187,6 +187,33 @@ public class FamilyGgufTests
         }
     }
 
+    [SkippableFact]
+    public void GemmaFinalLogitSoftcappingTravelsThroughGguf()
+    {
+        LlamaCppRequirement.Require();
+        var m = FamilyModels.Get(FamilyModels.Gemma3);
+        using var tmp = new TempDir();
+        string dir = tmp.File("capped");
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(m.Directory)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+        config["final_logit_softcapping"] = 2.0;
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString());
+        var result = GgufExporter.Export(dir, tmp.File("capped.gguf"), new GgufExportOptions { Type = GgufExportType.F32 });
+        using (var f = GgufFile.Open(result.OutputPath)) Assert.Equal(2f, f.Metadata["gemma3.final_logit_softcapping"].Value);
+        using var back = ModelLoader.Load(result.OutputPath);
+        Assert.Equal(2.0, back.Config.FinalLogitSoftcapping);
+        using var loaded = ModelLoader.Load(dir);
+        var ours = EngineLastLogits(loaded.Model, m.Prompt);
+        using var llama = LlamaCppModel.Load(result.OutputPath, contextLength: m.Prompt.Length + 8);
+        var theirs = llama.Logits(m.Prompt)[^1];
+        Assert.True(theirs.Max() < 2 && theirs.Min() > -2, "llama.cpp's logits are not capped at ±2");
+        Assert.True(ours.Max() < 2 && ours.Min() > -2, "Engine's logits are not capped at ±2");
+        Assert.Equal(LlamaCppModel.ArgMax(ours), LlamaCppModel.ArgMax(theirs));
+        double maxDiff = ours.Zip(theirs).Max(p => Math.Abs((double)p.First - p.Second));
+        Assert.True(maxDiff < 1e-2, $"capped logits differ by {maxDiff:E3}"); // GeGLU: ggml's f16 GELU (see above)
+    }
+
     [SkippableTheory]
     [MemberData(nameof(Families))]
     public void ImportingTheExportGivesTheSameModel(string family)
