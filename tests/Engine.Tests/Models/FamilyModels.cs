@@ -62,6 +62,13 @@ public static class FamilyModels
         return Built.GetOrAdd(peaked ? name + "-peaked" : name, _ => new Lazy<FamilyModel>(() => Build(name, tokenizer, peaked))).Value;
     }
 
+    /// <summary>A folder's model through Engine's loader, without its tokenizer (a 262k-token tokenizer takes seconds to load).</summary>
+    public static LlamaForCausalLM LoadModel(string directory)
+    {
+        using var weights = new SafetensorsWeightSource(directory);
+        return ModelLoader.Build(LlamaConfig.Load(Path.Combine(directory, "config.json")), weights, ScalarType.Float32);
+    }
+
     /// <summary>Qwen2 and Qwen3 share Qwen's tokenizer; Llama 3 and SmolLM2-style models use Llama 3's.</summary>
     static string TokenizerOf(string name) => name switch
     {

@@ -32,10 +32,10 @@ public class FamilyParityTests
     public void ForwardEqualsTheDoubleReference(string family)
     {
         var m = FamilyModels.Get(family);
-        using var loaded = ModelLoader.Load(m.Directory, requireTokenizer: true);
-        Assert.Equal(m.Spec, loaded.Config);
-        var actual = Logits(loaded.Model, m.Prompt);
-        var expected = new NaiveLlamaReference(m.Spec, loaded.Model).Forward(m.Prompt);
+        using var model = FamilyModels.LoadModel(m.Directory);
+        Assert.Equal(m.Spec, model.Config);
+        var actual = Logits(model, m.Prompt);
+        var expected = new NaiveLlamaReference(m.Spec, model).Forward(m.Prompt);
         int vocab = m.Spec.VocabSize;
         double maxDiff = 0, maxLogit = 0;
         for (int t = 0; t < m.Prompt.Length; t++)
@@ -54,16 +54,16 @@ public class FamilyParityTests
     public void CachedGreedyDecodingEqualsRecomputingEachPrefix(string family)
     {
         var m = FamilyModels.Get(family);
-        using var loaded = ModelLoader.Load(m.Directory);
+        using var model = FamilyModels.LoadModel(m.Directory);
         const int steps = 12;
-        var generated = new TextGenerator(loaded.Model, eosId: null)
+        var generated = new TextGenerator(model, eosId: null)
             .Generate(new[] { m.Prompt }, new SamplingOptions { MaxNewTokens = steps, Temperature = 0, StopAtEos = false })[0];
         Assert.Equal(steps, generated.Length);
         var seq = m.Prompt.ToList();
         int vocab = m.Spec.VocabSize;
         foreach (var next in generated)
         {
-            var logits = Logits(loaded.Model, seq.ToArray()).AsSpan((seq.Count - 1) * vocab, vocab);
+            var logits = Logits(model, seq.ToArray()).AsSpan((seq.Count - 1) * vocab, vocab);
             int argmax = 0;
             for (int i = 1; i < vocab; i++) if (logits[i] > logits[argmax]) argmax = i;
             Assert.Equal(argmax, next);
@@ -75,8 +75,7 @@ public class FamilyParityTests
     public void GemmaCacheKeepsOnlyTheWindowInSlidingLayersAndStaysExact()
     {
         var m = FamilyModels.Get(FamilyModels.Gemma3);
-        using var loaded = ModelLoader.Load(m.Directory);
-        var model = loaded.Model;
+        using var model = FamilyModels.LoadModel(m.Directory);
         int window = m.Spec.SlidingWindow!.Value, length = m.Prompt.Length;
         using (var cache = new KvCache(m.Spec, 1, length + 8, ScalarType.Float32))
         {

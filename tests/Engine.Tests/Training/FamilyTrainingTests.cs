@@ -42,7 +42,7 @@ public class FamilyTrainingTests
         var m = FamilyModels.Get(family);
         using var dir = new TempDir();
         var pairs = StoryPreferences.Pairs(8, seed: 21);
-        using var original = ModelLoader.Load(m.Directory);
+        using var original = FamilyModels.LoadModel(m.Directory);
         foreach (var (method, data) in new[]
         {
             ("dpo", StoryPreferences.WritePaired(dir.File("pairs.jsonl"), pairs)),
@@ -59,7 +59,7 @@ public class FamilyTrainingTests
             using var trained = ModelLoader.Load(summary.FinalModelDir!, requireTokenizer: true);
             Assert.Equal(m.Spec, trained.Config);
             // The run moved the weights, and the saved ones are what the loader reads back.
-            Assert.NotEqual(Weights(original.Model, "model.layers.0.mlp.up_proj.weight"), Weights(trained.Model, "model.layers.0.mlp.up_proj.weight"));
+            Assert.NotEqual(Weights(original, "model.layers.0.mlp.up_proj.weight"), Weights(trained.Model, "model.layers.0.mlp.up_proj.weight"));
             using var _ = no_grad();
             using var logits = trained.Model.Forward(tensor(m.Prompt.Take(8).Select(i => (long)i).ToArray(), new long[] { 1, 8 }));
             Assert.False(logits.isnan().any().item<bool>());
