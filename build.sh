@@ -50,6 +50,16 @@ ensure_build_tools() {
   command -v dotnet >/dev/null || { log "the .NET 10 SDK (dotnet) is required"; exit 1; }
 }
 
+# The aarch64 cross compiler and qemu-user (Debian, ~70 MB): ./build.sh test builds native/ for ARM and runs its
+# CPU tests under qemu, the proof that the scalar-only path builds and passes on a non-x86 target.
+ensure_cross_tools() {
+  command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null && return
+  if [ ! -f /etc/debian_version ]; then log "not Debian: the non-x86 check of native/ falls back to -DENGINE_SCALAR_ONLY=ON"; return; fi
+  log "installing the aarch64 cross compiler and qemu-user (the non-x86 check of native/)"
+  as_root apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null
+}
+
 build_native() {
   [ -f native/CMakeLists.txt ] || return 0
   log "building native/ (CMake)"
@@ -66,6 +76,7 @@ build_dotnet() {
 setup() {
   ensure_build_tools
   ensure_nvrtc
+  ensure_cross_tools
   build_native
   build_dotnet
 }
@@ -75,20 +86,40 @@ run_tests() {
   local results="$ROOT/TestResults"
   rm -rf "$results"; mkdir -p "$results"
 
-  if [ -f native/CMakeLists.txt ]; then
-    log "native tests (ctest)"
-    out=$(ctest --test-dir native/build --output-on-failure 2>&1) || status=1
+  # ctest's summary line "N% tests passed, F tests failed out of T" added to the counts.
+  count_ctest() {
+    local out line total nfail
+    out=$(ctest "$@" --output-on-failure 2>&1) || status=1
     printf '%s\n' "$out"
-    local line total nfail
     line=$(printf '%s\n' "$out" | grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' | tail -1 || true)
     if [ -n "$line" ]; then
       nfail=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$line")
       total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
       passed=$((passed + total - nfail)); failed=$((failed + nfail))
-    elif [ $status -ne 0 ]; then failed=$((failed + 1)); fi
+    else failed=$((failed + 1)); status=1; fi
+  }
+
+  if [ -f native/CMakeLists.txt ]; then
+    log "native tests (ctest)"
+    count_ctest --test-dir native/build
+    # Non-x86 targets compile only the scalar kernels: a real aarch64 cross build run under qemu (the pool and CPU
+    # tests; the CUDA emulation tests have no ISA-specific code and run above), else x86 compiled as a non-x86 target.
+    local portable=(-DENGINE_SCALAR_ONLY=ON) portable_dir=native/build-scalar-only
+    if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
+      portable=(-DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/aarch64-linux-gnu.cmake"); portable_dir=native/build-aarch64
+    fi
+    log "native tests, scalar-only build for a non-x86 target (${portable[*]##*/})"
+    if cmake -S native -B "$portable_dir" -DCMAKE_BUILD_TYPE=Release -DENGINE_CUDA_EMULATION_TESTS=OFF "${portable[@]}" >/dev/null &&
+       cmake --build "$portable_dir" -j"$(nproc)" >/dev/null; then
+      count_ctest --test-dir "$portable_dir" -j"$(nproc)"
+    else
+      log "the scalar-only build of native/ failed"; failed=$((failed + 1)); status=1
+    fi
   fi
 
   # The NVRTC compile check of the CUDA kernels (also an xunit test): the table of registers and spill bytes.
+  # A cache fresh for each test run: every kernel is really compiled once, here, and the tests reuse it.
+  export ENGINE_NVRTC_CACHE="$results/nvrtc-cache"
   log "CUDA kernels: NVRTC compile check"
   "$ROOT/engine" kernels compile || { failed=$((failed + 1)); status=1; }
 

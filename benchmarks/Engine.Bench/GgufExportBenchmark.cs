@@ -1,4 +1,8 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.Intrinsics.X86;
+using System.Text;
+using System.Text.Json;
 using Engine.Gguf;
 using Engine.Gguf.Quantization;
 using Engine.Models;
@@ -7,32 +11,171 @@ using static TorchSharp.torch;
 
 namespace Engine.Bench;
 
-/// <summary>Export throughput measured against plain file copies of the same size, in the same run.</summary>
+/// <summary>
+/// One measured figure: its wall time on each repeat, the bytes it moved per run, and the process's CPU time (user +
+/// system, all threads) per run, which a busy machine distorts less than wall time.
+/// </summary>
+public sealed record RepeatedTiming(string Name, long Bytes, IReadOnlyList<double> Seconds, IReadOnlyList<double> CpuSeconds)
+{
+    public double MinSeconds => Seconds.Min();
+    public double MaxSeconds => Seconds.Max();
+    public double MedianSeconds => Median(Seconds);
+    public double MedianMBps => Bytes / 1e6 / MedianSeconds;
+    public double MinMBps => Bytes / 1e6 / MaxSeconds;
+    public double MaxMBps => Bytes / 1e6 / MinSeconds;
+    /// <summary>Slowest over fastest run.</summary>
+    public double Spread => MaxSeconds / MinSeconds;
+
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.OrderBy(v => v).ToArray();
+        int n = sorted.Length;
+        return n == 0 ? double.NaN : n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+    }
+}
+
+/// <summary>Median seconds per export stage, summed over the export's workers (see <see cref="GgufExportTimings"/>).</summary>
+public sealed record ExportStageMedians(double Read, double Encode, double Write, double Flush, int Workers);
+
+/// <summary>The machine a benchmark ran on, and how busy it was.</summary>
+public sealed record BenchmarkMachine(string Cpu, int Cores, string VectorIsa, int ExportWorkers, double AvailableMemoryGiB,
+    string LoadAverageBefore, string LoadAverageAfter)
+{
+    public static BenchmarkMachine Describe(int exportWorkers, string loadBefore) => new(
+        CpuModel(), Environment.ProcessorCount, DescribeIsa(), exportWorkers, ReadAvailableMemoryGiB(), loadBefore, LoadAverage());
+
+    /// <summary>The 1, 5 and 15-minute load averages (Linux), or "unknown".</summary>
+    public static string LoadAverage() => ReadFirstLine("/proc/loadavg") is string l ? string.Join(' ', l.Split(' ').Take(3)) : "unknown";
+
+    static string CpuModel() =>
+        File.Exists("/proc/cpuinfo") && File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name")) is string line
+            ? line[(line.IndexOf(':') + 1)..].Trim() : System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
+
+    static string DescribeIsa()
+    {
+        string conversions = FloatCodecs.Widest switch { SimdWidth.V512 => "Vector512", SimdWidth.V256 => "Vector256", _ => "scalar" };
+        string features = string.Join(",", new[] { ("avx512f", Avx512F.IsSupported), ("avx512bw", Avx512BW.IsSupported), ("avx2", Avx2.IsSupported) }
+            .Where(f => f.Item2).Select(f => f.Item1));
+        return $"{conversions} conversions ({(features.Length > 0 ? features : "no x86 vector extensions")})";
+    }
+
+    static double ReadAvailableMemoryGiB()
+    {
+        if (File.Exists("/proc/meminfo") && File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:")) is string l
+            && long.TryParse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out long kib))
+            return Math.Round(kib / 1048576.0, 1);
+        return Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0, 1);
+    }
+
+    static string? ReadFirstLine(string path) => File.Exists(path) ? File.ReadLines(path).FirstOrDefault() : null;
+}
+
+/// <summary>Export throughput against a plain file copy of the source, measured in the same rounds.</summary>
 public sealed record ExportBenchmarkResult
 {
+    /// <summary>A spread (slowest / fastest) above this makes the figures suspect: the machine was busy.</summary>
+    public const double SpreadWarning = 1.3;
+    public const double F16Goal = 0.8, Q8_0Goal = 0.6;
+
     public required long SourceBytes { get; init; }
-    public required int Cores { get; init; }
-    public required double StreamCopyMBps { get; init; }
-    public required double FileCopyMBps { get; init; }
-    public required double ExportF16MBps { get; init; }
-    public required double ExportQ8_0MBps { get; init; }
-    public required double QuantizeQ4KOneThreadMBps { get; init; }
-    public required double QuantizeQ4KAllThreadsMBps { get; init; }
-    public double F16VsCopy => ExportF16MBps / StreamCopyMBps;
-    public double Q8_0VsCopy => ExportQ8_0MBps / StreamCopyMBps;
-    public double QuantizeSpeedup => QuantizeQ4KAllThreadsMBps / QuantizeQ4KOneThreadMBps;
+    public required int Repeats { get; init; }
+    public required BenchmarkMachine Machine { get; init; }
+    public required RepeatedTiming Copy { get; init; }
+    public required IReadOnlyDictionary<GgufExportType, RepeatedTiming> Exports { get; init; }
+    public required IReadOnlyDictionary<GgufExportType, ExportStageMedians> Stages { get; init; }
+    public required RepeatedTiming QuantizeQ4KOneCore { get; init; }
+    public required RepeatedTiming QuantizeQ4KAllCores { get; init; }
+
+    /// <summary>Median export throughput (F32 source bytes/s) over median copy throughput (file bytes/s).</summary>
+    public double VsCopy(GgufExportType type) => Exports[type].MedianMBps / Copy.MedianMBps;
+    public double QuantizeSpeedup => QuantizeQ4KAllCores.MedianMBps / QuantizeQ4KOneCore.MedianMBps;
+
+    public IEnumerable<RepeatedTiming> All => new[] { Copy }.Concat(Exports.Values).Append(QuantizeQ4KOneCore).Append(QuantizeQ4KAllCores);
+
+    public IEnumerable<string> Warnings => All.Where(t => t.Spread > SpreadWarning)
+        .Select(t => $"warning: {t.Name} varied {t.Spread:F2}× between runs (> {SpreadWarning}×): the machine was busy (load {Machine.LoadAverageBefore} → {Machine.LoadAverageAfter}); compare ratios, not absolute figures");
+
+    public string ToJson()
+    {
+        static object Figure(RepeatedTiming t) => new Dictionary<string, object>
+        {
+            ["mb_s"] = new Dictionary<string, double> { ["min"] = Math.Round(t.MinMBps, 1), ["median"] = Math.Round(t.MedianMBps, 1), ["max"] = Math.Round(t.MaxMBps, 1) },
+            ["seconds"] = t.Seconds.Select(s => Math.Round(s, 4)).ToArray(),
+            ["cpu_seconds_median"] = Math.Round(RepeatedTiming.Median(t.CpuSeconds), 4),
+            ["spread"] = Math.Round(t.Spread, 3),
+        };
+        var json = new Dictionary<string, object>
+        {
+            ["source_bytes"] = SourceBytes,
+            ["repeats"] = Repeats,
+            ["machine"] = new Dictionary<string, object>
+            {
+                ["cpu"] = Machine.Cpu, ["cores"] = Machine.Cores, ["isa"] = Machine.VectorIsa, ["export_threads"] = Machine.ExportWorkers,
+                ["available_memory_gib"] = Machine.AvailableMemoryGiB, ["load_before"] = Machine.LoadAverageBefore, ["load_after"] = Machine.LoadAverageAfter,
+            },
+            ["copy"] = Figure(Copy),
+        };
+        foreach (var (type, timing) in Exports)
+        {
+            string name = GgufExportTypes.Name(type);
+            var stages = Stages[type];
+            json[$"export_{name}"] = Figure(timing);
+            json[$"{name}_vs_copy"] = Math.Round(VsCopy(type), 3);
+            json[$"stages_{name}_seconds"] = new Dictionary<string, object>
+            {
+                ["read"] = Math.Round(stages.Read, 4), ["encode"] = Math.Round(stages.Encode, 4),
+                ["write"] = Math.Round(stages.Write, 4), ["flush"] = Math.Round(stages.Flush, 4),
+            };
+        }
+        json["quantize_q4_k_1_core"] = Figure(QuantizeQ4KOneCore);
+        json["quantize_q4_k_all_cores"] = Figure(QuantizeQ4KAllCores);
+        json["quantize_speedup"] = Math.Round(QuantizeSpeedup, 2);
+        json["goal_f16_vs_copy"] = F16Goal;
+        json["goal_q8_0_vs_copy"] = Q8_0Goal;
+        json["goals_met"] = VsCopy(GgufExportType.F16) >= F16Goal && VsCopy(GgufExportType.Q8_0) >= Q8_0Goal;
+        json["warnings"] = Warnings.ToArray();
+        return JsonSerializer.Serialize(json);
+    }
+
+    public string Describe()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Format(ci, "source: {0:N1} MB of F32 weights; {1} repeats; medians [min – max]", SourceBytes / 1e6, Repeats));
+        sb.AppendLine($"machine: {Machine.Cpu}, {Machine.Cores} cores, {Machine.VectorIsa}, {Machine.ExportWorkers} export threads, "
+            + string.Format(ci, "{0:F1} GiB available, load {1} → {2}", Machine.AvailableMemoryGiB, Machine.LoadAverageBefore, Machine.LoadAverageAfter));
+        string Line(RepeatedTiming t) => string.Format(ci, "{0,-16} {1,8:N1} MB/s [{2:N1} – {3:N1}], CPU {4:F3} s", t.Name + ":", t.MedianMBps, t.MinMBps, t.MaxMBps, RepeatedTiming.Median(t.CpuSeconds));
+        sb.AppendLine(Line(Copy));
+        foreach (var (type, timing) in Exports)
+        {
+            var s = Stages[type];
+            double goal = type == GgufExportType.F16 ? F16Goal : type == GgufExportType.Q8_0 ? Q8_0Goal : double.NaN;
+            sb.AppendLine(Line(timing) + string.Format(ci, "  {0:F2} × copy{1}", VsCopy(type), double.IsNaN(goal) ? "" : $" (goal ≥ {goal})")
+                + string.Format(ci, "; thread-seconds read {0:F3}, encode {1:F3}, write {2:F3}, flush {3:F3}", s.Read, s.Encode, s.Write, s.Flush));
+        }
+        sb.AppendLine(string.Format(ci, "quantize q4_K:   {0,8:N1} MB/s on 1 core, {1:N1} MB/s on {2} cores ({3:F2}×)",
+            QuantizeQ4KOneCore.MedianMBps, QuantizeQ4KAllCores.MedianMBps, Machine.Cores, QuantizeSpeedup));
+        foreach (var w in Warnings) sb.AppendLine(w);
+        return sb.ToString().TrimEnd();
+    }
 }
 
 /// <summary>
-/// Times `export` at F16 and Q8_0 (F32 source bytes per second, validation off) and a copy of the source
-/// safetensors file (user-space stream copy, the baseline; File.Copy, which copies inside the kernel, too), best of
-/// N runs each, every output forced to disk as the exporter does; plus Q4_K quantization on one core and on all cores.
+/// Times `export` at F16, BF16 and Q8_0 (F32 source bytes per second, validation off) against a plain copy of the
+/// source safetensors file (read and written through user space and forced to disk, as the exporter forces its
+/// output), in rounds: each round runs the copy and every export once, so a change in machine load hits all
+/// figures alike; the ratios are of medians. Plus Q4_K quantization on one core and on all cores. It calls the
+/// exporter as a user would and reads the stage times the exporter reports.
 /// </summary>
 public static class GgufExportBenchmark
 {
+    public static readonly GgufExportType[] Types = { GgufExportType.F16, GgufExportType.BF16, GgufExportType.Q8_0 };
+
     public static ExportBenchmarkResult Run(string? modelDirectory, string workDirectory, int repeats, TextWriter? log = null)
     {
+        if (repeats < 1) throw new ArgumentOutOfRangeException(nameof(repeats), "at least one repeat");
         Directory.CreateDirectory(workDirectory);
+        string loadBefore = BenchmarkMachine.LoadAverage();
         string model = modelDirectory ?? CreateSyntheticModel(Path.Combine(workDirectory, "model"), log);
         string weights = Path.Combine(model, "model.safetensors");
         if (!File.Exists(weights)) throw new EngineException($"{model}: the benchmark needs a single model.safetensors file");
@@ -41,66 +184,97 @@ public static class GgufExportBenchmark
             sourceBytes = parts.Names.Sum(n => parts.Shape(n).Aggregate(4L, (a, d) => a * d));
         long fileBytes = new FileInfo(weights).Length;
 
-        double Best(string what, Action run)
-        {
-            double best = double.MaxValue;
-            for (int i = 0; i < repeats; i++)
-            {
-                var sw = Stopwatch.StartNew();
-                run();
-                best = Math.Min(best, sw.Elapsed.TotalSeconds);
-                log?.WriteLine($"  {what} run {i + 1}: {sw.Elapsed.TotalSeconds:F3} s");
-            }
-            return best;
-        }
         string copy = Path.Combine(workDirectory, "copy.bin");
-        void Remove(string p) { if (File.Exists(p)) File.Delete(p); }
-        StreamCopy(weights, copy); // warms the page cache for every run that follows
-        Remove(copy);
-        double streamCopy = Best("stream copy", () => { StreamCopy(weights, copy); Remove(copy); });
-        double fileCopy = Best("File.Copy", () => { File.Copy(weights, copy); Sync(copy); Remove(copy); });
         string output = Path.Combine(workDirectory, "out.gguf");
-        double Export(GgufExportType type) => Best($"export {GgufExportTypes.Name(type)}", () =>
+        static void Remove(string p) { if (File.Exists(p)) File.Delete(p); }
+        GgufExportResult Export(GgufExportType type)
         {
-            GgufExporter.Export(model, output, new GgufExportOptions { Type = type, Force = true });
+            var result = GgufExporter.Export(model, output, new GgufExportOptions { Type = type, Force = true });
             Remove(output);
-        });
-        double f16 = Export(GgufExportType.F16);
-        double q8 = Export(GgufExportType.Q8_0);
+            return result;
+        }
+
+        // Warm-up: the page cache holds the source, and every code path is compiled, before anything is timed.
+        StreamCopy(weights, copy);
+        Remove(copy);
+        foreach (var type in Types) Export(type);
+
+        var copyRuns = new Runs();
+        var exportRuns = Types.ToDictionary(t => t, _ => new Runs());
+        var timings = Types.ToDictionary(t => t, _ => new List<GgufExportTimings>());
+        for (int round = 1; round <= repeats; round++)
+        {
+            copyRuns.Time(() => { StreamCopy(weights, copy); Remove(copy); });
+            log?.WriteLine($"  round {round}: copy {copyRuns.Wall[^1]:F3} s");
+            foreach (var type in Types)
+            {
+                GgufExportResult? result = null;
+                exportRuns[type].Time(() => result = Export(type));
+                timings[type].Add(result!.Timings);
+                log?.WriteLine($"  round {round}: export {GgufExportTypes.Name(type)} {exportRuns[type].Wall[^1]:F3} s");
+            }
+        }
 
         var values = new float[1 << 22];
         var rng = new Random(1);
         for (int i = 0; i < values.Length; i++) values[i] = (float)(rng.NextDouble() - 0.5);
         var encoded = new byte[GgmlTypes.RowBytes(GgmlType.Q4_K, 4096) * (values.Length / 4096)];
-        double Quantize(int threads) => Best($"quantize q4_K on {(threads < 0 ? "all cores" : $"{threads} core")}", () =>
+        RepeatedTiming Quantize(int threads, string name)
         {
-            int previous = GgmlCodec.MaxDegreeOfParallelism;
-            GgmlCodec.MaxDegreeOfParallelism = threads;
-            try { unsafe { fixed (float* s = values) fixed (byte* d = encoded) GgmlCodec.EncodeRows(GgmlType.Q4_K, s, d, values.Length / 4096, 4096); } }
-            finally { GgmlCodec.MaxDegreeOfParallelism = previous; }
-        });
-        double one = Quantize(1), all = Quantize(-1);
-        double mb = 1e6;
+            var runs = new Runs();
+            for (int i = 0; i < repeats; i++)
+            {
+                int previous = GgmlCodec.MaxDegreeOfParallelism;
+                GgmlCodec.MaxDegreeOfParallelism = threads;
+                try { unsafe { runs.Time(() => { fixed (float* s = values) fixed (byte* d = encoded) GgmlCodec.EncodeRows(GgmlType.Q4_K, s, d, values.Length / 4096, 4096); }); } }
+                finally { GgmlCodec.MaxDegreeOfParallelism = previous; }
+            }
+            log?.WriteLine($"  {name}: {string.Join(", ", runs.Wall.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)))} s");
+            return runs.Timing(name, values.Length * 4L);
+        }
+        var one = Quantize(1, "quantize q4_K 1 core");
+        var all = Quantize(-1, "quantize q4_K all cores");
+
+        static double Med(IEnumerable<TimeSpan> t) => RepeatedTiming.Median(t.Select(s => s.TotalSeconds));
         return new ExportBenchmarkResult
         {
             SourceBytes = sourceBytes,
-            Cores = Environment.ProcessorCount,
-            StreamCopyMBps = fileBytes / mb / streamCopy,
-            FileCopyMBps = fileBytes / mb / fileCopy,
-            ExportF16MBps = sourceBytes / mb / f16,
-            ExportQ8_0MBps = sourceBytes / mb / q8,
-            QuantizeQ4KOneThreadMBps = values.Length * 4.0 / mb / one,
-            QuantizeQ4KAllThreadsMBps = values.Length * 4.0 / mb / all,
+            Repeats = repeats,
+            Machine = BenchmarkMachine.Describe(timings[Types[0]][0].Workers, loadBefore),
+            Copy = copyRuns.Timing("copy", fileBytes),
+            Exports = Types.ToDictionary(t => t, t => exportRuns[t].Timing($"export {GgufExportTypes.Name(t)}", sourceBytes)),
+            Stages = Types.ToDictionary(t => t, t => new ExportStageMedians(Med(timings[t].Select(x => x.Read)), Med(timings[t].Select(x => x.Encode)),
+                Med(timings[t].Select(x => x.Write)), Med(timings[t].Select(x => x.Flush)), timings[t][0].Workers)),
+            QuantizeQ4KOneCore = one,
+            QuantizeQ4KAllCores = all,
         };
     }
 
-    /// <summary>Forces a file to disk, as the exporter does before its rename, so that copies and exports pay the same.</summary>
-    static void Sync(string path)
+    /// <summary>Wall and process CPU seconds of each run.</summary>
+    sealed class Runs
     {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        f.Flush(true);
+        public List<double> Wall { get; } = new();
+        public List<double> Cpu { get; } = new();
+
+        public void Time(Action run)
+        {
+            var cpu = ProcessCpu();
+            long start = Stopwatch.GetTimestamp();
+            run();
+            Wall.Add(Stopwatch.GetElapsedTime(start).TotalSeconds);
+            Cpu.Add((ProcessCpu() - cpu).TotalSeconds);
+        }
+
+        public RepeatedTiming Timing(string name, long bytes) => new(name, bytes, Wall, Cpu);
+
+        static TimeSpan ProcessCpu()
+        {
+            using var process = Process.GetCurrentProcess();
+            return process.TotalProcessorTime;
+        }
     }
 
+    /// <summary>The baseline: read and write through user space, then force the copy to disk as the exporter does its output.</summary>
     static void StreamCopy(string from, string to)
     {
         using var input = new FileStream(from, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
@@ -109,7 +283,7 @@ public static class GgufExportBenchmark
         output.Flush(true);
     }
 
-    /// <summary>A random Llama of about 270 MB (F32) with a synthetic SentencePiece vocabulary, in HF layout.</summary>
+    /// <summary>A random Llama of about 250 MB (F32) with a synthetic SentencePiece vocabulary, in HF layout.</summary>
     public static string CreateSyntheticModel(string directory, TextWriter? log = null)
     {
         if (Directory.Exists(directory)) return directory;

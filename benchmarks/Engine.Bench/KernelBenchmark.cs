@@ -41,6 +41,12 @@ public sealed record KernelBenchResult
     [JsonPropertyName("head_chunked_extra_bytes")] public long? HeadChunkedExtraBytes { get; init; }
     /// <summary>rows × vocab × 4: the fp32 logits the chunked head must never allocate.</summary>
     [JsonPropertyName("rows_x_vocab_f32_bytes")] public long RowsByVocabF32Bytes => Rows * Vocab * 4;
+    /// <summary>
+    /// Per timed figure (keys as the *_ms fields without the suffix): [min, median, max] over the repeats, and
+    /// "forward_over_floor_pairs": the same for the ratio of each forward to the floor run right after it.
+    /// </summary>
+    [JsonPropertyName("min_median_max_ms")] public IReadOnlyDictionary<string, double[]> MinMedianMax { get; init; } = new Dictionary<string, double[]>();
+    [JsonPropertyName("repeat")] public int Repeat { get; init; }
     [JsonPropertyName("note")] public string? Note { get; init; }
 }
 
@@ -53,7 +59,7 @@ public sealed record KernelBenchOptions
     public IReadOnlyList<long> Rows { get; init; } = DefaultRows;
     public IReadOnlyList<long> Vocab { get; init; } = DefaultVocab;
     public IReadOnlyList<string> Dtypes { get; init; } = DefaultDtypes;
-    public int Repeat { get; init; } = 3;
+    public int Repeat { get; init; } = 5;
     /// <summary>Hidden size of the head comparison (naive vs chunked); 0 skips it.</summary>
     public long HeadHidden { get; init; } = 64;
     public bool MeasureMemory { get; init; } = true;
@@ -86,26 +92,47 @@ public static class KernelBenchmark
                 }
     }
 
-    static double Median(List<double> xs)
+    /// <summary>Min, median and max of repeated measurements.</summary>
+    internal readonly record struct Timing(double Min, double Median, double Max)
     {
-        xs.Sort();
-        return xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
+        public static Timing Of(IReadOnlyList<double> xs)
+        {
+            var sorted = xs.Order().ToArray();
+            int n = sorted.Length;
+            double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            return new Timing(sorted[0], median, sorted[^1]);
+        }
+        public double[] ToArray() => new[] { Min, Median, Max };
     }
 
-    /// <summary>Runs once to warm up, then <paramref name="repeat"/> times; the median in milliseconds (setup untimed).</summary>
-    static double Time(int repeat, Action action, Action? setup = null)
+    static double Once(Action action, Action? setup)
     {
         setup?.Invoke();
+        var sw = Stopwatch.StartNew();
         action();
-        var times = new List<double>();
+        return sw.Elapsed.TotalMilliseconds;
+    }
+
+    /// <summary>Runs once to warm up, then <paramref name="repeat"/> times, in milliseconds (setup untimed).</summary>
+    static Timing Time(int repeat, Action action, Action? setup = null)
+    {
+        Once(action, setup);
+        return Timing.Of(Enumerable.Range(0, repeat).Select(_ => Once(action, setup)).ToList());
+    }
+
+    /// <summary>Two measurements alternated (a, b, a, b, ...), so both see the same load on a shared machine; also the per-pair ratios a/b.</summary>
+    static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
+    {
+        Once(a, null);
+        Once(b, null);
+        var ta = new List<double>();
+        var tb = new List<double>();
         for (int i = 0; i < repeat; i++)
         {
-            setup?.Invoke();
-            var sw = Stopwatch.StartNew();
-            action();
-            times.Add(sw.Elapsed.TotalMilliseconds);
+            ta.Add(Once(a, null));
+            tb.Add(Once(b, null));
         }
-        return Median(times);
+        return (Timing.Of(ta), Timing.Of(tb), Timing.Of(ta.Zip(tb, (x, y) => x / y).ToList()));
     }
 
     static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
@@ -174,20 +201,28 @@ public static class KernelBenchmark
         logits.requires_grad_(true);
         // In place: the gradient overwrites a scratch copy of the logits (as the Fused head overwrites its private logits).
         var scratch = logits.detach().clone().requires_grad_(true);
-        double fusedMs = Time(options.Repeat, () => FusedForwardBackward(false));
-        double fusedInPlaceMs = Time(options.Repeat, () => FusedForwardBackward(true, scratch), () =>
+        var spread = new Dictionary<string, double[]>();
+        var fused = Time(options.Repeat, () => FusedForwardBackward(false));
+        var fusedInPlace = Time(options.Repeat, () => FusedForwardBackward(true, scratch), () =>
         {
             using var _ = no_grad();
             scratch.copy_(logits);
         });
         scratch.Dispose(); // not needed again: keep the naive run's peak free of it
-        double fusedForwardMs = Time(options.Repeat, FusedForward);
-        double floorMs = Time(options.Repeat, Floor);
+        var (fusedForward, floor, forwardOverFloor) = TimeAlternating(options.Repeat, FusedForward, Floor);
+        spread["fused"] = fused.ToArray();
+        spread["fused_in_place"] = fusedInPlace.ToArray();
+        spread["fused_forward"] = fusedForward.ToArray();
+        spread["floor"] = floor.ToArray();
+        spread["forward_over_floor_pairs"] = forwardOverFloor.ToArray();
         double? naiveMs = null, naiveForwardMs = null;
         if (runNaive)
         {
-            naiveMs = Time(options.Repeat, NaiveForwardBackward);
-            naiveForwardMs = Time(options.Repeat, NaiveForward);
+            var naive = Time(options.Repeat, NaiveForwardBackward);
+            var naiveForward = Time(options.Repeat, NaiveForward);
+            (naiveMs, naiveForwardMs) = (naive.Median, naiveForward.Median);
+            spread["naive"] = naive.ToArray();
+            spread["naive_forward"] = naiveForward.ToArray();
         }
         long gradBytes = n * elem, outputBytes = rows * 4 * 2; // the logits' gradient; log-probs and mean logits
         long? fusedExtra = null, naiveExtra = null;
@@ -198,8 +233,9 @@ public static class KernelBenchmark
         }
         result = result with
         {
-            NaiveMs = naiveMs, NaiveForwardMs = naiveForwardMs, FusedMs = fusedMs, FusedForwardMs = fusedForwardMs,
-            FusedInPlaceMs = fusedInPlaceMs, FloorMs = floorMs, NaiveExtraBytes = naiveExtra, FusedExtraBytes = fusedExtra,
+            NaiveMs = naiveMs, NaiveForwardMs = naiveForwardMs, FusedMs = fused.Median, FusedForwardMs = fusedForward.Median,
+            FusedInPlaceMs = fusedInPlace.Median, FloorMs = floor.Median, NaiveExtraBytes = naiveExtra, FusedExtraBytes = fusedExtra,
+            MinMedianMax = spread, Repeat = options.Repeat,
             Note = runNaive ? null : $"naive skipped: needs about {naiveNeed / 1e9:F1} GB, {available / 1e9:F1} GB available",
         };
         logits.requires_grad_(false);
@@ -224,8 +260,10 @@ public static class KernelBenchmark
             var r = TokenLogProbs.FromHidden(hidden, weight, labels, mode, chunk);
             autograd.grad(new[] { r.LogProbs }, new[] { hidden, weight }, new[] { gradOut });
         }
-        double chunkedMs = Time(options.Repeat, () => Head(LogProbMode.Chunked));
-        double? naiveMs = runNaive ? Time(options.Repeat, () => Head(LogProbMode.Naive)) : null;
+        var chunked = Time(options.Repeat, () => Head(LogProbMode.Chunked));
+        Timing? naive = runNaive ? Time(options.Repeat, () => Head(LogProbMode.Naive)) : null;
+        var spread = new Dictionary<string, double[]>(result.MinMedianMax) { ["head_chunked"] = chunked.ToArray() };
+        if (naive is { } n) spread["head_naive"] = n.ToArray();
         long gradBytes = (rows * h + vocab * h) * (dtype == ScalarType.Float32 ? 4 : 2) + rows * 8;
         long? chunkedExtra = null, naiveExtra = null;
         if (options.MeasureMemory && ProcessMemory.PeakTrackingAvailable)
@@ -235,7 +273,7 @@ public static class KernelBenchmark
         }
         return result with
         {
-            HeadHidden = h, HeadChunkRows = chunk, HeadNaiveMs = naiveMs, HeadChunkedMs = chunkedMs,
+            HeadHidden = h, HeadChunkRows = chunk, HeadNaiveMs = naive?.Median, HeadChunkedMs = chunked.Median, MinMedianMax = spread,
             HeadNaiveExtraBytes = naiveExtra, HeadChunkedExtraBytes = chunkedExtra,
         };
     }

@@ -30,11 +30,13 @@ int32_t engine_native_abi_version(void);
 int32_t engine_cpu_isa(void);
 /* Forces an ISA (tests, benchmarks); ENGINE_UNSUPPORTED_ISA when the CPU lacks it. -1 restores the automatic choice. */
 int32_t engine_force_isa(int32_t isa);
-/* Worker threads for row-parallel kernels; 0 restores the default (ENGINE_NATIVE_THREADS or the CPUs we may run on). */
+/* Threads of the persistent worker pool that runs the row-parallel kernels, the calling thread included (the C#
+ * side passes torch's intra-op thread count: docs/kernels.md, "Threads"); 0 restores the default
+ * (ENGINE_NATIVE_THREADS, else the CPUs we may run on). Waits for a kernel running on another thread. */
 void engine_set_threads(int32_t threads);
 int32_t engine_threads(void);
 
-/* Fused per-token log-prob, forward. One pass over each row of logits [rows, vocab]:
+/* Fused per-token log-prob, forward. One streaming pass over each row of logits [rows, vocab] (rarely two):
  *   logp[r]      = log softmax(logits[r])[labels[r]]   (0 when labels[r] == ignore_index)
  *   stats[2r]    = max of the row, stats[2r+1] = log sum exp(row - max)   (saved for the backward)
  *   logit_mean[r]= mean of the raw logits of the row (every row, ignored or not)

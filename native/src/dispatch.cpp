@@ -1,16 +1,22 @@
 // The exported C API: picks the row kernels for this CPU at run time and spreads rows over threads.
 #include "engine_native.h"
 #include "row_kernels.h"
+#include "thread_pool.h"
 
-#include <sched.h>
 #include <sys/mman.h>
 #include <cerrno>
 #include <cstdint>
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <thread>
-#include <vector>
+
+// x86 CPU-feature checks exist only for x86 targets; elsewhere (ARM, ...) only the scalar kernels are built.
+// ENGINE_NO_X86 (CMake's ENGINE_SCALAR_ONLY) compiles an x86 target exactly as a non-x86 one: the check of that path.
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(ENGINE_NO_X86)
+#define ENGINE_X86 1
+#endif
+#if (defined(ENGINE_HAVE_AVX2) || defined(ENGINE_HAVE_AVX512)) && !defined(ENGINE_X86)
+#error "x86 kernels enabled for a non-x86 target (see cmake/EngineSimd.cmake)"
+#endif
 
 namespace {
 
@@ -19,10 +25,12 @@ bool cpu_has(int32_t isa)
     switch (isa)
     {
     case ENGINE_ISA_SCALAR: return true;
+#ifdef ENGINE_X86
     case ENGINE_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case ENGINE_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
     default: return false;
     }
 }
@@ -53,7 +61,6 @@ const EngineRowKernels* kernels_for(int32_t isa)
 }
 
 std::atomic<int32_t> g_isa{-1};
-std::atomic<int32_t> g_threads{0};
 
 int32_t current_isa()
 {
@@ -66,56 +73,13 @@ int32_t current_isa()
     return isa;
 }
 
-int32_t default_threads()
-{
-    if (const char* env = std::getenv("ENGINE_NATIVE_THREADS"))
-    {
-        int n = std::atoi(env);
-        if (n > 0) return n;
-    }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-    return std::max(1u, std::thread::hardware_concurrency());
-}
-
-int32_t thread_count()
-{
-    int32_t n = g_threads.load(std::memory_order_relaxed);
-    if (n <= 0)
-    {
-        n = default_threads();
-        g_threads.store(n, std::memory_order_relaxed);
-    }
-    return n;
-}
-
-// Runs body(begin, end) over contiguous row ranges, one per thread. Rows are independent, so the result does
-// not depend on the thread count. Small jobs stay on the calling thread.
+// Runs body(begin, end) over row ranges on the kernels' worker pool. Rows are independent, so the result does
+// not depend on the thread count. Small jobs (under two ranges of 2^16 elements) stay on the calling thread.
 template <class Body>
 void parallel_rows(int64_t rows, int64_t vocab, Body body)
 {
-    constexpr int64_t kMinElementsPerThread = 1 << 16;
-    int64_t threads = std::min<int64_t>(thread_count(), rows);
-    threads = std::min<int64_t>(threads, std::max<int64_t>(1, rows * vocab / kMinElementsPerThread));
-    if (threads <= 1)
-    {
-        body(0, rows);
-        return;
-    }
-    std::vector<std::thread> workers;
-    workers.reserve(static_cast<size_t>(threads - 1));
-    const int64_t per = rows / threads, extra = rows % threads;
-    int64_t begin = 0;
-    int64_t first_end = per + (extra > 0 ? 1 : 0);
-    begin = first_end;
-    for (int64_t t = 1; t < threads; ++t)
-    {
-        const int64_t end = begin + per + (t < extra ? 1 : 0);
-        workers.emplace_back([=] { body(begin, end); });
-        begin = end;
-    }
-    body(0, first_end);
-    for (auto& w : workers) w.join();
+    constexpr int64_t kMinElementsPerRange = 1 << 16;
+    engine::parallel_for(0, rows, std::max<int64_t>(1, kMinElementsPerRange / vocab), body);
 }
 
 bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == ENGINE_DTYPE_BF16; }
@@ -147,9 +111,9 @@ int32_t engine_force_isa(int32_t isa)
     return ENGINE_OK;
 }
 
-void engine_set_threads(int32_t threads) { g_threads.store(threads > 0 ? threads : default_threads()); }
+void engine_set_threads(int32_t threads) { engine::set_threads(threads); }
 
-int32_t engine_threads(void) { return thread_count(); }
+int32_t engine_threads(void) { return engine::threads(); }
 
 int32_t engine_logprob_forward(const void* logits, int32_t dtype, const int64_t* labels, int64_t rows, int64_t vocab,
                                int64_t ignore_index, float* logp, float* stats, float* logit_mean, int64_t* bad_row)

@@ -18,6 +18,18 @@ struct SimdAvx2
         __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
     }
+    // 2W consecutive logits as two vectors (bf16: even and odd elements, one op each; see simd_avx512.h).
+    static void load2(const float* p, V& a, V& b)
+    {
+        a = _mm256_loadu_ps(p);
+        b = _mm256_loadu_ps(p + Width);
+    }
+    static void load2(const uint16_t* p, V& a, V& b)
+    {
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+        a = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+        b = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    }
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
     static void store(uint16_t* p, V v)
     {
@@ -48,10 +60,16 @@ struct SimdAvx2
     }
 
     // exp for x <= 88 (same polynomial as the other paths); 2^n built in the exponent field, 0 below -87.3.
-    static V exp(V x)
+    static V exp(V x) { return exp_impl<true>(x); }
+    // The same for x <= 88 already known (x - max in the forward): one clamp fewer.
+    static V exp_nonpositive(V x) { return exp_impl<false>(x); }
+
+    template <bool ClampHigh>
+    static V exp_impl(V x)
     {
         V underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_NGE_UQ); // also -inf and NaN
-        x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
+        x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+        if (ClampHigh) x = _mm256_min_ps(x, _mm256_set1_ps(88.0f));
         V n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         V r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
         r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);

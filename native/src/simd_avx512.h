@@ -18,6 +18,20 @@ struct SimdAvx512
         __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
     }
+    // 2W consecutive logits as two vectors. For bf16 one load and one op per vector: the even elements are the
+    // low halves of the 32-bit lanes shifted up, the odd ones the high halves masked, so the two vectors hold
+    // elements in the order (0, 2, 4, ...) and (1, 3, 5, ...): fine for sums and maxima.
+    static void load2(const float* p, V& a, V& b)
+    {
+        a = _mm512_loadu_ps(p);
+        b = _mm512_loadu_ps(p + Width);
+    }
+    static void load2(const uint16_t* p, V& a, V& b)
+    {
+        const __m512i w = _mm512_loadu_si512(p);
+        a = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        b = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    }
     static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
     static void store(uint16_t* p, V v)
     {
@@ -36,9 +50,12 @@ struct SimdAvx512
 
     // exp for x <= 88: 2^n * (1 + r + r^2 P(r)), |r| <= ln2/2 (Cephes expf coefficients). scalef applies 2^n
     // with correct underflow, so clamping at -104 (below the smallest denormal) gives exactly 0 for -inf.
-    static V exp(V x)
+    static V exp(V x) { return exp_nonpositive(_mm512_min_ps(x, _mm512_set1_ps(88.0f))); }
+
+    // The same for x <= 88 already known (x - max in the forward): one clamp fewer.
+    static V exp_nonpositive(V x)
     {
-        x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.0f));
+        x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
         V n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         V r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
         r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);

@@ -17,6 +17,12 @@ struct SimdScalar
     static V set1(float x) { return x; }
     static V load(const float* p) { return *p; }
     static V load(const uint16_t* p) { return bits_to_float(static_cast<uint32_t>(*p) << 16); }
+    template <class T>
+    static void load2(const T* p, V& a, V& b)
+    {
+        a = load(p);
+        b = load(p + 1);
+    }
     static void store(float* p, V v) { *p = v; }
     static void store(uint16_t* p, V v)
     {
@@ -29,6 +35,7 @@ struct SimdScalar
     static V max(V a, V b) { return a > b ? a : b; }
     static float hmax(V a) { return a; }
     static float hsum(V a) { return a; }
+    static V exp_nonpositive(V x) { return exp(x); } // the upper clamp is one compare: no second copy
 
     // exp for x <= 88: 2^n * (1 + r + r^2 P(r)) with |r| <= ln2/2 (Cephes expf coefficients); 0 below -87.3.
     static V exp(V x)

@@ -4,6 +4,10 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <dirent.h>
+#include <chrono>
+#include <set>
+#include <thread>
 #include <limits>
 #include <string>
 
@@ -18,6 +22,19 @@ std::vector<int32_t> available_isas()
         if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
     engine_force_isa(-1);
     return isas;
+}
+
+// The kernel thread ids of this process (Linux: /proc/self/task).
+std::set<std::string> process_threads()
+{
+    std::set<std::string> ids;
+    if (DIR* d = opendir("/proc/self/task"))
+    {
+        while (dirent* e = readdir(d))
+            if (e->d_name[0] != '.') ids.insert(e->d_name);
+        closedir(d);
+    }
+    return ids;
 }
 
 const char* isa_name(int32_t isa)
@@ -119,18 +136,84 @@ void check_backward(bool bf16)
 
 } // namespace
 
+// The automatic choice is the best ISA the library accepts; a scalar-only build (a non-x86 target, or
+// ENGINE_SCALAR_ONLY) has nothing else.
+TEST_CASE(cpu_isas_match_the_build)
+{
+    const std::vector<int32_t> isas = available_isas();
+    CHECK(!isas.empty() && isas.front() == ENGINE_ISA_SCALAR);
+    CHECK(engine_cpu_isa() == isas.back());
+#ifdef ENGINE_TEST_SCALAR_ONLY
+    CHECK(isas.size() == 1);
+    CHECK(engine_force_isa(ENGINE_ISA_AVX2) == ENGINE_UNSUPPORTED_ISA);
+    CHECK(engine_force_isa(ENGINE_ISA_AVX512) == ENGINE_UNSUPPORTED_ISA);
+    CHECK(engine_cpu_isa() == ENGINE_ISA_SCALAR);
+#endif
+    CHECK(engine_force_isa(42) == ENGINE_UNSUPPORTED_ISA);
+    engine_force_isa(-1);
+}
+
 TEST_CASE(cpu_logprob_forward_f32) { check_forward(false); }
 TEST_CASE(cpu_logprob_forward_bf16) { check_forward(true); }
+
+// The forward sums exp(x - offset) against the max of a row's first logits and reads the row a second time only
+// when the row's max is far above that guess. Rows that take each way, every ISA, f32 and bf16, against the
+// double-precision reference (logp, max + log-sum-exp, and the max itself).
+TEST_CASE(cpu_logprob_forward_offset_paths)
+{
+    const int64_t vocab = 5003;
+    Case c;
+    c.name = "offset paths";
+    c.rows = 6;
+    c.vocab = vocab;
+    c.logits.assign(static_cast<size_t>(c.rows * vocab), 0.0f);
+    c.labels = {17, 5000, 4000, 3, 2500, 4999};
+    c.grad_out.assign(static_cast<size_t>(c.rows), 1.0f);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (float& x : c.logits) x = normal(rng);
+    float* row = c.logits.data();
+    row[0 * vocab + 3000] = 200.0f;                                   // max far above the guess: second pass
+    for (int64_t v = 0; v < 300; ++v) row[1 * vocab + v] = -INFINITY; // the first logits all -inf: second pass
+    for (int64_t v = 0; v < 256; ++v) row[2 * vocab + v] = 0.0f;      // max exactly guess + 64: one pass
+    row[2 * vocab + 1000] = 64.0f;
+    for (int64_t v = 0; v < vocab; ++v) row[3 * vocab + v] = 0.05f * static_cast<float>(v); // rising: max at the end
+    for (int64_t v = 0; v < vocab; ++v) row[4 * vocab + v] = -1e4f + normal(rng);           // all far below 0
+    row[5 * vocab + 4999] = 1e4f;                                     // one huge logit, labelled
+    for (bool bf16 : {false, true})
+    {
+        Case k = c;
+        if (bf16)
+            for (float& x : k.logits) x = from_bf16(to_bf16(x));
+        const Forward ref = forward(k);
+        for (int32_t isa : available_isas())
+        {
+            engine_force_isa(isa);
+            const Outputs o = run_forward(k, bf16);
+            CHECK(o.status == ENGINE_OK);
+            for (int64_t r = 0; r < k.rows; ++r)
+            {
+                const std::string where = std::string(isa_name(isa)) + (bf16 ? " bf16" : " f32") + " row " + std::to_string(r);
+                double row_max = -INFINITY;
+                for (int64_t v = 0; v < vocab; ++v) row_max = std::max(row_max, static_cast<double>(k.logits[r * vocab + v]));
+                CHECK_CLOSE(o.stats[2 * r], row_max, 0.0, 0.0, where + " max");
+                CHECK_CLOSE(o.logp[r], ref.logp[r], 1e-5, 1e-6, where + " logp");
+                CHECK_CLOSE(static_cast<double>(o.stats[2 * r]) + o.stats[2 * r + 1], ref.lse[r], 1e-5, 1e-6, where + " lse");
+            }
+        }
+    }
+    engine_force_isa(-1);
+}
 TEST_CASE(cpu_logprob_backward_f32) { check_backward(false); }
 TEST_CASE(cpu_logprob_backward_bf16) { check_backward(true); }
 
 // In-place backward (grad written over the logits) gives the same bits as out-of-place, and the thread count
-// changes nothing: rows are independent.
+// changes nothing: rows are independent. (64 x 8193: large enough to be split over the threads.)
 TEST_CASE(cpu_logprob_in_place_and_threads)
 {
     for (bool bf16 : {false, true})
     {
-        const Case c = make_case(37, 3001, Values::Extreme, bf16, 7);
+        const Case c = make_case(64, 8193, Values::Extreme, bf16, 7);
         engine_set_threads(1);
         const Outputs one = run_forward(c, bf16);
         engine_set_threads(3);
@@ -155,6 +238,36 @@ TEST_CASE(cpu_logprob_in_place_and_threads)
         CHECK(separate == in_place);
         CHECK(separate == other_threads);
     }
+    engine_set_threads(0);
+}
+
+// The kernels run on the persistent pool: between calls the worker threads stay (same thread ids), none is
+// created or ended per call.
+TEST_CASE(cpu_kernels_keep_their_workers)
+{
+    const Case c = make_case(64, 8193, Values::Normal, false, 11);
+    engine_set_threads(3);
+    run_forward(c, false); // the pool exists from here on
+    const std::set<std::string> threads = process_threads();
+    CHECK(threads.size() >= 3);
+    for (int call = 0; call < 20; ++call)
+    {
+        const Outputs o = run_forward(c, false);
+        CHECK(o.status == ENGINE_OK);
+        std::vector<float> grad(c.logits.size());
+        CHECK(engine_logprob_backward(c.logits.data(), ENGINE_DTYPE_F32, c.labels.data(), o.stats.data(), c.grad_out.data(),
+                                      c.rows, c.vocab, kIgnore, grad.data()) == ENGINE_OK);
+        CHECK(process_threads() == threads);
+    }
+    // Resizing ends the two workers. (A joined thread can stay listed for a moment while the kernel reaps it.)
+    engine_set_threads(1);
+    size_t left = process_threads().size();
+    for (int wait = 0; wait < 200 && left != threads.size() - 2; ++wait)
+    {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        left = process_threads().size();
+    }
+    CHECK(left == threads.size() - 2);
     engine_set_threads(0);
 }
 

@@ -19,7 +19,7 @@ public sealed class ExportCommand : CliCommand<ExportArgs>
         Opt<ExportArgs>.String("out", "the GGUF file to write", a => a.Output, (a, v) => a with { Output = v }, valueName: "FILE.gguf", required: true),
         Opt<ExportArgs>.Choice("type", "tensor type (the K-quants keep llama.cpp's per-tensor mix)", GgufExportTypes.Names, v => v,
             a => a.Type, (a, v) => a with { Type = v }, required: true),
-        Opt<ExportArgs>.String("name", "general.name in the file (default: the model folder's name)", a => a.Name, (a, v) => a with { Name = v }, valueName: "NAME"),
+        Opt<ExportArgs>.String("name", $"{GgufKeys.ModelName} in the file (default: the model folder's name)", a => a.Name, (a, v) => a with { Name = v }, valueName: "NAME"),
         Opt<ExportArgs>.Flag("force", "replace an existing output file", a => a.Force, (a, v) => a with { Force = v }),
         Opt<ExportArgs>.Flag("no-validate", "write the file without checking it in llama.cpp", a => a.NoValidate, (a, v) => a with { NoValidate = v }),
         Opt<ExportArgs>.Flag("json", "print only the validation report, as one JSON object", a => a.Json, (a, v) => a with { Json = v }),

@@ -56,6 +56,7 @@ public sealed class KernelsCompileCommand : CliCommand<KernelsCompileArgs>
             foreach (var r in rows)
                 w.WriteLine($"{r.Kernel,-28} {r.Arch,-11} {r.Format,-6} {Show(r.Registers),9} {Show(r.SpillBytes),11} {Show(r.SharedBytes),10}");
             if (outDir is not null) w.WriteLine($"wrote {images.Count} images to {outDir}");
+            w.WriteLine($"{KernelCompiler.Compilations} NVRTC compilations, the rest from the cache ({KernelCompiler.CacheDirectory ?? "in memory only"})");
         }
         int spilling = rows.Count(r => r.SpillBytes > 0);
         if (spilling > 0) context.Err.WriteLine($"warning: {spilling} kernel/architecture pairs spill registers");

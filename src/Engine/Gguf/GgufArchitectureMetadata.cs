@@ -1,12 +1,14 @@
+using System.Globalization;
 using Engine.Models;
+using static Engine.Gguf.GgufKeys;
 
 namespace Engine.Gguf;
 
 /// <summary>
-/// The <c>{arch}.*</c> hyper-parameters of a GGUF file: written from a <see cref="LlamaConfig"/> the way
-/// convert_hf_to_gguf.py writes them for that architecture (TextModel's common keys, LlamaModel's vocab_size and
-/// rope.dimension_count, Gemma3Model's window, local RoPE base and soft-cap), and read back the way llama.cpp's
-/// loader reads them (its defaults for absent keys included).
+/// The <c>{arch}.*</c> hyper-parameters of a GGUF file, through the <see cref="GgufKeys"/> table: written from a
+/// <see cref="LlamaConfig"/> the way convert_hf_to_gguf.py writes them for that architecture (TextModel's common keys,
+/// LlamaModel's vocab_size and rope.dimension_count, Gemma3Model's window, local RoPE base and soft-cap), and read back
+/// the way llama.cpp's loader reads them (its defaults for absent keys included).
 /// </summary>
 public static class GgufArchitectureMetadata
 {
@@ -14,45 +16,40 @@ public static class GgufArchitectureMetadata
     public const int Gemma3Pattern = 6;
     public const double Gemma3LocalRopeBase = 10000.0;
 
-    public static List<KeyValuePair<string, GgufValue>> Build(LlamaConfig c, GgufArchitecture arch, int vocabSize)
+    public static void Build(GgufMetadataBuilder m, LlamaConfig c, GgufArchitecture arch, int vocabSize)
     {
-        var m = new List<KeyValuePair<string, GgufValue>>();
-        string a = arch.Name;
-        void Add(string key, GgufValue v) => m.Add(new($"{a}.{key}", v));
-        Add("block_count", GgufValue.U32((uint)c.NumLayers));
-        Add("context_length", GgufValue.U32((uint)c.MaxPositionEmbeddings));
-        Add("embedding_length", GgufValue.U32((uint)c.HiddenSize));
-        Add("feed_forward_length", GgufValue.U32((uint)c.IntermediateSize));
-        Add("attention.head_count", GgufValue.U32((uint)c.NumHeads));
-        Add("attention.head_count_kv", GgufValue.U32((uint)c.NumKvHeads));
+        m.Add(BlockCount, c.NumLayers);
+        m.Add(ContextLength, c.MaxPositionEmbeddings);
+        m.Add(EmbeddingLength, c.HiddenSize);
+        m.Add(FeedForwardLength, c.IntermediateSize);
+        m.Add(HeadCount, c.NumHeads);
+        m.Add(HeadCountKv, c.NumKvHeads);
         if (c.RopeScaling == RopeScalingKind.Linear)
         {
-            Add("rope.scaling.type", GgufValue.Str("linear"));
-            Add("rope.scaling.factor", GgufValue.F32((float)c.RopeScalingFactor));
+            m.Add(RopeScalingType, "linear");
+            m.Add(RopeScalingFactor, (float)c.RopeScalingFactor);
         }
-        Add("rope.freq_base", GgufValue.F32((float)c.RopeTheta));
-        if (c.LocalRopeTheta is double local) Add("rope.freq_base_swa", GgufValue.F32((float)local));
-        Add("attention.layer_norm_rms_epsilon", GgufValue.F32((float)c.RmsNormEps));
+        m.Add(RopeFreqBase, (float)c.RopeTheta);
+        if (c.LocalRopeTheta is double local) m.Add(RopeFreqBaseSwa, (float)local);
+        m.Add(RmsNormEpsilon, (float)c.RmsNormEps);
         // HF configs of Qwen3 and Gemma 3 always state head_dim; the others only need it when it is not hidden/heads.
         if (arch == GgufArchitectures.Qwen3 || arch == GgufArchitectures.Gemma3 || c.HeadDim * c.NumHeads != c.HiddenSize)
         {
-            Add("attention.key_length", GgufValue.U32((uint)c.HeadDim));
-            Add("attention.value_length", GgufValue.U32((uint)c.HeadDim));
+            m.Add(KeyLength, c.HeadDim);
+            m.Add(ValueLength, c.HeadDim);
         }
         if (arch == GgufArchitectures.Llama)
         {
-            Add("vocab_size", GgufValue.U32((uint)vocabSize));
-            Add("rope.dimension_count", GgufValue.U32((uint)c.HeadDim));
+            m.Add(VocabSize, vocabSize);
+            m.Add(RopeDimensionCount, c.HeadDim);
         }
         if (arch == GgufArchitectures.Gemma3)
         {
-            if (c.FinalLogitSoftcapping is double cap) Add("final_logit_softcapping", GgufValue.F32((float)cap));
-            if (c.SlidingWindow is int window) Add("attention.sliding_window", GgufValue.U32((uint)window));
+            if (c.FinalLogitSoftcapping is double cap) m.Add(FinalLogitSoftcapping, (float)cap);
+            if (c.SlidingWindow is int window) m.Add(SlidingWindow, window);
             // The converter relies on llama.cpp's built-in pattern of 6; another one is stated explicitly.
-            if (c.SlidingWindow != null && c.SlidingWindowPattern is int n && n != Gemma3Pattern)
-                Add("attention.sliding_window_pattern", GgufValue.U32((uint)n));
+            if (c.SlidingWindow != null && c.SlidingWindowPattern is int n && n != Gemma3Pattern) m.Add(SlidingWindowPattern, n);
         }
-        return m;
     }
 
     /// <summary>What llama.cpp will compute differently from the model, for the export's notices (empty when nothing).</summary>
@@ -64,61 +61,61 @@ public static class GgufArchitectureMetadata
             yield return $"notice: dynamic NTK RoPE scaling has no GGUF form (llama.cpp's converter drops it): llama.cpp agrees with this model only for sequences up to max_position_embeddings ({c.MaxPositionEmbeddings}) tokens";
         if (arch == GgufArchitectures.Gemma3)
         {
-            double llamaCppScalar = c.NumLayers == 62 ? (double)c.HiddenSize / c.NumHeads : c.HeadDim; // llama.cpp's rule (27B)
+            double llamaCppScalar = LlamaCppQueryScalar(c);
             if (c.QueryPreAttnScalar is double s && s != llamaCppScalar)
                 yield return $"notice: query_pre_attn_scalar {s} is not what llama.cpp assumes for this shape ({llamaCppScalar}): its attention scale will differ";
             if (c.SlidingWindowPattern is int n && n != Gemma3Pattern)
-                yield return $"notice: sliding_window_pattern {n} is written as {arch.Name}.attention.sliding_window_pattern, which llama.cpp builds before late 2025 ignore (they assume {Gemma3Pattern})";
+                yield return $"notice: sliding_window_pattern {n} is written as {SlidingWindowPattern.Name(arch.Name)}, which llama.cpp builds before late 2025 ignore (they assume {Gemma3Pattern})";
         }
     }
+
+    /// <summary>llama.cpp scales Gemma 3's queries by head_dim^-½, except for the 27B shape (62 layers: hidden/heads).</summary>
+    static double LlamaCppQueryScalar(LlamaConfig c) => c.NumLayers == 62 ? (double)c.HiddenSize / c.NumHeads : c.HeadDim;
 
     /// <summary>The model config of a file whose general.architecture is <paramref name="arch"/>.</summary>
     public static LlamaConfig ReadConfig(GgufFile file, GgufArchitecture arch)
     {
         string src = file.Source, a = arch.Name;
-        int? Int(string key) => GgufModelMetadata.GetInt(file, $"{a}.{key}");
-        int Required(string key) => Int(key) ?? throw new EngineException($"{src}: missing {a}.{key}");
-        double? Double(string key) => Decimal(file, $"{a}.{key}");
-
-        int hidden = Required("embedding_length");
-        int heads = Required("attention.head_count");
-        int kvHeads = Int("attention.head_count_kv") ?? heads;
-        int headDim = Int("attention.key_length") ?? Int("rope.dimension_count") ?? (heads > 0 ? hidden / heads : 0);
-        if (Int("attention.value_length") is int vl && vl != headDim)
-            throw new EngineException($"{src}: {a}.attention.value_length {vl} differs from the key length {headDim} (not supported)");
-        if (Int("rope.dimension_count") is int rot && rot != headDim)
-            throw new EngineException($"{src}: partial rotary embeddings ({a}.rope.dimension_count {rot} < head size {headDim}) are not supported");
-        int vocab = file.Metadata.TryGetValue("tokenizer.ggml.tokens", out var tokens) && tokens.Type == GgufValueType.Array
+        int hidden = file.RequireInt(EmbeddingLength, a);
+        int heads = file.RequireInt(HeadCount, a);
+        int kvHeads = file.GetInt(HeadCountKv, a) ?? heads;
+        int headDim = file.GetInt(KeyLength, a) ?? file.GetInt(RopeDimensionCount, a) ?? (heads > 0 ? hidden / heads : 0);
+        if (file.GetInt(ValueLength, a) is int vl && vl != headDim)
+            throw new EngineException($"{src}: {ValueLength.Name(a)} {vl} differs from the key length {headDim} (not supported)");
+        if (file.GetInt(RopeDimensionCount, a) is int rot && rot != headDim)
+            throw new EngineException($"{src}: partial rotary embeddings ({RopeDimensionCount.Name(a)} {rot} < head size {headDim}) are not supported");
+        int vocab = file.Get(Tokens) is { Type: GgufValueType.Array } tokens
             ? ((Array)tokens.Value).Length
-            : Int("vocab_size") ?? (file.TryGetTensor("token_embd.weight", out var emb) && emb.Dims.Length == 2 ? checked((int)emb.Dims[1]) : 0);
+            : file.GetInt(VocabSize, a)
+              ?? (file.TryGetTensor("token_embd.weight", out var emb) && emb.Dims.Length == 2 ? checked((int)emb.Dims[1]) : 0);
         var family = arch.Families[0];
         var config = LlamaConfig.ForFamily(family) with
         {
             HiddenSize = hidden,
-            IntermediateSize = Required("feed_forward_length"),
-            NumLayers = Required("block_count"),
+            IntermediateSize = file.RequireInt(FeedForwardLength, a),
+            NumLayers = file.RequireInt(BlockCount, a),
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
             VocabSize = vocab,
-            MaxPositionEmbeddings = Int("context_length") ?? 2048,
-            RmsNormEps = Double("attention.layer_norm_rms_epsilon") ?? 1e-5,
-            RopeTheta = Double("rope.freq_base") ?? (family == ModelFamily.Gemma3 ? 1_000_000.0 : 10000.0),
+            MaxPositionEmbeddings = file.GetInt(ContextLength, a) ?? 2048,
+            RmsNormEps = Decimal(file, RmsNormEpsilon, a) ?? 1e-5,
+            RopeTheta = Decimal(file, RopeFreqBase, a) ?? (family == ModelFamily.Gemma3 ? 1_000_000.0 : 10000.0),
             TieWordEmbeddings = !file.TryGetTensor("output.weight", out _),
-            BosTokenId = GgufModelMetadata.GetInt(file, "tokenizer.ggml.bos_token_id"),
-            EosTokenId = GgufModelMetadata.GetInt(file, "tokenizer.ggml.eos_token_id"),
-            PadTokenId = GgufModelMetadata.GetInt(file, "tokenizer.ggml.padding_token_id"),
+            BosTokenId = file.GetInt(BosTokenId),
+            EosTokenId = file.GetInt(EosTokenId),
+            PadTokenId = file.GetInt(PaddingTokenId),
             TorchDtype = "float32",
         };
         if (!(config.RmsNormEps > 0) || !(config.RopeTheta > 0)) throw new EngineException($"{src}: RMS norm epsilon and RoPE base must be positive");
 
-        string? scalingType = GgufModelMetadata.GetString(file, $"{a}.rope.scaling.type");
+        string? scalingType = file.GetString(RopeScalingType, a);
         switch (scalingType)
         {
             case null or "none": break;
             case "linear":
-                double factor = Double("rope.scaling.factor") ?? throw new EngineException($"{src}: linear RoPE scaling without {a}.rope.scaling.factor");
-                if (!(factor > 0)) throw new EngineException($"{src}: {a}.rope.scaling.factor must be positive");
+                double factor = Decimal(file, RopeScalingFactor, a) ?? throw new EngineException($"{src}: linear RoPE scaling without {RopeScalingFactor.Name(a)}");
+                if (!(factor > 0)) throw new EngineException($"{src}: {RopeScalingFactor.Name(a)} must be positive");
                 config = config with { RopeScaling = RopeScalingKind.Linear, RopeScalingFactor = factor };
                 break;
             default: throw new EngineException($"{src}: RoPE scaling '{scalingType}' is not supported (supported: linear, and llama3 as rope_freqs)");
@@ -126,32 +123,29 @@ public static class GgufArchitectureMetadata
         if (file.TryGetTensor(GgufArchitecture.RopeFrequencies, out var freqs))
         {
             if (config.RopeScaling != RopeScalingKind.None)
-                throw new EngineException($"{src}: both {a}.rope.scaling.type and a {GgufArchitecture.RopeFrequencies} tensor (not supported)");
+                throw new EngineException($"{src}: both {RopeScalingType.Name(a)} and a {GgufArchitecture.RopeFrequencies} tensor (not supported)");
             if (freqs.Dims.Length != 1 || freqs.Dims[0] != headDim / 2)
                 throw new EngineException($"{src}: {GgufArchitecture.RopeFrequencies} has dims [{string.Join(", ", freqs.Dims)}], expected [{headDim / 2}]");
             config = Llama3RopeFit.FromFactors(config, file.DecodeToArray(freqs), src);
         }
-        if (arch == GgufArchitectures.Gemma3) config = ReadGemma3(file, config, Int, Double);
+        if (arch == GgufArchitectures.Gemma3) config = ReadGemma3(file, config, a);
         config.Validate(src);
         return config;
     }
 
-    static LlamaConfig ReadGemma3(GgufFile file, LlamaConfig c, Func<string, int?> Int, Func<string, double?> Double)
+    static LlamaConfig ReadGemma3(GgufFile file, LlamaConfig c, string a)
     {
         // llama.cpp: no window key means no sliding layers; the pattern and local base default to Gemma 3's.
-        int? window = Int("attention.sliding_window") is int w && w > 0 ? w : null;
-        int pattern = Gemma3Pattern;
-        if (file.Metadata.TryGetValue($"{GgufArchitectures.Gemma3.Name}.attention.sliding_window_pattern", out var p) && p.Type == GgufValueType.Array)
-            pattern = PatternOf((Array)p.Value, c.NumLayers, file.Source);
-        else if (Int("attention.sliding_window_pattern") is int n) pattern = n;
-        return c with
+        int? window = file.GetInt(SlidingWindow, a) is int w && w > 0 ? w : null;
+        int pattern = file.Get(SlidingWindowPattern, a) is { Type: GgufValueType.Array } flags
+            ? PatternOf((Array)flags.Value, c.NumLayers, file.Source)
+            : file.GetInt(SlidingWindowPattern, a) ?? Gemma3Pattern;
+        var withWindow = c with { SlidingWindow = window, SlidingWindowPattern = pattern };
+        return withWindow with
         {
-            SlidingWindow = window,
-            SlidingWindowPattern = pattern,
-            LocalRopeTheta = window is null ? null : Double("rope.freq_base_swa") ?? Gemma3LocalRopeBase,
-            // llama.cpp scales queries by head_dim^-½, except for the 27B shape (hidden/heads).
-            QueryPreAttnScalar = c.NumLayers == 62 ? (double)c.HiddenSize / c.NumHeads : c.HeadDim,
-            FinalLogitSoftcapping = Double("final_logit_softcapping") is double cap && cap != 0 ? cap : null,
+            LocalRopeTheta = window is null ? null : Decimal(file, RopeFreqBaseSwa, a) ?? Gemma3LocalRopeBase,
+            QueryPreAttnScalar = LlamaCppQueryScalar(withWindow),
+            FinalLogitSoftcapping = Decimal(file, FinalLogitSoftcapping, a) is double cap && cap != 0 ? cap : null,
         };
     }
 
@@ -159,11 +153,11 @@ public static class GgufArchitectureMetadata
     /// A number as the decimal it was written from: GGUF stores hyper-parameters as f32, and 1e-5 comes back as
     /// 9.9999997e-6 unless read as the shortest decimal that rounds to the same f32 (what the config.json said).
     /// </summary>
-    static double? Decimal(GgufFile file, string key)
+    static double? Decimal(GgufFile file, GgufKey key, string arch)
     {
-        double? d = GgufModelMetadata.GetDouble(file, key);
-        if (d is null || !file.Metadata.TryGetValue(key, out var v) || v.Type != GgufValueType.Float32) return d;
-        return double.Parse(((float)v.Value).ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
+        double? d = file.GetDouble(key, arch);
+        if (d is null || file.Get(key, arch) is not { Type: GgufValueType.Float32 } v) return d;
+        return double.Parse(((float)v.Value).ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
     }
 
     /// <summary>A per-layer bool array (true = sliding) as "every n-th layer full", the only arrangement supported.</summary>

@@ -16,19 +16,26 @@ public sealed record GgufExportOptions
     public bool Force { get; init; }
     /// <summary>Called with the finished temporary file before it is renamed into place; throwing keeps it from appearing.</summary>
     public Action<string>? BeforeRename { get; init; }
+    /// <summary>Elements per unit of work (tests make it small to cut tensors into many chunks).</summary>
+    internal long ChunkElements { get; init; } = GgufTensorPipeline.DefaultChunkElements;
 }
 
 public sealed record GgufExportResult(string OutputPath, GgufExportType Type, IReadOnlyList<TensorTypeChoice> Tensors,
     long FileBytes, long SourceBytes, TimeSpan WriteTime, IReadOnlyList<string> Notices)
 {
     public IEnumerable<TensorTypeChoice> Fallbacks => Tensors.Where(t => t.IsFallback);
+    /// <summary>Where the writing time went (for `bench export`).</summary>
+    public GgufExportTimings Timings { get; init; } = GgufExportTimings.None;
 }
 
 /// <summary>
 /// Writes a model as a llama.cpp GGUF file of its family's architecture (<see cref="GgufArchitectures"/>): metadata,
-/// the tokenizer, tensors renamed and changed as llama.cpp's converter changes them, dims innermost first, each tensor converted or quantized
-/// (in parallel, llama.cpp's type mix and fallbacks) while the previous one is written. The file goes to a
-/// temporary sibling and is renamed into place only when complete.
+/// the tokenizer, tensors renamed and changed as llama.cpp's converter changes them (q/k rows interleaved for the
+/// llama architecture's RoPE, Gemma's norms as 1 + w, llama3 RoPE scaling as rope_freqs), dims innermost first, each
+/// tensor converted or quantized
+/// (llama.cpp's type mix and fallbacks) by <see cref="GgufTensorPipeline"/>: chunks of rows read in place from the
+/// mapped source, encoded and written at their offsets, one worker per core. The file goes to a temporary sibling
+/// and is renamed into place only when complete.
 /// </summary>
 public static class GgufExporter
 {
@@ -90,36 +97,30 @@ public static class GgufExporter
         var writer = new GgufWriter();
         foreach (var kv in GgufModelMetadata.Build(config, options.Name ?? DefaultName(source), options.Type, anyQuantized, config.VocabSize)) writer.Add(kv.Key, kv.Value);
         foreach (var kv in GgufTokenizerMetadata.Build(tokenizer, config.VocabSize, source)) writer.Add(kv.Key, kv.Value);
+        foreach (var (_, c) in plan) writer.AddTensor(c.Name, c.Dims, c.Type);
+        var layout = writer.Layout();
 
-        // Each tensor is encoded while the previous one is being written.
-        Task<NativeBuffer>? pending = null;
-        Task<NativeBuffer> Start(int i) => Task.Run(() => Encode(plan[i].Tensor, plan[i].Choice));
-        for (int i = 0; i < plan.Count; i++)
-        {
-            int index = i;
-            var c = plan[i].Choice;
-            writer.AddTensor(c.Name, c.Dims, c.Type, stream =>
-            {
-                var current = pending ?? Start(index);
-                pending = index + 1 < plan.Count ? Start(index + 1) : null;
-                using var buffer = current.GetAwaiter().GetResult();
-                buffer.WriteTo(stream);
-            });
-        }
-
+        var jobs = new List<TensorJob>();
+        GgufExportTimings timings;
         TimeSpan writeTime = TimeSpan.Zero;
         string tmp = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileNameWithoutExtension(target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}.gguf");
         try
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            for (int i = 0; i < plan.Count; i++)
             {
-                try { writer.Write(fs); }
-                finally
-                {
-                    // Never leave an encoder running against a source that is about to be disposed.
-                    try { pending?.GetAwaiter().GetResult().Dispose(); } catch { }
-                }
-                fs.Flush(true);
+                var (t, c) = plan[i];
+                long rowLength = c.Dims[0];
+                long rows = c.Dims.Skip(1).Aggregate(1L, (a, d) => a * d);
+                jobs.Add(new TensorJob(c.Name, c.Type, rows, rowLength, layout.TensorOffsets[i], t.Rows(rowLength)));
+            }
+            using (var file = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                RandomAccess.SetLength(file, layout.FileSize);
+                RandomAccess.Write(file, layout.Header, 0);
+                timings = GgufTensorPipeline.Run(file, jobs, Workers, options.ChunkElements);
+                var flushStart = clock.Elapsed;
+                RandomAccess.FlushToDisk(file);
+                timings = timings with { Flush = clock.Elapsed - flushStart };
             }
             writeTime = clock.Elapsed;
             options.BeforeRename?.Invoke(tmp);
@@ -131,13 +132,17 @@ public static class GgufExporter
         }
         finally
         {
+            foreach (var job in jobs) job.Source.Dispose();
             if (File.Exists(tmp)) File.Delete(tmp);
         }
-        return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, writeTime, notices);
+        return new GgufExportResult(target, options.Type, plan.Select(p => p.Choice).ToList(), new FileInfo(target).Length, sourceBytes, writeTime, notices)
+        {
+            Timings = timings,
+        };
     }
 
-    /// <summary>One tensor of the file: its name and PyTorch shape, and how to produce its float32 values.</summary>
-    sealed record ExportTensor(string GgufName, long[] TorchShape, Func<Tensor> Values);
+    /// <summary>One tensor of the file: its name, PyTorch shape, and the source of its float32 rows.</summary>
+    sealed record ExportTensor(string GgufName, long[] TorchShape, Func<long, TensorRows> Rows);
 
     /// <summary>
     /// The file's tensors as llama.cpp's converter writes them: the rope_freqs divisors first for llama3 scaling, then
@@ -155,45 +160,28 @@ public static class GgufExporter
         if (config.RopeScaling == RopeScalingKind.Llama3)
         {
             if (!arch.InterleavesRope) throw new EngineException($"{weights.Description}: llama3 RoPE scaling has no form in llama.cpp's {arch.Name} architecture");
-            list.Add(new ExportTensor(GgufArchitecture.RopeFrequencies, new long[] { config.HeadDim / 2 }, () =>
+            list.Add(new ExportTensor(GgufArchitecture.RopeFrequencies, new long[] { config.HeadDim / 2 }, _ => new MaterializedRows(() =>
             {
                 using var inv = RotaryTables.InverseFrequencies(new RopeSpec(config.RopeTheta), config.HeadDim, 0);
                 return RotaryTables.Llama3FrequencyFactors(config.GlobalRope, inv);
-            }));
+            })));
         }
         foreach (var (hf, _) in layout)
         {
             string gguf = arch.ToGguf(hf)!;
-            var shape = weights.Shape(hf);
-            list.Add(new ExportTensor(gguf, shape, () =>
-            {
-                using var scope = NewDisposeScope();
-                var tensor = weights.Read(hf);
-                var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
-                if (arch.InterleaveHeads(gguf, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
-                if (arch.NormShift != 0 && GgufArchitecture.IsNorm(hf)) values = values + arch.NormShift;
-                return values.contiguous().MoveToOuterDisposeScope();
-            }));
+            int? heads = arch.InterleaveHeads(gguf, config);
+            bool shifted = arch.NormShift != 0 && GgufArchitecture.IsNorm(hf);
+            list.Add(new ExportTensor(gguf, weights.Shape(hf), rowLength => shifted
+                ? new MaterializedRows(() =>
+                {
+                    using var values = MaterializedRows.ReadFloat32(weights, hf, heads);
+                    return values + arch.NormShift;
+                })
+                : TensorRows.For(weights, hf, heads, rowLength)));
         }
         return list;
     }
 
-    static unsafe NativeBuffer Encode(ExportTensor tensor, TensorTypeChoice choice)
-    {
-        using var scope = NewDisposeScope();
-        var values = tensor.Values();
-        long rowLength = choice.Dims[0];
-        long rows = values.numel() / Math.Max(1, rowLength);
-        var buffer = new NativeBuffer(rows * GgmlTypes.RowBytes(choice.Type, rowLength));
-        try
-        {
-            GgmlCodec.EncodeRows(choice.Type, (float*)TensorMemory.DataPointer(values), buffer.Pointer, rows, rowLength);
-            return buffer;
-        }
-        catch
-        {
-            buffer.Dispose();
-            throw;
-        }
-    }
+    /// <summary>One worker per core, or fewer when <see cref="GgmlCodec.MaxDegreeOfParallelism"/> says so.</summary>
+    static int Workers => GgmlCodec.MaxDegreeOfParallelism > 0 ? Math.Min(GgmlCodec.MaxDegreeOfParallelism, Environment.ProcessorCount) : Environment.ProcessorCount;
 }

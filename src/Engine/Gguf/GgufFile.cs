@@ -11,7 +11,7 @@ namespace Engine.Gguf;
 /// fails with an <see cref="EngineException"/> naming the problem, never with a large allocation or a read
 /// out of range. Tensor data must lie inside the file, aligned, and tensors may not overlap.
 /// </summary>
-public sealed unsafe class GgufFile : IDisposable
+public sealed unsafe partial class GgufFile : IDisposable
 {
     public const uint DefaultAlignment = 32;
     /// <summary>GGML_MAX_DIMS.</summary>
@@ -149,11 +149,11 @@ public sealed unsafe class GgufFile : IDisposable
             if (!_metadata.TryAdd(key, value)) throw r.Error($"metadata key '{key}' appears twice");
             _metadataOrder.Add(new(key, value));
         }
-        if (_metadata.TryGetValue("general.alignment", out var align))
+        if (_metadata.TryGetValue(GgufKeys.Alignment.Name(), out var align))
         {
-            if (align.Type != GgufValueType.UInt32) throw new EngineException($"{Source}: general.alignment must be a uint32 (got {align.Type})");
+            if (align.Type != GgufValueType.UInt32) throw new EngineException($"{Source}: {GgufKeys.Alignment} must be a uint32 (got {align.Type})");
             uint a = (uint)align.Value;
-            if (a == 0 || (a & (a - 1)) != 0) throw new EngineException($"{Source}: general.alignment {a} is not a power of two");
+            if (a == 0 || (a & (a - 1)) != 0) throw new EngineException($"{Source}: {GgufKeys.Alignment} {a} is not a power of two");
             Alignment = a;
         }
 

@@ -19,7 +19,7 @@ public static class GgufModelImporter
     /// <summary>Builds the parts from an open file; the weight source takes ownership of it.</summary>
     public static ModelParts FromFile(GgufFile file)
     {
-        var arch = GgufModelMetadata.Architecture(file);
+        var arch = GgufModelMetadata.ArchitectureOf(file);
         var config = GgufArchitectureMetadata.ReadConfig(file, arch);
         var tokenizer = GgufTokenizerReader.TryRead(file);
         // Trailing unused [PADn] entries (written to match an embedding with spare rows) need not come back as tokens.

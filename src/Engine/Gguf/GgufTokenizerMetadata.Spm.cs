@@ -19,10 +19,9 @@ public static partial class GgufTokenizerMetadata
     /// converter writes for Gemma 4 and other SentencePiece-style BPE vocabularies.</item>
     /// </list>
     /// </summary>
-    static void AddSentencePieceBpe(List<KeyValuePair<string, GgufValue>> m, HfTokenizer tokenizer, string[] tokens, int[] types,
+    static void AddSentencePieceBpe(GgufMetadataBuilder m, HfTokenizer tokenizer, string[] tokens, int[] types,
         int vocabSize, string source)
     {
-        void Add(string key, GgufValue v) => m.Add(new(key, v));
         if (!tokenizer.ByteFallback || !tokenizer.EscapesSpaces)
             throw new EngineException($"{source}: this tokenizer.json BPE (byte_fallback {tokenizer.ByteFallback}, spaces as \"▁\" {tokenizer.EscapesSpaces}) "
                 + "has no llama.cpp equivalent (supported: byte-level BPE, and SentencePiece-style BPE with byte fallback as Mistral and Gemma write it)");
@@ -32,21 +31,21 @@ public static partial class GgufTokenizerMetadata
             float unreachable = -(tokenizer.Merges.Count + 1f);
             var scores = new float[vocabSize];
             for (int i = 0; i < vocabSize; i++) scores[i] = firstRank.TryGetValue(i, out int rank) ? -rank : unreachable;
-            Add("tokenizer.ggml.model", GgufValue.Str("llama"));
-            Add("tokenizer.ggml.pre", GgufValue.Str("default"));
-            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
-            Add("tokenizer.ggml.scores", GgufValue.Array(GgufValueType.Float32, scores));
-            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
-            Add("tokenizer.ggml.merges", GgufValue.Array(GgufValueType.String, tokenizer.Merges.ToArray()));
-            Add("tokenizer.ggml.add_space_prefix", GgufValue.Bool(true));
+            m.Add(GgufKeys.TokenizerModel, "llama");
+            m.Add(GgufKeys.TokenizerPre, "default");
+            m.Add(GgufKeys.Tokens, tokens);
+            m.Add(GgufKeys.Scores, scores);
+            m.Add(GgufKeys.TokenTypes, types);
+            m.Add(GgufKeys.Merges, tokenizer.Merges.ToArray());
+            m.Add(GgufKeys.AddSpacePrefix, true);
         }
         else
         {
-            Add("tokenizer.ggml.model", GgufValue.Str("gpt2"));
-            Add("tokenizer.ggml.pre", GgufValue.Str(TokenizerLoader.GemmaPreTokenizer));
-            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
-            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
-            Add("tokenizer.ggml.merges", GgufValue.Array(GgufValueType.String, tokenizer.Merges.ToArray()));
+            m.Add(GgufKeys.TokenizerModel, "gpt2");
+            m.Add(GgufKeys.TokenizerPre, TokenizerLoader.GemmaPreTokenizer);
+            m.Add(GgufKeys.Tokens, tokens);
+            m.Add(GgufKeys.TokenTypes, types);
+            m.Add(GgufKeys.Merges, tokenizer.Merges.ToArray());
         }
     }
 

@@ -24,7 +24,7 @@ public static partial class GgufTokenizerMetadata
     /// tokens past the embedding (Gemma 3's tokenizer lists <c>&lt;image_soft_token&gt;</c> at 262144, which the
     /// text-only 1B model has no row for) are left out, as llama.cpp's SentencePiece vocabulary of that model leaves it.
     /// </summary>
-    public static List<KeyValuePair<string, GgufValue>> Build(TextTokenizer tokenizer, int vocabSize, string source)
+    public static IReadOnlyList<KeyValuePair<string, GgufValue>> Build(TextTokenizer tokenizer, int vocabSize, string source)
     {
         int n = tokenizer.VocabSize;
         if (n > vocabSize && DroppedAddedTokens(tokenizer, vocabSize) is null)
@@ -39,24 +39,23 @@ public static partial class GgufTokenizerMetadata
             tokens[i] = i < n ? tokenizer.Tokens[i] : $"[PAD{i}]";
             types[i] = i < n ? (int)tokenizer.TokenTypes[i] : (int)TokenType.Unused;
         }
-        var m = new List<KeyValuePair<string, GgufValue>>();
-        void Add(string key, GgufValue v) => m.Add(new(key, v));
+        var m = new GgufMetadataBuilder();
         if (tokenizer.Kind == TokenizerKind.SentencePiece)
         {
             if (tokenizer.Scores.Count < n) throw new EngineException($"{source}: the SentencePiece tokenizer has {tokenizer.Scores.Count} scores for {n} tokens");
             var scores = new float[vocabSize];
             for (int i = 0; i < vocabSize; i++) scores[i] = i < n ? tokenizer.Scores[i] : -1000f;
-            Add("tokenizer.ggml.model", GgufValue.Str("llama"));
-            Add("tokenizer.ggml.pre", GgufValue.Str("default"));
-            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
-            Add("tokenizer.ggml.scores", GgufValue.Array(GgufValueType.Float32, scores));
-            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
+            m.Add(GgufKeys.TokenizerModel, "llama");
+            m.Add(GgufKeys.TokenizerPre, "default");
+            m.Add(GgufKeys.Tokens, tokens);
+            m.Add(GgufKeys.Scores, scores);
+            m.Add(GgufKeys.TokenTypes, types);
             if (tokenizer is SpmTokenizer spm)
             {
                 // llama.cpp honours add_space_prefix; remove_extra_whitespaces it reads but does not apply to
                 // SentencePiece vocabularies (see RemovesExtraWhitespace), so it is kept for Engine's own import.
-                Add("tokenizer.ggml.add_space_prefix", GgufValue.Bool(spm.Normalization.AddDummyPrefix));
-                if (spm.Normalization.RemoveExtraWhitespaces) Add("tokenizer.ggml.remove_extra_whitespaces", GgufValue.Bool(true));
+                m.Add(GgufKeys.AddSpacePrefix, spm.Normalization.AddDummyPrefix);
+                if (spm.Normalization.RemoveExtraWhitespaces) m.Add(GgufKeys.RemoveExtraWhitespaces, true);
             }
         }
         else if (tokenizer.Kind == TokenizerKind.SentencePieceBpe)
@@ -64,26 +63,26 @@ public static partial class GgufTokenizerMetadata
         else
         {
             string pre = BpePreTokenizerName(tokenizer, source);
-            Add("tokenizer.ggml.model", GgufValue.Str("gpt2"));
-            Add("tokenizer.ggml.pre", GgufValue.Str(pre));
-            Add("tokenizer.ggml.tokens", GgufValue.Array(GgufValueType.String, tokens));
-            Add("tokenizer.ggml.token_type", GgufValue.Array(GgufValueType.Int32, types));
-            Add("tokenizer.ggml.merges", GgufValue.Array(GgufValueType.String, tokenizer.Merges.ToArray()));
+            m.Add(GgufKeys.TokenizerModel, "gpt2");
+            m.Add(GgufKeys.TokenizerPre, pre);
+            m.Add(GgufKeys.Tokens, tokens);
+            m.Add(GgufKeys.TokenTypes, types);
+            m.Add(GgufKeys.Merges, tokenizer.Merges.ToArray());
         }
-        void Id(string key, int? id)
+        void Id(GgufKey key, int? id)
         {
             if (id is not int v) return;
             if (v < 0 || v >= vocabSize) throw new EngineException($"{source}: {key} {v} is outside the vocabulary (0..{vocabSize - 1})");
-            Add($"tokenizer.ggml.{key}", GgufValue.U32((uint)v));
+            m.Add(key, v);
         }
-        Id("bos_token_id", tokenizer.BosId);
-        Id("eos_token_id", tokenizer.EosId);
-        Id("unknown_token_id", tokenizer.UnkId);
-        Id("padding_token_id", tokenizer.PadId);
-        Add("tokenizer.ggml.add_bos_token", GgufValue.Bool(tokenizer.AddBos));
-        Add("tokenizer.ggml.add_eos_token", GgufValue.Bool(tokenizer.AddEos));
-        if (!string.IsNullOrEmpty(tokenizer.ChatTemplate)) Add("tokenizer.chat_template", GgufValue.Str(tokenizer.ChatTemplate));
-        return m;
+        Id(GgufKeys.BosTokenId, tokenizer.BosId);
+        Id(GgufKeys.EosTokenId, tokenizer.EosId);
+        Id(GgufKeys.UnknownTokenId, tokenizer.UnkId);
+        Id(GgufKeys.PaddingTokenId, tokenizer.PadId);
+        m.Add(GgufKeys.AddBosToken, tokenizer.AddBos);
+        m.Add(GgufKeys.AddEosToken, tokenizer.AddEos);
+        if (!string.IsNullOrEmpty(tokenizer.ChatTemplate)) m.Add(GgufKeys.ChatTemplate, tokenizer.ChatTemplate);
+        return m.Entries;
     }
 
     /// <summary>

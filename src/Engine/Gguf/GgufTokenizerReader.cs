@@ -9,13 +9,13 @@ public static class GgufTokenizerReader
     public static TextTokenizer? TryRead(GgufFile file)
     {
         string src = file.Source;
-        string? model = GgufModelMetadata.GetString(file, "tokenizer.ggml.model");
+        string? model = file.GetString(GgufKeys.TokenizerModel);
         if (model is null) return null;
-        var tokens = ArrayOf<string>(file, "tokenizer.ggml.tokens", GgufValueType.String)
-            ?? throw new EngineException($"{src}: tokenizer.ggml.model is set but tokenizer.ggml.tokens is missing");
-        var scores = ArrayOf<float>(file, "tokenizer.ggml.scores", GgufValueType.Float32);
-        var rawTypes = ArrayOf<int>(file, "tokenizer.ggml.token_type", GgufValueType.Int32);
-        var merges = ArrayOf<string>(file, "tokenizer.ggml.merges", GgufValueType.String);
+        var tokens = file.GetArray<string>(GgufKeys.Tokens)
+            ?? throw new EngineException($"{src}: {GgufKeys.TokenizerModel} is set but {GgufKeys.Tokens} is missing");
+        var scores = file.GetArray<float>(GgufKeys.Scores);
+        var rawTypes = file.GetArray<int>(GgufKeys.TokenTypes);
+        var merges = file.GetArray<string>(GgufKeys.Merges);
         if (rawTypes != null && rawTypes.Length != tokens.Length)
             throw new EngineException($"{src}: {tokens.Length} tokens but {rawTypes.Length} token types");
         if (scores != null && scores.Length != tokens.Length)
@@ -23,31 +23,22 @@ public static class GgufTokenizerReader
         var types = rawTypes?.Select(t => (TokenType)t).ToArray() ?? Enumerable.Repeat(TokenType.Normal, tokens.Length).ToArray();
         var settings = new TokenizerSettings
         {
-            BosId = Id(file, "tokenizer.ggml.bos_token_id", tokens.Length),
-            EosId = Id(file, "tokenizer.ggml.eos_token_id", tokens.Length),
-            UnkId = Id(file, "tokenizer.ggml.unknown_token_id", tokens.Length),
-            PadId = Id(file, "tokenizer.ggml.padding_token_id", tokens.Length),
-            AddBos = GgufModelMetadata.GetBool(file, "tokenizer.ggml.add_bos_token"),
-            AddEos = GgufModelMetadata.GetBool(file, "tokenizer.ggml.add_eos_token"),
-            ChatTemplate = GgufModelMetadata.GetString(file, "tokenizer.chat_template"),
-            AddSpacePrefix = GgufModelMetadata.GetBool(file, "tokenizer.ggml.add_space_prefix") ?? true,
-            RemoveExtraWhitespaces = GgufModelMetadata.GetBool(file, "tokenizer.ggml.remove_extra_whitespaces") ?? false,
+            BosId = Id(file, GgufKeys.BosTokenId, tokens.Length),
+            EosId = Id(file, GgufKeys.EosTokenId, tokens.Length),
+            UnkId = Id(file, GgufKeys.UnknownTokenId, tokens.Length),
+            PadId = Id(file, GgufKeys.PaddingTokenId, tokens.Length),
+            AddBos = file.GetBool(GgufKeys.AddBosToken),
+            AddEos = file.GetBool(GgufKeys.AddEosToken),
+            ChatTemplate = file.GetString(GgufKeys.ChatTemplate),
+            AddSpacePrefix = file.GetBool(GgufKeys.AddSpacePrefix) ?? true,
+            RemoveExtraWhitespaces = file.GetBool(GgufKeys.RemoveExtraWhitespaces) ?? false,
         };
-        return TokenizerLoader.FromGgufVocabulary(model, GgufModelMetadata.GetString(file, "tokenizer.ggml.pre"),
-            tokens, scores, types, merges, settings, src);
+        return TokenizerLoader.FromGgufVocabulary(model, file.GetString(GgufKeys.TokenizerPre), tokens, scores, types, merges, settings, src);
     }
 
-    static T[]? ArrayOf<T>(GgufFile file, string key, GgufValueType elementType)
+    static int? Id(GgufFile file, GgufKey key, int vocabSize)
     {
-        if (!file.Metadata.TryGetValue(key, out var v)) return null;
-        if (v.Type != GgufValueType.Array || v.ElementType != elementType)
-            throw new EngineException($"{file.Source}: {key} must be an array of {elementType} (got {(v.Type == GgufValueType.Array ? $"an array of {v.ElementType}" : v.Type.ToString())})");
-        return (T[])v.Value;
-    }
-
-    static int? Id(GgufFile file, string key, int vocabSize)
-    {
-        int? id = GgufModelMetadata.GetInt(file, key);
+        int? id = file.GetInt(key);
         if (id is int i && i >= vocabSize) throw new EngineException($"{file.Source}: {key} {i} is outside the vocabulary (0..{vocabSize - 1})");
         return id;
     }

@@ -31,7 +31,7 @@ public sealed class GgufWeightSource : IWeightSource
             string hf = arch.ToHf(t.Name)
                 ?? throw new EngineException($"{file.Source}: tensor '{t.Name}' is not part of the supported {arch.Name} architecture");
             if (GgufArchitecture.LayerOf(t.Name) is int layer && layer >= config.NumLayers)
-                throw new EngineException($"{file.Source}: tensor '{t.Name}' belongs to layer {layer} but {arch.Name}.block_count is {config.NumLayers}");
+                throw new EngineException($"{file.Source}: tensor '{t.Name}' belongs to layer {layer} but {GgufKeys.BlockCount.Name(arch.Name)} is {config.NumLayers}");
             _byHfName[hf] = t;
         }
     }

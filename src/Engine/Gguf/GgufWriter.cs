@@ -3,14 +3,22 @@ using System.Text;
 namespace Engine.Gguf;
 
 /// <summary>
+/// Where everything goes in a GGUF file: the header (metadata and tensor infos, zero-padded to the alignment),
+/// each tensor's absolute file offset, and the total size (the last tensor padded too). Bytes the writer does
+/// not fill (padding) are zero.
+/// </summary>
+public sealed record GgufLayout(byte[] Header, IReadOnlyList<long> TensorOffsets, long FileSize);
+
+/// <summary>
 /// Writes a GGUF v3 file: header, metadata, tensor infos, then each tensor's data padded to the alignment,
 /// the last one included (llama.cpp's loader rejects a file whose final tensor is not padded). Tensor data
-/// is produced on demand, one tensor at a time, so a model is never held twice in memory.
+/// is produced on demand, one tensor at a time, so a model is never held twice in memory; or the caller takes
+/// the <see cref="Layout"/> and writes the tensors at their offsets itself (the exporter, in parallel).
 /// </summary>
 public sealed class GgufWriter
 {
-    /// <summary>A tensor to write: <paramref name="WriteData"/> must write exactly ByteSize bytes.</summary>
-    public sealed record PendingTensor(string Name, long[] Dims, GgmlType Type, long ByteSize, Action<Stream> WriteData);
+    /// <summary>A tensor to write: <paramref name="WriteData"/> must write exactly ByteSize bytes (null when the caller writes it at its layout offset).</summary>
+    public sealed record PendingTensor(string Name, long[] Dims, GgmlType Type, long ByteSize, Action<Stream>? WriteData);
 
     readonly List<KeyValuePair<string, GgufValue>> _metadata = new();
     readonly List<PendingTensor> _tensors = new();
@@ -23,7 +31,7 @@ public sealed class GgufWriter
         if (alignment == 0 || alignment % 8 != 0 || (alignment & (alignment - 1)) != 0)
             throw new ArgumentException("alignment must be a power of two and a multiple of 8", nameof(alignment));
         Alignment = alignment;
-        if (alignment != GgufFile.DefaultAlignment) Add("general.alignment", GgufValue.U32(alignment));
+        if (alignment != GgufFile.DefaultAlignment) Add(GgufKeys.Alignment.Name(), GgufValue.U32(alignment));
     }
 
     public IReadOnlyList<PendingTensor> Tensors => _tensors;
@@ -34,8 +42,8 @@ public sealed class GgufWriter
         _metadata.Add(new(key, value));
     }
 
-    /// <summary>Adds a tensor with ggml-order <paramref name="dims"/> (innermost first).</summary>
-    public PendingTensor AddTensor(string name, long[] dims, GgmlType type, Action<Stream> writeData)
+    /// <summary>Adds a tensor with ggml-order <paramref name="dims"/> (innermost first); without <paramref name="writeData"/> only its place in the <see cref="Layout"/> is reserved.</summary>
+    public PendingTensor AddTensor(string name, long[] dims, GgmlType type, Action<Stream>? writeData = null)
     {
         if (!_names.Add(name)) throw new ArgumentException($"tensor '{name}' added twice");
         if (Encoding.UTF8.GetByteCount(name) > GgufFile.MaxTensorName) throw new ArgumentException($"tensor name '{name}' is longer than {GgufFile.MaxTensorName} bytes");
@@ -50,25 +58,32 @@ public sealed class GgufWriter
 
     long Align(long n) => (n + Alignment - 1) / Alignment * Alignment;
 
-    /// <summary>Total size of the file this writer produces.</summary>
-    public long FileSize()
+    public GgufLayout Layout()
     {
-        using var counter = new CountingStream(Stream.Null);
-        WriteHeader(counter);
-        long size = Align(counter.Count);
-        foreach (var t in _tensors) size += Align(t.ByteSize);
-        return size;
+        var header = new MemoryStream();
+        WriteHeader(header);
+        header.SetLength(Align(header.Length));
+        var offsets = new long[_tensors.Count];
+        long offset = header.Length;
+        for (int i = 0; i < _tensors.Count; i++)
+        {
+            offsets[i] = offset;
+            offset += Align(_tensors[i].ByteSize);
+        }
+        return new GgufLayout(header.ToArray(), offsets, offset);
     }
 
     public void Write(Stream output)
     {
+        if (_tensors.FirstOrDefault(t => t.WriteData is null) is { } noData)
+            throw new InvalidOperationException($"tensor '{noData.Name}' has no data writer (write it at its Layout offset instead)");
         var counted = new CountingStream(output);
         WriteHeader(counted);
         Pad(counted);
         foreach (var t in _tensors)
         {
             long start = counted.Count;
-            t.WriteData(counted);
+            t.WriteData!(counted);
             long written = counted.Count - start;
             if (written != t.ByteSize)
                 throw new InvalidOperationException($"tensor '{t.Name}': wrote {written} bytes, expected {t.ByteSize}");

@@ -14,14 +14,6 @@ internal sealed unsafe class NativeBuffer : IDisposable
         Pointer = (byte*)NativeMemory.Alloc((nuint)Math.Max(1, length));
     }
 
-    /// <summary>Writes the whole buffer in spans of at most 16 MiB.</summary>
-    public void WriteTo(Stream stream)
-    {
-        const int chunk = 16 << 20;
-        for (long offset = 0; offset < Length; offset += chunk)
-            stream.Write(new ReadOnlySpan<byte>(Pointer + offset, (int)Math.Min(chunk, Length - offset)));
-    }
-
     public void Dispose()
     {
         if (Pointer == null) return;

@@ -18,11 +18,29 @@ public static class RopePermutation
     {
         // A bias [rows] permutes like a weight with one column.
         long rows = w.shape[0], cols = w.dim() == 2 ? w.shape[1] : 1;
-        if (w.dim() is not (1 or 2) || heads <= 0 || rows % (2L * heads) != 0)
-            throw new EngineException($"cannot permute a [{string.Join(", ", w.shape)}] attention tensor for RoPE with {heads} heads (rows must be a multiple of 2 × heads)");
+        if (w.dim() is not (1 or 2)) throw new EngineException($"cannot permute a [{string.Join(", ", w.shape)}] attention tensor for RoPE");
+        CheckPermutable(rows, cols, heads);
         long half = rows / heads / 2;
         using var view = toInterleaved ? w.reshape(heads, 2, half, cols) : w.reshape(heads, half, 2, cols);
         using var swapped = view.transpose(1, 2);
         return swapped.reshape(w.shape).contiguous();
+    }
+
+    /// <summary>
+    /// The HF row that <see cref="ToInterleaved"/> puts at <paramref name="row"/>, for exporters that permute row by
+    /// row: output (head h, pair j, half s) takes input (h, s, j). <paramref name="rows"/> must be a multiple of 2 × heads.
+    /// </summary>
+    public static long InterleavedSourceRow(long row, long rows, int heads)
+    {
+        long half = rows / heads / 2;
+        long head = row / (2 * half), within = row % (2 * half);
+        return head * 2 * half + within % 2 * half + within / 2;
+    }
+
+    /// <summary>Fails unless a [rows, …] attention weight can be permuted for <paramref name="heads"/> heads.</summary>
+    public static void CheckPermutable(long rows, long cols, int heads)
+    {
+        if (heads <= 0 || rows % (2L * heads) != 0)
+            throw new EngineException($"cannot permute a [{rows}, {cols}] attention weight for RoPE with {heads} heads (rows must be a multiple of 2 × heads)");
     }
 }

@@ -115,14 +115,55 @@ internal static unsafe class NativeKernels
         return Require().ForceIsa(code) == Ok;
     }
 
+    /// <summary>
+    /// Participants of the kernels' worker pool (the calling thread included). Setting a positive count pins it;
+    /// 0 returns to the rule: ENGINE_NATIVE_THREADS when set, otherwise torch's intra-op thread count.
+    /// </summary>
     public static int Threads
     {
-        get => Require().Threads();
-        set => Require().SetThreads(value);
+        get
+        {
+            FollowTorchThreads();
+            return Require().Threads();
+        }
+        set
+        {
+            lock (ThreadsLock)
+            {
+                pinnedThreads = value > 0 ? value : null;
+                appliedTorchThreads = 0;
+                Require().SetThreads(value > 0 ? value : 0);
+            }
+            FollowTorchThreads();
+        }
+    }
+
+    static readonly object ThreadsLock = new();
+    static int? pinnedThreads;
+    static int appliedTorchThreads;
+    static readonly bool ThreadsFromEnvironment = int.TryParse(Environment.GetEnvironmentVariable("ENGINE_NATIVE_THREADS"), out int n) && n > 0;
+
+    /// <summary>
+    /// The thread rule (docs/kernels.md, "Threads"): the pool is as large as libtorch's intra-op pool, read again
+    /// before each kernel call so a later torch.set_num_threads is followed. The kernels are called between torch
+    /// operations, never inside one, so torch's threads and ours take turns instead of competing for cores.
+    /// </summary>
+    static void FollowTorchThreads()
+    {
+        if (pinnedThreads is not null || ThreadsFromEnvironment) return;
+        int torchThreads = TorchSharp.torch.get_num_threads();
+        if (torchThreads == appliedTorchThreads) return;
+        lock (ThreadsLock)
+        {
+            if (pinnedThreads is not null || torchThreads == appliedTorchThreads) return;
+            Require().SetThreads(torchThreads);
+            appliedTorchThreads = torchThreads;
+        }
     }
 
     public static void Forward(IntPtr logits, int dtype, IntPtr labels, long rows, long vocab, IntPtr logp, IntPtr stats, IntPtr means)
     {
+        FollowTorchThreads();
         long badRow;
         int status = Require().Forward((void*)logits, dtype, (long*)labels, rows, vocab, TokenLogProbs.IgnoreIndex,
             (float*)logp, (float*)stats, (float*)means, &badRow);
@@ -134,12 +175,18 @@ internal static unsafe class NativeKernels
         Check(status, "engine_logprob_forward");
     }
 
-    public static void Backward(IntPtr logits, int dtype, IntPtr labels, IntPtr stats, IntPtr gradOut, long rows, long vocab, IntPtr grad) =>
+    public static void Backward(IntPtr logits, int dtype, IntPtr labels, IntPtr stats, IntPtr gradOut, long rows, long vocab, IntPtr grad)
+    {
+        FollowTorchThreads();
         Check(Require().Backward((void*)logits, dtype, (long*)labels, (float*)stats, (float*)gradOut, rows, vocab, TokenLogProbs.IgnoreIndex, (void*)grad),
             "engine_logprob_backward");
+    }
 
-    public static void FloorExpSum(IntPtr logits, int dtype, long rows, long vocab, IntPtr output) =>
+    public static void FloorExpSum(IntPtr logits, int dtype, long rows, long vocab, IntPtr output)
+    {
+        FollowTorchThreads();
         Check(Require().FloorExpSum((void*)logits, dtype, rows, vocab, (float*)output), "engine_floor_exp_sum");
+    }
 
     public static void KlZ0(IntPtr policy, IntPtr referenceTokens, IntPtr referenceSums, IntPtr mask, long batch, long tokens,
                             IntPtr policySums, IntPtr referenceSumsOut, double* stats) =>

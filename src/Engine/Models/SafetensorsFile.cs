@@ -12,11 +12,18 @@ public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, l
     public long ByteLength => End - Begin;
 }
 
+/// <summary>A tensor's bytes inside a memory-mapped safetensors file (null data when it has none).</summary>
+public readonly unsafe struct MappedTensor(SafetensorsEntry entry, byte* data)
+{
+    public SafetensorsEntry Entry { get; } = entry;
+    public byte* Data { get; } = data;
+}
+
 /// <summary>
 /// A memory-mapped safetensors file. The header is validated in full before any tensor is read: sizes,
 /// dtypes, shapes against byte lengths, offsets in range and not overlapping.
 /// </summary>
-public sealed class SafetensorsFile : IDisposable
+public sealed unsafe class SafetensorsFile : IDisposable
 {
     /// <summary>Headers beyond this are rejected before being read (real ones are kilobytes).</summary>
     const long MaxHeaderBytes = 100L << 20;
@@ -31,12 +38,20 @@ public sealed class SafetensorsFile : IDisposable
     public IReadOnlyDictionary<string, string> Metadata { get; }
     readonly MemoryMappedFile? _map;
     readonly MemoryMappedViewAccessor? _view;
-    readonly long _dataStart;
+    /// <summary>First byte of the data section in the mapping (acquired once, released on disposal).</summary>
+    readonly byte* _data;
+    bool _disposed;
 
     SafetensorsFile(string path, Dictionary<string, SafetensorsEntry> entries, Dictionary<string, string> metadata,
         MemoryMappedFile? map, MemoryMappedViewAccessor? view, long dataStart)
     {
-        Path = path; Entries = entries; Metadata = metadata; _map = map; _view = view; _dataStart = dataStart;
+        Path = path; Entries = entries; Metadata = metadata; _map = map; _view = view;
+        if (view is not null)
+        {
+            byte* basePtr = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
+            _data = basePtr + view.PointerOffset + dataStart;
+        }
     }
 
     public static SafetensorsFile Open(string path)
@@ -65,7 +80,8 @@ public sealed class SafetensorsFile : IDisposable
         if (fileLength > 0 && dataLength > 0)
         {
             map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-            view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read);
+            try { view = map.CreateViewAccessor(0, fileLength, MemoryMappedFileAccess.Read); }
+            catch { map.Dispose(); throw; }
         }
         return new SafetensorsFile(path, entries, metadata, map, view, dataStart);
     }
@@ -156,24 +172,30 @@ public sealed class SafetensorsFile : IDisposable
     /// <summary>
     /// Reads one tensor into a new CPU tensor of its stored dtype. The only copy made is the tensor itself.
     /// </summary>
-    public unsafe Tensor Read(string name)
+    public Tensor Read(string name)
     {
-        var e = Entries.TryGetValue(name, out var found) ? found : throw new EngineException($"{Path}: no tensor named '{name}'");
-        var t = torch.empty(e.Shape, TorchType(e.Dtype));
-        if (e.ByteLength == 0) return t;
-        byte* basePtr = null;
-        _view!.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-        try
-        {
-            byte* src = basePtr + _view.PointerOffset + _dataStart + e.Begin;
-            TensorMemory.CopyFrom(t, src, e.ByteLength);
-        }
-        finally { _view.SafeMemoryMappedViewHandle.ReleasePointer(); }
+        var mapped = Map(name);
+        var t = torch.empty(mapped.Entry.Shape, TorchType(mapped.Entry.Dtype));
+        if (mapped.Entry.ByteLength > 0) TensorMemory.CopyFrom(t, mapped.Data, mapped.Entry.ByteLength);
         return t;
+    }
+
+    /// <summary>
+    /// A tensor's stored bytes where they lie in the mapping, with no copy: valid until this file is disposed.
+    /// The data may be unaligned (safetensors pads only its header).
+    /// </summary>
+    public MappedTensor Map(string name)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var e = Entries.TryGetValue(name, out var found) ? found : throw new EngineException($"{Path}: no tensor named '{name}'");
+        return new MappedTensor(e, e.ByteLength == 0 ? null : _data + e.Begin);
     }
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
+        if (_data != null) _view!.SafeMemoryMappedViewHandle.ReleasePointer();
         _view?.Dispose();
         _map?.Dispose();
     }

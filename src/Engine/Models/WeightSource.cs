@@ -85,6 +85,8 @@ public sealed class SafetensorsWeightSource : IWeightSource
     public long[] Shape(string name) => _byName[name].Entries[name].Shape;
     public Tensor Read(string name) => _byName[name].Read(name);
     public string DtypeOf(string name) => _byName[name].Entries[name].Dtype;
+    /// <summary>The tensor's stored bytes in its file's mapping, without a copy (see <see cref="SafetensorsFile.Map"/>).</summary>
+    public MappedTensor Map(string name) => _byName[name].Map(name);
 
     public void Dispose()
     {

@@ -167,6 +167,50 @@ public class QuantizerTests
             }
         }
     }
+
+    /// <summary>ggml's quantize_row_q8_0_ref written plainly (the scalar code the vector path replaced).</summary>
+    static byte[] ReferenceQ8_0(float[] x)
+    {
+        var y = new byte[x.Length / 32 * 34];
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = Math.Max(amax, MathF.Abs(x[b * 32 + j]));
+            float d = amax / 127;
+            float id = d != 0 ? 1.0f / d : 0.0f;
+            ushort h = BitConverter.HalfToUInt16Bits((Half)d);
+            y[b * 34] = (byte)h;
+            y[b * 34 + 1] = (byte)(h >> 8);
+            for (int j = 0; j < 32; j++) y[b * 34 + 2 + j] = (byte)(sbyte)MathF.Round(x[b * 32 + j] * id, MidpointRounding.AwayFromZero);
+        }
+        return y;
+    }
+
+    [Theory, MemberData(nameof(FloatConversionTests.Widths), MemberType = typeof(FloatConversionTests))]
+    public void Q8_0VectorPathEqualsTheScalarReference(SimdWidth width)
+    {
+        var blocks = new List<float[]>();
+        var values = TestValues(24, 256, 13);
+        for (int i = 0; i < values.Length; i += 32) blocks.Add(values[i..(i + 32)]);
+        // Ties: amax 127 makes d = 1 and id = 1, so x.5 values round away from zero.
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 0 ? 127f : (j % 2 == 0 ? 1 : -1) * (j + 0.5f)).ToArray());
+        // Signed zeros, an all-zero block, subnormals (an infinite id), infinities and NaNs.
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j % 2 == 0 ? -0f : 0f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => (j - 16) * 1e-40f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 3 ? float.PositiveInfinity : j * 0.1f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 5 ? float.NegativeInfinity : j == 6 ? float.NaN : -j * 0.1f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 31 ? float.NaN : j * 1000f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 0 ? 3e38f : 1f).ToArray());
+        // Two NaNs with different payloads: the scale is the first one (as Math.Max scans).
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 9 ? BitConverter.UInt32BitsToSingle(0x7fc00000) : j == 20 ? BitConverter.UInt32BitsToSingle(0xffc02000) : j * 0.01f).ToArray());
+        blocks.Add(Enumerable.Range(0, 32).Select(j => j == 25 ? BitConverter.UInt32BitsToSingle(0x7fc00000) : j == 2 ? BitConverter.UInt32BitsToSingle(0xffc02000) : j * 0.01f).ToArray());
+        var x = blocks.SelectMany(b => b).ToArray();
+        var expected = ReferenceQ8_0(x);
+        var actual = new byte[expected.Length];
+        Q8_0Codec.Quantize(x, actual, width);
+        for (int i = 0; i < actual.Length; i++)
+            Assert.True(actual[i] == expected[i], $"{width}: byte {i} (block {i / 34}) is {actual[i]}, expected {expected[i]}");
+    }
 }
 
 /// <summary>The rounding sizes behind the faithfulness tolerance, recomputed from the codecs and a plain Q8_K.</summary>

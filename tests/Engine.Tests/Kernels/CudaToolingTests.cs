@@ -83,3 +83,71 @@ public class CudaToolingTests
         Assert.Equal(kCpu.MeanRaw, kGpu.MeanRaw); // same summation order: identical bits
     }
 }
+
+/// <summary>NVRTC outputs are cached per process and on disk, keyed by everything that determines them.</summary>
+public class NvrtcCacheTests
+{
+    [Fact]
+    public void CompiledOutputsAreReusedInProcessAndFromDisk()
+    {
+        Assert.True(KernelCompiler.CompilerAvailable, KernelCompiler.CompilerUnavailableReason);
+        string dir = Path.Combine(Path.GetTempPath(), "engine-nvrtc-test-" + Guid.NewGuid().ToString("N"));
+        string? saved = Environment.GetEnvironmentVariable("ENGINE_NVRTC_CACHE");
+        Environment.SetEnvironmentVariable("ENGINE_NVRTC_CACHE", dir);
+        try
+        {
+            // A source no earlier test compiled (the comment makes its key new).
+            string source = $"// {Guid.NewGuid()}\nextern \"C\" __global__ void twice(float* x) {{ x[threadIdx.x] *= 2.0f; }}\n";
+            int before = KernelCompiler.Compilations;
+            var first = Nvrtc.Compile(source, "twice.cu", "sm_89");
+            Assert.Equal(before + 1, KernelCompiler.Compilations);
+            Assert.Contains("twice", first.Log);
+            var again = Nvrtc.Compile(source, "twice.cu", "sm_89");           // from memory
+            Assert.Same(first, again);
+            Assert.Equal(before + 1, KernelCompiler.Compilations);
+            Nvrtc.Compile(source, "twice.cu", "compute_80");                   // other options: another entry
+            Assert.Equal(before + 2, KernelCompiler.Compilations);
+            string[] files = Directory.GetFiles(dir, "*.bin");
+            Assert.Equal(2, files.Length);
+
+            NvrtcCache.ClearMemory();
+            var fromDisk = Nvrtc.Compile(source, "twice.cu", "sm_89");
+            Assert.Equal(before + 2, KernelCompiler.Compilations);
+            Assert.Equal(first.Image, fromDisk.Image);
+            Assert.Equal(first.Log, fromDisk.Log);
+            Assert.True(fromDisk.IsCubin);
+
+            // A damaged entry is compiled again and rewritten, never trusted.
+            foreach (string f in files) File.WriteAllBytes(f, File.ReadAllBytes(f)[..40]);
+            NvrtcCache.ClearMemory();
+            var recompiled = Nvrtc.Compile(source, "twice.cu", "sm_89");
+            Assert.Equal(before + 3, KernelCompiler.Compilations);
+            Assert.Equal(first.Image, recompiled.Image);
+
+            // Failures are not cached.
+            const string broken = "extern \"C\" __global__ void broken() { not_declared = 1; }";
+            Assert.Throws<EngineException>(() => Nvrtc.Compile(broken, "broken.cu", "sm_89"));
+            Assert.Throws<EngineException>(() => Nvrtc.Compile(broken, "broken.cu", "sm_89"));
+            Assert.Equal(before + 5, KernelCompiler.Compilations);
+            Assert.Equal(2, Directory.GetFiles(dir, "*.bin").Length);
+            Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("ENGINE_NVRTC_CACHE", saved);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void KeyCoversCompilerOptionsNameAndSource()
+    {
+        string k = NvrtcCache.Key("nvrtc 11.2", new[] { "--gpu-architecture=sm_89" }, "a.cu", "src");
+        Assert.Equal(64, k.Length);
+        Assert.Equal(k, NvrtcCache.Key("nvrtc 11.2", new[] { "--gpu-architecture=sm_89" }, "a.cu", "src"));
+        Assert.NotEqual(k, NvrtcCache.Key("nvrtc 12.0", new[] { "--gpu-architecture=sm_89" }, "a.cu", "src"));
+        Assert.NotEqual(k, NvrtcCache.Key("nvrtc 11.2", new[] { "--gpu-architecture=sm_90" }, "a.cu", "src"));
+        Assert.NotEqual(k, NvrtcCache.Key("nvrtc 11.2", new[] { "--gpu-architecture=sm_89" }, "b.cu", "src"));
+        Assert.NotEqual(k, NvrtcCache.Key("nvrtc 11.2", new[] { "--gpu-architecture=sm_89" }, "a.cu", "src "));
+    }
+}

@@ -37,7 +37,7 @@ public class KernelCliTests
     public void BenchKernelsJsonReportsEveryField()
     {
         var r = CliRunner.Run("bench", "kernels", "--json", "--rows", "8", "--vocab", "1000,333", "--dtype", "f32,bf16",
-            "--repeat", "1", "--head-hidden", "8");
+            "--repeat", "2", "--head-hidden", "8");
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
@@ -49,6 +49,16 @@ public class KernelCliTests
             foreach (string field in new[] { "naive_extra_bytes", "fused_extra_bytes" })
                 Assert.Equal(JsonValueKind.Number, item.GetProperty(field).ValueKind);
             Assert.Equal(8, item.GetProperty("rows").GetInt64());
+            // Every timed figure carries [min, median, max]; the median is the *_ms field.
+            var spread = item.GetProperty("min_median_max_ms");
+            foreach (string figure in new[] { "naive", "fused", "fused_forward", "floor", "head_naive", "head_chunked", "forward_over_floor_pairs" })
+            {
+                var v = spread.GetProperty(figure).EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                Assert.Equal(3, v.Length);
+                Assert.True(v[0] > 0 && v[0] <= v[1] && v[1] <= v[2], $"{figure}: {string.Join(", ", v)}");
+                if (figure != "forward_over_floor_pairs") Assert.Equal(item.GetProperty(figure + "_ms").GetDouble(), v[1]);
+            }
+            Assert.Equal(2, item.GetProperty("repeat").GetInt32());
         }
         Assert.Equal(new[] { "f32", "bf16", "f32", "bf16" }, items.Select(i => i.GetProperty("dtype").GetString()));
     }

@@ -24,4 +24,31 @@ public class NativeLibraryTests
             : System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported ? "avx2" : "scalar";
         Assert.Equal(expected, NativeKernels.IsaName);
     }
+
+    /// <summary>The thread rule: the native pool follows torch's intra-op thread count, also after it changes.</summary>
+    [Fact]
+    public void WorkerPoolFollowsTorchThreadCount()
+    {
+        if (Environment.GetEnvironmentVariable("ENGINE_NATIVE_THREADS") is { Length: > 0 }) return; // pinned by the user: the rule is off
+        int original = TorchSharp.torch.get_num_threads();
+        try
+        {
+            Assert.Equal(original, NativeKernels.Threads);
+            TorchSharp.torch.set_num_threads(original + 1);
+            using var logits = TorchSharp.torch.randn(4, 300);
+            using var labels = TorchSharp.torch.tensor(new long[] { 1, 2, 3, 4 });
+            var (lp, stats, means) = LogProbKernels.Forward(logits, labels);
+            lp.Dispose(); stats.Dispose(); means.Dispose();
+            Assert.Equal(original + 1, NativeKernels.Threads);
+            NativeKernels.Threads = 1; // pinned: torch's count no longer applies
+            TorchSharp.torch.set_num_threads(original);
+            Assert.Equal(1, NativeKernels.Threads);
+        }
+        finally
+        {
+            TorchSharp.torch.set_num_threads(original);
+            NativeKernels.Threads = 0;
+        }
+        Assert.Equal(original, NativeKernels.Threads);
+    }
 }

@@ -5,14 +5,15 @@ namespace Engine.Kernels.Cuda;
 /// <summary>
 /// A thin binding of the CUDA driver API (libcuda.so.1) for launching our own kernels on the memory of TorchSharp
 /// CUDA tensors: init, the device's primary context (the one libtorch uses, so pointers are shared), module load,
-/// launch, synchronise, memory info. ManagedCuda is not available on our feed.
+/// launch on a stream, memory info. ManagedCuda is not available on our feed.
 /// </summary>
 internal static unsafe class CudaDriver
 {
     const int AttributeComputeCapabilityMajor = 75;
     const int AttributeComputeCapabilityMinor = 76;
 
-    sealed class Api
+    /// <summary>The driver entry points used; tests substitute recording fakes (<see cref="Substitute"/>).</summary>
+    internal sealed class Api
     {
         public delegate* unmanaged<uint, int> Init;
         public delegate* unmanaged<int*, int> DriverGetVersion;
@@ -21,7 +22,6 @@ internal static unsafe class CudaDriver
         public delegate* unmanaged<IntPtr*, int, int> PrimaryCtxRetain;
         public delegate* unmanaged<IntPtr, int> CtxPushCurrent;
         public delegate* unmanaged<IntPtr*, int> CtxPopCurrent;
-        public delegate* unmanaged<int> CtxSynchronize;
         public delegate* unmanaged<IntPtr*, void*, int> ModuleLoadData;
         public delegate* unmanaged<IntPtr*, IntPtr, byte*, int> ModuleGetFunction;
         public delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int> LaunchKernel;
@@ -30,16 +30,39 @@ internal static unsafe class CudaDriver
     }
 
     static readonly Lazy<(Api? Api, string? Error)> Loaded = new(Load);
+    static Api? substitute;
 
-    public static bool IsAvailable => Loaded.Value.Api is not null;
+    static (Api? Api, string? Error) Current => substitute is { } fake ? (fake, null) : Loaded.Value;
+
+    public static bool IsAvailable => Current.Api is not null;
 
     /// <summary>Why the driver cannot be used, or null when it can.</summary>
-    public static string? UnavailableReason => Loaded.Value.Error;
+    public static string? UnavailableReason => Current.Error;
 
     static Api Require()
     {
-        var (api, error) = Loaded.Value;
+        var (api, error) = Current;
         return api ?? throw new EngineException(error!);
+    }
+
+    /// <summary>
+    /// Tests without a GPU: every driver call goes to <paramref name="fake"/> until the returned scope is disposed
+    /// (and the per-device modules loaded meanwhile are forgotten, before and after).
+    /// </summary>
+    internal static IDisposable Substitute(Api fake)
+    {
+        substitute = fake;
+        CudaKernels.ForgetDevices();
+        return new SubstituteScope();
+    }
+
+    sealed class SubstituteScope : IDisposable
+    {
+        public void Dispose()
+        {
+            substitute = null;
+            CudaKernels.ForgetDevices();
+        }
     }
 
     static (Api?, string?) Load()
@@ -61,7 +84,6 @@ internal static unsafe class CudaDriver
                 PrimaryCtxRetain = (delegate* unmanaged<IntPtr*, int, int>)NativeLibrary.GetExport(handle, "cuDevicePrimaryCtxRetain"),
                 CtxPushCurrent = (delegate* unmanaged<IntPtr, int>)NativeLibrary.GetExport(handle, "cuCtxPushCurrent_v2"),
                 CtxPopCurrent = (delegate* unmanaged<IntPtr*, int>)NativeLibrary.GetExport(handle, "cuCtxPopCurrent_v2"),
-                CtxSynchronize = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "cuCtxSynchronize"),
                 ModuleLoadData = (delegate* unmanaged<IntPtr*, void*, int>)NativeLibrary.GetExport(handle, "cuModuleLoadData"),
                 ModuleGetFunction = (delegate* unmanaged<IntPtr*, IntPtr, byte*, int>)NativeLibrary.GetExport(handle, "cuModuleGetFunction"),
                 LaunchKernel = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int>)NativeLibrary.GetExport(handle, "cuLaunchKernel"),
@@ -155,15 +177,13 @@ internal static unsafe class CudaDriver
     }
 
     /// <summary>
-    /// Launches on the legacy default stream (the stream TorchSharp's work runs on, so it is ordered after the
-    /// producers of the inputs) and synchronises, so errors surface here and outputs are ready for torch.
+    /// Enqueues the kernel on <paramref name="stream"/> and returns without waiting: work on the same stream (the
+    /// producers of the inputs before, the consumers of the outputs after) is ordered by the stream itself, as for
+    /// torch's own kernels. A bad launch configuration fails here; a fault inside the kernel surfaces at the next
+    /// synchronising call (CUDA_LAUNCH_BLOCKING=1 makes every launch synchronous when debugging).
     /// </summary>
-    public static void LaunchAndSynchronize(IntPtr function, (uint X, uint Y) grid, uint blockThreads, void** arguments, string name)
-    {
-        var api = Require();
-        Check(api.LaunchKernel(function, grid.X, grid.Y, 1, blockThreads, 1, 1, 0, IntPtr.Zero, arguments, null), $"launch of {name}");
-        Check(api.CtxSynchronize(), $"{name}");
-    }
+    public static void Launch(IntPtr function, (uint X, uint Y) grid, uint blockThreads, IntPtr stream, void** arguments, string name) =>
+        Check(Require().LaunchKernel(function, grid.X, grid.Y, 1, blockThreads, 1, 1, 0, stream, arguments, null), $"launch of {name}");
 
     /// <summary>Free and total memory of the current context's device, in bytes (cuMemGetInfo).</summary>
     public static (long Free, long Total) MemoryInfo(int deviceIndex)

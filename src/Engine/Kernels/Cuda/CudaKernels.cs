@@ -7,6 +7,8 @@ namespace Engine.Kernels.Cuda;
 /// <summary>
 /// Launches native/cuda/*.cu on the device memory of TorchSharp CUDA tensors through <see cref="CudaDriver"/>.
 /// Chosen automatically by <see cref="LogProbKernels"/> and <see cref="KlReduction"/> for CUDA tensors.
+/// Launches are asynchronous, on the caller's stream (<see cref="CallerStream"/>); nothing here waits for the
+/// device except where a result must reach the host (z0's two numbers, the label check's verdict).
 /// </summary>
 internal static unsafe class CudaKernels
 {
@@ -14,15 +16,23 @@ internal static unsafe class CudaKernels
     const uint BackwardItemsPerThread = 8;  // TLP_BACKWARD_ITEMS
     const uint KlThreads = 256;             // KL_THREADS in kl_reduction.cu
 
-    sealed record DeviceFunctions(IntPtr Context, IntPtr ForwardF32, IntPtr ForwardBf16, IntPtr BackwardF32, IntPtr BackwardBf16, IntPtr KlZ0);
+    internal sealed record DeviceFunctions(IntPtr Context, IntPtr ForwardF32, IntPtr ForwardBf16, IntPtr BackwardF32, IntPtr BackwardBf16, IntPtr KlZ0);
 
     static readonly ConcurrentDictionary<int, DeviceFunctions> Devices = new();
 
-    static DeviceFunctions For(Tensor t)
+    /// <summary>
+    /// The stream torch's work is on: TorchSharp has no stream API, so libtorch's current stream is always the
+    /// device's default stream, which is handle 0 (the legacy default stream) in the driver API too. Launching
+    /// there orders our kernels after the torch ops that produced the inputs and before those that read the outputs.
+    /// </summary>
+    internal static IntPtr CallerStream => IntPtr.Zero;
+
+    internal static void ForgetDevices() => Devices.Clear();
+
+    internal static DeviceFunctions For(int deviceIndex)
     {
         if (!CudaDriver.IsAvailable) throw new EngineException(CudaDriver.UnavailableReason!);
-        int index = t.device_index < 0 ? 0 : t.device_index;
-        return Devices.GetOrAdd(index, i =>
+        return Devices.GetOrAdd(deviceIndex < 0 ? 0 : deviceIndex, i =>
         {
             IntPtr context = CudaDriver.PrimaryContext(i);
             var (major, minor) = CudaDriver.ComputeCapability(i);
@@ -50,14 +60,20 @@ internal static unsafe class CudaKernels
         var (rows, vocab) = Shape(logits);
         if (rows == 0) return;
         LogProbKernels.ValidateLabelsWithTorch(labels, vocab);
-        var f = For(logits);
-        IntPtr pLogits = TensorMemory.DataPointer(logits), pLabels = TensorMemory.DataPointer(labels);
-        IntPtr pLogp = TensorMemory.DataPointer(logp), pStats = TensorMemory.DataPointer(stats), pMeans = TensorMemory.DataPointer(means);
+        LaunchForward(logits.device_index, logits.dtype == ScalarType.BFloat16, rows, vocab, TensorMemory.DataPointer(logits),
+            TensorMemory.DataPointer(labels), TensorMemory.DataPointer(logp), TensorMemory.DataPointer(stats), TensorMemory.DataPointer(means),
+            CallerStream);
+    }
+
+    /// <summary>One block per row; enqueued on <paramref name="stream"/>, not waited for.</summary>
+    internal static void LaunchForward(int deviceIndex, bool bf16, int rows, int vocab, IntPtr pLogits, IntPtr pLabels,
+                                       IntPtr pLogp, IntPtr pStats, IntPtr pMeans, IntPtr stream)
+    {
+        var f = For(deviceIndex);
         long ignore = TokenLogProbs.IgnoreIndex;
         void** args = stackalloc void*[] { &pLogits, &pLabels, &rows, &vocab, &ignore, &pLogp, &pStats, &pMeans };
-        bool bf16 = logits.dtype == ScalarType.BFloat16;
         using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.LaunchAndSynchronize(bf16 ? f.ForwardBf16 : f.ForwardF32, ((uint)rows, 1), LogProbThreads, args,
+        CudaDriver.Launch(bf16 ? f.ForwardBf16 : f.ForwardF32, ((uint)rows, 1), LogProbThreads, stream, args,
             bf16 ? "token_logprob_forward_bf16" : "token_logprob_forward_f32");
     }
 
@@ -65,16 +81,22 @@ internal static unsafe class CudaKernels
     {
         var (rows, vocab) = Shape(logits);
         if (rows == 0) return;
-        var f = For(logits);
-        IntPtr pLogits = TensorMemory.DataPointer(logits), pLabels = TensorMemory.DataPointer(labels), pStats = TensorMemory.DataPointer(stats);
-        IntPtr pGradOut = TensorMemory.DataPointer(gradOut), pGrad = TensorMemory.DataPointer(grad);
+        LaunchBackward(logits.device_index, logits.dtype == ScalarType.BFloat16, rows, vocab, TensorMemory.DataPointer(logits),
+            TensorMemory.DataPointer(labels), TensorMemory.DataPointer(stats), TensorMemory.DataPointer(gradOut), TensorMemory.DataPointer(grad),
+            CallerStream);
+    }
+
+    /// <summary>Rows × vocabulary tiles of 256 × 8 logits; enqueued on <paramref name="stream"/>, not waited for.</summary>
+    internal static void LaunchBackward(int deviceIndex, bool bf16, int rows, int vocab, IntPtr pLogits, IntPtr pLabels,
+                                        IntPtr pStats, IntPtr pGradOut, IntPtr pGrad, IntPtr stream)
+    {
+        var f = For(deviceIndex);
         long ignore = TokenLogProbs.IgnoreIndex;
         void** args = stackalloc void*[] { &pLogits, &pLabels, &pStats, &pGradOut, &rows, &vocab, &ignore, &pGrad };
         uint tile = LogProbThreads * BackwardItemsPerThread;
         uint tiles = (uint)((vocab + tile - 1) / tile);
-        bool bf16 = logits.dtype == ScalarType.BFloat16;
         using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.LaunchAndSynchronize(bf16 ? f.BackwardBf16 : f.BackwardF32, ((uint)rows, tiles), LogProbThreads, args,
+        CudaDriver.Launch(bf16 ? f.BackwardBf16 : f.BackwardF32, ((uint)rows, tiles), LogProbThreads, stream, args,
             bf16 ? "token_logprob_backward_bf16" : "token_logprob_backward_f32");
     }
 
@@ -83,19 +105,26 @@ internal static unsafe class CudaKernels
                                                    Tensor policySums, Tensor referenceSumsOut)
     {
         int batch = (int)policy.shape[0], tokens = (int)policy.shape[1];
-        var f = For(policy);
         using var scratch = empty(new long[] { batch }, ScalarType.Float64, policy.device);
         using var stats = empty(new long[] { 2 }, ScalarType.Float64, policy.device);
-        IntPtr pPolicy = TensorMemory.DataPointer(policy), pMask = TensorMemory.DataPointer(mask);
-        IntPtr pRefTokens = referenceTokens is null ? IntPtr.Zero : TensorMemory.DataPointer(referenceTokens);
-        IntPtr pRefSums = referenceSums is null ? IntPtr.Zero : TensorMemory.DataPointer(referenceSums);
-        IntPtr pPolicySums = TensorMemory.DataPointer(policySums), pRefSumsOut = TensorMemory.DataPointer(referenceSumsOut);
-        IntPtr pScratch = TensorMemory.DataPointer(scratch), pStatsOut = TensorMemory.DataPointer(stats);
-        void** args = stackalloc void*[] { &pPolicy, &pRefTokens, &pRefSums, &pMask, &batch, &tokens, &pPolicySums, &pRefSumsOut, &pScratch, &pStatsOut };
-        using (CudaDriver.Enter(f.Context))
-            CudaDriver.LaunchAndSynchronize(f.KlZ0, (1, 1), KlThreads, args, "kl_z0_reduce");
+        LaunchKlZ0(policy.device_index, batch, tokens, TensorMemory.DataPointer(policy),
+            referenceTokens is null ? IntPtr.Zero : TensorMemory.DataPointer(referenceTokens),
+            referenceSums is null ? IntPtr.Zero : TensorMemory.DataPointer(referenceSums), TensorMemory.DataPointer(mask),
+            TensorMemory.DataPointer(policySums), TensorMemory.DataPointer(referenceSumsOut), TensorMemory.DataPointer(scratch),
+            TensorMemory.DataPointer(stats), CallerStream);
+        // The one wait: z0 is returned to the host. torch's copy runs on the same stream, after the kernel.
         using var host = stats.cpu();
         var values = host.data<double>().ToArray();
         return (values[0], values[1]);
+    }
+
+    /// <summary>One block; enqueued on <paramref name="stream"/>, not waited for.</summary>
+    internal static void LaunchKlZ0(int deviceIndex, int batch, int tokens, IntPtr pPolicy, IntPtr pRefTokens, IntPtr pRefSums,
+                                    IntPtr pMask, IntPtr pPolicySums, IntPtr pRefSumsOut, IntPtr pScratch, IntPtr pStatsOut, IntPtr stream)
+    {
+        var f = For(deviceIndex);
+        void** args = stackalloc void*[] { &pPolicy, &pRefTokens, &pRefSums, &pMask, &batch, &tokens, &pPolicySums, &pRefSumsOut, &pScratch, &pStatsOut };
+        using var scope = CudaDriver.Enter(f.Context);
+        CudaDriver.Launch(f.KlZ0, (1, 1), KlThreads, stream, args, "kl_z0_reduce");
     }
 }

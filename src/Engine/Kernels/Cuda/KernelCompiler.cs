@@ -22,6 +22,10 @@ public static partial class KernelCompiler
     public static bool DriverAvailable => CudaDriver.IsAvailable;
     public static string? DriverUnavailableReason => CudaDriver.UnavailableReason;
 
+    /// <summary>NVRTC compilations this process actually ran; the others came from the cache (<see cref="NvrtcCache"/>).</summary>
+    public static int Compilations => NvrtcCache.Compilations;
+    public static string? CacheDirectory => NvrtcCache.Directory;
+
     public static string CompilerDescription => Nvrtc.IsAvailable ? $"NVRTC {Nvrtc.Version} ({Nvrtc.LibraryName})" : "NVRTC not available";
 
     /// <summary>The default targets of the compile check: every cubin architecture, then PTX.</summary>

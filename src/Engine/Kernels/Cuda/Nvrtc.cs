@@ -87,13 +87,21 @@ internal static unsafe class Nvrtc
     /// <summary>
     /// Compiles <paramref name="source"/> for <paramref name="architecture"/>: "sm_XY" gives a cubin (with ptxas's
     /// verbose report in the log), "compute_XY" gives PTX. Throws EngineException with the log on a compile error.
+    /// A source already compiled with the same NVRTC and options comes from <see cref="NvrtcCache"/>.
     /// </summary>
     public static NvrtcOutput Compile(string source, string fileName, string architecture)
     {
+        Require();
+        var options = new List<string> { $"--gpu-architecture={architecture}", "--std=c++14" };
+        if (architecture.StartsWith("sm_", StringComparison.Ordinal)) options.Add("--ptxas-options=-v");
+        string key = NvrtcCache.Key($"{LibraryName} {Version}", options, fileName, source);
+        return NvrtcCache.GetOrCompile(key, () => CompileUncached(source, fileName, architecture, options));
+    }
+
+    static NvrtcOutput CompileUncached(string source, string fileName, string architecture, List<string> options)
+    {
         var api = Require();
         bool cubin = architecture.StartsWith("sm_", StringComparison.Ordinal);
-        var options = new List<string> { $"--gpu-architecture={architecture}", "--std=c++14" };
-        if (cubin) options.Add("--ptxas-options=-v");
 
         IntPtr program;
         byte[] src = Encoding.UTF8.GetBytes(source + "\0");
