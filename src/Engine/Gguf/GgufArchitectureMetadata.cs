@@ -138,7 +138,7 @@ public static class GgufArchitectureMetadata
         // llama.cpp: no window key means no sliding layers; the pattern and local base default to Gemma 3's.
         int? window = file.GetInt(SlidingWindow, a) is int w && w > 0 ? w : null;
         int pattern = file.Get(SlidingWindowPattern, a) is { Type: GgufValueType.Array } flags
-            ? PatternOf((Array)flags.Value, c.NumLayers, file.Source)
+            ? PatternOf((Array)flags.Value, c.NumLayers, $"{file.Source}: {SlidingWindowPattern.Name(a)}")
             : file.GetInt(SlidingWindowPattern, a) ?? Gemma3Pattern;
         var withWindow = c with { SlidingWindow = window, SlidingWindowPattern = pattern };
         return withWindow with
@@ -161,15 +161,16 @@ public static class GgufArchitectureMetadata
     }
 
     /// <summary>A per-layer bool array (true = sliding) as "every n-th layer full", the only arrangement supported.</summary>
-    static int PatternOf(Array sliding, int layers, string source)
+    /// <param name="what">the file and key, for errors</param>
+    static int PatternOf(Array sliding, int layers, string what)
     {
-        var flags = sliding.Cast<object>().Select(o => o is bool b ? b : throw new EngineException($"{source}: gemma3.attention.sliding_window_pattern must be booleans")).ToArray();
-        if (flags.Length != layers) throw new EngineException($"{source}: gemma3.attention.sliding_window_pattern has {flags.Length} entries for {layers} layers");
+        var flags = sliding.Cast<object>().Select(o => o is bool b ? b : throw new EngineException($"{what} must be booleans")).ToArray();
+        if (flags.Length != layers) throw new EngineException($"{what} has {flags.Length} entries for {layers} layers");
         int first = Array.IndexOf(flags, false);
         int n = first < 0 ? layers + 1 : first + 1;
         for (int i = 0; i < layers; i++)
             if (flags[i] == ((i + 1) % n == 0))
-                throw new EngineException($"{source}: gemma3.attention.sliding_window_pattern is not 'every n-th layer full attention', the only arrangement supported");
+                throw new EngineException($"{what} is not 'every n-th layer full attention', the only arrangement supported");
         return n;
     }
 }
