@@ -153,35 +153,42 @@ public sealed class TrainingSession : IDisposable
     /// <summary>
     /// One optimizer step over up to <paramref name="gradAccum"/> micro-batches from <paramref name="batches"/>:
     /// forward, backward, clipping, the non-finite guard, AdamW at <paramref name="learningRate"/>. Null when the data
-    /// is exhausted before the first micro-batch.
+    /// is exhausted before the first micro-batch. The step's micro-batches are drawn first (as transformers'
+    /// get_batch_samples does), so that <see cref="MicroBatchWeights"/> knows the step's loss units before the first
+    /// backward; the loss reported (and logged as "loss") is the weighted sum that was differentiated.
     /// </summary>
     public StepOutcome? TrainStep(IEnumerator<ITrainBatch> batches, int gradAccum, double learningRate)
     {
         Policy.train();
-        var metrics = new ObjectiveMetrics();
-        double lossSum = 0;
-        long tokens = 0;
-        int micro = 0;
-        DataPosition next = default;
-        for (; micro < gradAccum; micro++)
+        var micro = new List<ITrainBatch>(gradAccum);
+        try
         {
-            if (!batches.MoveNext()) break;
-            using var batch = batches.Current;
-            using var scope = NewDisposeScope();
-            var result = Step.Compute(batch, eval: false);
-            (result.Loss / gradAccum).backward();
-            lossSum += result.Loss.item<float>();
-            metrics.Merge(result.Metrics);
-            tokens += batch.Tokens;
-            next = batch.Next;
+            while (micro.Count < gradAccum && batches.MoveNext()) micro.Add(batches.Current);
+            if (micro.Count == 0) return null;
+            var weights = MicroBatchWeights.For(Settings.Method, micro);
+            var metrics = new ObjectiveMetrics();
+            double loss = 0;
+            long tokens = 0;
+            for (int m = 0; m < micro.Count; m++)
+            {
+                using var scope = NewDisposeScope();
+                var result = Step.Compute(micro[m], eval: false);
+                (result.Loss * weights[m]).backward();
+                loss += result.Loss.item<float>() * weights[m];
+                metrics.Merge(result.Metrics);
+                tokens += micro[m].Tokens;
+            }
+            metrics.Set(MetricNames.Loss, loss);
+            double gradNorm = Optimizer.ClipGradients(Options.MaxGradNorm);
+            bool finite = double.IsFinite(loss) && double.IsFinite(gradNorm);
+            if (finite) Optimizer.Step(learningRate);
+            Optimizer.ZeroGrad();
+            return new StepOutcome(loss, metrics, gradNorm, finite, tokens, micro.Count, micro[^1].Next);
         }
-        if (micro == 0) return null;
-        double loss = lossSum / micro;
-        double gradNorm = Optimizer.ClipGradients(Options.MaxGradNorm);
-        bool finite = double.IsFinite(loss) && double.IsFinite(gradNorm);
-        if (finite) Optimizer.Step(learningRate);
-        Optimizer.ZeroGrad();
-        return new StepOutcome(loss, metrics, gradNorm, finite, tokens, micro, next);
+        finally
+        {
+            foreach (var b in micro) b.Dispose();
+        }
     }
 
     /// <summary>The objective's metrics over the eval split, without gradients.</summary>
