@@ -52,18 +52,23 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
         if (json) w.WriteLine("[");
         bool first = true;
-        if (options.Cases.Contains("logprob")) first = RunLogProb(options, json, context, first);
+        string load = BenchmarkMachine.LoadAverage();
+        if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
         if (options.Cases.Contains("qmatmul")) RunQuantizedMatmul(options, json, context, first);
         if (json) w.WriteLine("]");
+        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
     }
 
-    static bool RunLogProb(KernelBenchOptions options, bool json, CliContext context, bool first)
+    static (bool First, string Load) RunLogProb(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
     {
         var w = context.Out;
         if (!json) w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
-        foreach (var r in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        foreach (var measured in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
+            var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
+            load = BenchmarkMachine.LoadAverage();
+            foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
             if (json)
             {
                 w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
@@ -74,7 +79,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
             w.Flush();
         }
-        return first;
+        return (first, load);
     }
 
     static void RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
