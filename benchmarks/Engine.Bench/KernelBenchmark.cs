@@ -78,6 +78,12 @@ public sealed record KernelBenchOptions
     public int? Threads { get; init; }
     /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
     public string? Isa { get; init; }
+    /// <summary>Cases to run: "logprob" (this benchmark) and/or "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>).</summary>
+    public IReadOnlyList<string> Cases { get; init; } = new[] { "logprob" };
+    /// <summary>qmatmul: rows (tokens), the square weight's size, and the formats.</summary>
+    public IReadOnlyList<long> QmatmulRows { get; init; } = QuantizedMatmulBenchmark.DefaultRows;
+    public long QmatmulSize { get; init; } = 4096;
+    public IReadOnlyList<string> QmatmulFormats { get; init; } = new[] { "nf4", "nf4-dq" };
 }
 
 /// <summary>
@@ -135,7 +141,7 @@ public static class KernelBenchmark
     }
 
     /// <summary>Two measurements alternated (a, b, a, b, ...), so both see the same load on a shared machine; also the per-pair ratios a/b.</summary>
-    static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
     {
         Once(a, null);
         Once(b, null);

@@ -1,5 +1,9 @@
-// The scalar build of the row kernels (compiler flags for this file are set in CMake: cmake/EngineSimd.cmake).
+// The scalar build of the row kernels and of the dequantizing matmul (compiler flags for this file are set in CMake: cmake/EngineSimd.cmake).
 #include "simd_scalar.h"
 #include "logprob_rows.h"
 
 const EngineRowKernels* engine_row_kernels_scalar() { return make_row_kernels<SimdScalar>(); }
+
+#include "qmatmul.h"
+
+void engine_qmatmul_scalar(const QmmProblem& p) { qmatmul_simd<SimdScalar>(p); }

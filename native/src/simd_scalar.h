@@ -32,6 +32,7 @@ struct SimdScalar
     static V add(V a, V b) { return a + b; }
     static V sub(V a, V b) { return a - b; }
     static V mul(V a, V b) { return a * b; }
+    static V fma(V a, V b, V c) { return a * b + c; }
     static V max(V a, V b) { return a > b ? a : b; }
     static float hmax(V a) { return a; }
     static float hsum(V a) { return a; }

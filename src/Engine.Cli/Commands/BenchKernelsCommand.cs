@@ -12,7 +12,7 @@ public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = fals
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, and the dequantizing matmul against the bf16 matmul (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -33,6 +33,14 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             (o, v) => o with { HeadHidden = v }, min: 0)),
         B(Opt<KernelBenchOptions>.Flag("no-memory", "skip the extra-memory measurements", o => !o.MeasureMemory, (o, v) => o with { MeasureMemory = !v })),
         B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.List("case", "cases: logprob (fused log-prob vs naive) and/or qmatmul (dequantizing matmul vs bf16 matmul)", "logprob,qmatmul",
+            (s, what) => s is "logprob" or "qmatmul" ? s : throw new UsageException($"{what} takes logprob and/or qmatmul (got '{s}')"),
+            o => o.Cases, (o, v) => o with { Cases = v }, sample: "qmatmul")),
+        B(Opt<KernelBenchOptions>.List("qmatmul-rows", "qmatmul: rows (tokens) per case", "N,N,...", PositiveLong, o => o.QmatmulRows, (o, v) => o with { QmatmulRows = v }, sample: "16")),
+        B(Opt<KernelBenchOptions>.Int("qmatmul-size", "qmatmul: out = in features of the weight", o => (int)o.QmatmulSize, (o, v) => o with { QmatmulSize = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.List("qmatmul-format", "qmatmul: weight formats", "nf4,nf4-dq,int8",
+            (s, what) => s is "nf4" or "nf4-dq" or "int8" ? s : throw new UsageException($"{what} takes nf4, nf4-dq and/or int8 (got '{s}')"),
+            o => o.QmatmulFormats, (o, v) => o with { QmatmulFormats = v }, sample: "nf4")),
         B(Opt<KernelBenchOptions>.Choice("isa", "force the CPU kernels' instruction set (default: the best available)", new[] { "scalar", "avx2", "avx512" }, v => v,
             o => o.Isa, (o, v) => o with { Isa = v })),
     };
@@ -43,9 +51,19 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         var w = context.Out;
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
         if (json) w.WriteLine("[");
-        else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
         string load = BenchmarkMachine.LoadAverage();
+        if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
+        if (options.Cases.Contains("qmatmul")) RunQuantizedMatmul(options, json, context, first);
+        if (json) w.WriteLine("]");
+        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
+        return 0;
+    }
+
+    static (bool First, string Load) RunLogProb(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         foreach (var measured in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
             var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
@@ -61,9 +79,29 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
             w.Flush();
         }
-        if (json) w.WriteLine("]");
-        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
-        return 0;
+        return (first, load);
+    }
+
+    static void RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
+    {
+        var w = context.Out;
+        if (!json)
+            w.WriteLine($"{"rows",6} {"out x in",11} {"format",6} {"bf16 ms",8} {"q ms",8} {"rate",6} {"pairs min-max",14} {"bf16 dx ms",10} {"q dx ms",8} {"rate",6}");
+        foreach (var r in QuantizedMatmulBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        {
+            if (json)
+            {
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
+            else
+            {
+                var pairs = r.MinMedianMax["forward_rate_ratio_pairs"];
+                w.WriteLine($"{r.Rows,6} {$"{r.OutFeatures}x{r.InFeatures}",11} {r.Format,6} {F(r.Bf16MatmulMs),8} {F(r.QmatmulMs),8} {F(r.ForwardRateRatio),6} " +
+                            $"{$"{F(pairs[0])}-{F(pairs[2])}",14} {F(r.Bf16InputGradMs),10} {F(r.QmatmulInputGradMs),8} {F(r.InputGradRateRatio),6}");
+            }
+            w.Flush();
+        }
     }
 
     static readonly JsonSerializerOptions JsonOptions = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };

@@ -13,9 +13,12 @@ public class KernelCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
-        Assert.Equal(5 * 2, items.Count); // 5 kernels x (sm_89 cubin, compute_80 PTX)
+        int kernels = Engine.Kernels.Cuda.KernelSources.Kernels.Values.Sum(k => k.Length);
+        Assert.Equal(9, kernels); // log-prob (4), z0 (1), dequantizing matmul (4)
+        Assert.Equal(kernels * 2, items.Count); // each kernel x (sm_89 cubin, compute_80 PTX)
         var cubins = items.Where(i => i.GetProperty("arch").GetString() == "sm_89").ToList();
-        Assert.Equal(5, cubins.Count);
+        Assert.Equal(kernels, cubins.Count);
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "qmatmul_backward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "token_logprob_forward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "kl_z0_reduce");
         foreach (var c in cubins)
