@@ -196,6 +196,9 @@ public sealed unsafe class MpiCommunicator : ICommunicator
         Wait(ref request, "a barrier");
     }
 
+    /// <summary>This rank is leaving after an error: <see cref="Dispose"/> will not wait in MPI_Finalize for the others.</summary>
+    public void Fail() => _failed = true;
+
     /// <summary>Ends the job on every rank now (after a failure this rank has already reported).</summary>
     public void Abort(int code)
     {
