@@ -33,6 +33,8 @@ public sealed class GradientBuckets : IDisposable
     public int Count => _buckets.Count;
     /// <summary>Buckets started during backward in the last <see cref="Finish"/>ed step (the rest started after it).</summary>
     public int StartedDuringBackward { get; private set; }
+    /// <summary>Seconds the last <see cref="Finish"/> spent after backward: packing the rest, waiting for every sum, writing them back.</summary>
+    public double FinishSeconds { get; private set; }
     /// <summary>fp32 elements summed per step, i.e. the payload of one all-reduce of every gradient.</summary>
     public long Elements => _buckets.Sum(b => b.Flat.numel());
 
@@ -106,6 +108,7 @@ public sealed class GradientBuckets : IDisposable
     /// <summary>Starts what backward did not, waits for every bucket, and writes the sums into the gradients.</summary>
     public void Finish()
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         Armed = false;
         int early = _buckets.Count(b => b.Pending is not null);
         foreach (var b in _buckets)
@@ -128,6 +131,7 @@ public sealed class GradientBuckets : IDisposable
         }
         StartedDuringBackward = early;
         BackwardSignal.ReleaseReturned();
+        FinishSeconds = clock.Elapsed.TotalSeconds;
     }
 
     public void Dispose()

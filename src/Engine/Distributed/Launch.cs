@@ -71,8 +71,14 @@ public static class Launch
         if (IsRoot) psi.ArgumentList.Add("--allow-run-as-root");
         int threads = threadsPerRank ?? Math.Max(1, Environment.ProcessorCount / ranks);
         psi.Environment[ThreadsVariable] = threads.ToString(CultureInfo.InvariantCulture);
-        psi.ArgumentList.Add("-x");
-        psi.ArgumentList.Add(ThreadsVariable);
+        // Open MPI gives local ranks a pseudo-terminal for stdout; as a terminal without capabilities .NET writes no
+        // terminal set-up codes into the relayed output.
+        psi.Environment["TERM"] = "dumb";
+        foreach (var name in new[] { ThreadsVariable, "TERM" })
+        {
+            psi.ArgumentList.Add("-x");
+            psi.ArgumentList.Add(name);
+        }
         psi.ArgumentList.Add(program);
         foreach (var a in arguments) psi.ArgumentList.Add(a);
         return psi;

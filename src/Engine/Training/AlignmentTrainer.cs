@@ -55,6 +55,9 @@ public sealed class AlignmentTrainer
         state = state with { GlobalMicroBatch = globalMicroBatch, Ranks = _ranks.Size };
 
         using var session = TrainingSession.Open(_o, new SessionData.Files(), _observer, checkpoint, state, ranks: _ranks);
+        if (_ranks.Size > 1)
+            _observer.Notice($"data-parallel: {_ranks.Description}, each training {_o.Step.MicroBatch} of every global micro-batch of {globalMicroBatch} " +
+                $"{method.ExampleNoun}; {globalMicroBatch * _o.GradAccum} {method.ExampleNoun} per optimizer step");
         int batchesPerEpoch = session.Train.BatchesPerEpoch;
         int stepsPerEpoch = (batchesPerEpoch + _o.GradAccum - 1) / _o.GradAccum;
         int totalSteps = _o.MaxSteps ?? _o.Epochs * stepsPerEpoch;

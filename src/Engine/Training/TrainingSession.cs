@@ -68,7 +68,7 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>The decoder layer a parameter belongs to (its gradient is final once backward has passed that layer); −1 for the rest.</summary>
-    static int LayerOf(string name)
+    internal static int LayerOf(string name)
     {
         const string prefix = "model.layers.";
         if (!name.StartsWith(prefix, StringComparison.Ordinal)) return -1;
@@ -80,7 +80,7 @@ public sealed class TrainingSession : IDisposable
     /// Marks each decoder layer's input so that, in the backward of a step's last micro-batch, the buckets holding that
     /// layer's gradients start their all-reduce while backward goes on through the layers below.
     /// </summary>
-    static void SignalLayers(LlamaForCausalLM policy, GradientBuckets buckets)
+    internal static void SignalLayers(LlamaForCausalLM policy, GradientBuckets buckets)
     {
         var index = new Dictionary<DecoderLayer, int>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < policy.model.layers.Count; i++) index[policy.model.layers[i]] = i;
