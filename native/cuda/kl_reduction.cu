@@ -47,6 +47,8 @@ kl_z0_reduce(const float* policy, const float* ref_tokens, const float* ref_sums
         for (int b = 0; b < batch; ++b) total += seq_diff[b];
         const double mean = total / (double)batch;
         out[0] = mean;
-        out[1] = mean > 0.0 ? mean : 0.0;
+        // Clamp at 0 with a comparison that is false for NaN, so a NaN estimate stays NaN and reaches the
+        // trainer's non-finite guard instead of becoming a silent 0.
+        out[1] = mean < 0.0 ? 0.0 : mean;
     }
 }

@@ -47,6 +47,8 @@ extern "C" int32_t engine_kl_z0(const float* policy, const float* ref_tokens, co
     }
     const double mean = total / static_cast<double>(batch);
     out[0] = mean;
-    out[1] = mean > 0.0 ? mean : 0.0;
+    // Clamp at 0 with a comparison that is false for NaN, so a NaN estimate stays NaN and reaches the trainer's
+    // non-finite guard instead of becoming a silent 0 (the CUDA kernel does the same).
+    out[1] = mean < 0.0 ? 0.0 : mean;
     return ENGINE_OK;
 }

@@ -337,6 +337,23 @@ TEST_CASE(cpu_kl_z0_hand_worked)
     CHECK(engine_kl_z0(policy, nullptr, nullptr, mask, 2, 3, ps, rs, out) == ENGINE_BAD_ARGUMENT);
 }
 
+// A NaN estimate must stay NaN after the clamp (max(0, NaN) written as `mean > 0 ? mean : 0` gave 0), so the
+// trainer's non-finite guard sees it.
+TEST_CASE(cpu_kl_z0_nan_is_not_clamped_to_zero)
+{
+    const float policy[] = {-1, std::numeric_limits<float>::quiet_NaN(), -3, -0.5f, -0.25f, -4};
+    const float ref[] = {-1.5f, -2, -2, -1, -1, -1};
+    const uint8_t mask[] = {1, 1, 0, 1, 1, 0};
+    float ps[2], rs[2];
+    double out[2];
+    CHECK(engine_kl_z0(policy, ref, nullptr, mask, 2, 3, ps, rs, out) == ENGINE_OK);
+    CHECK(std::isnan(out[0]) && std::isnan(out[1]));
+    // A NaN outside the mask is never read.
+    const uint8_t mask_skips_nan[] = {1, 0, 0, 1, 1, 0};
+    CHECK(engine_kl_z0(policy, ref, nullptr, mask_skips_nan, 2, 3, ps, rs, out) == ENGINE_OK);
+    CHECK(std::isfinite(out[0]) && std::isfinite(out[1]));
+}
+
 TEST_CASE(cpu_kl_z0_deterministic)
 {
     std::mt19937 rng(5);

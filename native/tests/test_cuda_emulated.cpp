@@ -10,6 +10,7 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 using namespace reference;
@@ -251,6 +252,20 @@ TEST_CASE(cuda_kl_z0_reference_sums)
     const float ref_sums2[] = {-3.5f, -3.0f};
     o = kl_emulated(policy, nullptr, ref_sums2, mask2, 2, 3);
     CHECK(o.out[0] == -0.625 && o.out[1] == 0.0);
+}
+
+// A NaN estimate stays NaN after the clamp, on the CUDA kernel as on the CPU one.
+TEST_CASE(cuda_kl_z0_nan_is_not_clamped_to_zero)
+{
+    const std::vector<float> policy = {-1, std::numeric_limits<float>::quiet_NaN(), -3, -0.5f, -0.25f, -4};
+    const std::vector<uint8_t> mask = {1, 1, 0, 1, 1, 0};
+    const float ref_sums[] = {-3.5f, -2.0f};
+    KlOut o = kl_emulated(policy, nullptr, ref_sums, mask, 2, 3);
+    CHECK(std::isnan(o.out[0]) && std::isnan(o.out[1]));
+    const float nan_ref[] = {-3.5f, std::numeric_limits<float>::quiet_NaN()};
+    const std::vector<float> finite_policy = {-1, -2, -3, -0.5f, -0.25f, -4};
+    o = kl_emulated(finite_policy, nullptr, nan_ref, mask, 2, 3);
+    CHECK(std::isnan(o.out[1]));
 }
 
 int main(int argc, char** argv) { return testing_util::run_main(argc, argv); }

@@ -15,7 +15,8 @@ namespace Engine.Cli
             .OrderBy(c => c.Name, StringComparer.Ordinal)
             .ToList();
 
-        /// <summary>Exit codes: 0 success, 1 a failure the message explains (bad input, I/O), 2 a malformed command line, 3 an internal error.</summary>
+        /// <summary>Exit codes: 0 success, 1 a failure the message explains (bad input, I/O), 2 a malformed command line, 3 an internal error,
+        /// 130 / 143 a run stopped by SIGINT / SIGTERM (128 + the signal, as a shell reports it).</summary>
         public static int Run(string[] args, CliContext context)
         {
             if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
@@ -48,6 +49,11 @@ namespace Engine.Cli
                 context.Err.WriteLine($"error: {e.Message}");
                 context.Err.WriteLine($"usage: {command.Usage}  (`engine {command.Name} --help` lists the options)");
                 return 2;
+            }
+            catch (Engine.Training.TrainingStoppedException e)
+            {
+                context.Err.WriteLine(e.Message);
+                return Engine.Training.StopSignal.ExitCodeFor(e.Signal);
             }
             catch (EngineException e)
             {

@@ -7,7 +7,7 @@ using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-public sealed record DataInspectArgs(StepSettings Step, double? LabelThreshold = null, string? RatingColumn = null, bool Json = false);
+public sealed record DataInspectArgs(StepSettings Step, double? LabelThreshold = null, string? RatingColumn = null, bool Json = false, int Show = 0);
 
 public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
 {
@@ -20,13 +20,15 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
         o.Lift<DataInspectArgs>(a => a.Step, (a, s) => a with { Step = s });
 
     protected override IReadOnlyList<CliOption<DataInspectArgs>> Options { get; } =
-        Step(new[] { StepOptions.Model.With(help: "count tokens and truncation with this model's tokenizer", required: false) }
+        Step(new[] { StepOptions.Model.With(help: "count tokens and truncation with this model's tokenizer (a folder of tokenizer files will do)", required: false) }
             .Concat(StepOptions.Lengths).Concat(new[] { StepOptions.DesirableWeight, StepOptions.UndesirableWeight }))
         .Concat(new[]
         {
             Opt<DataInspectArgs>.OptionalDouble("label-threshold", "unpaired rows rated above X are desirable (with --rating-column or a rating/score column)",
                 a => a.LabelThreshold, (a, v) => a with { LabelThreshold = v }),
             Opt<DataInspectArgs>.String("rating-column", "the column holding each row's rating", a => a.RatingColumn, (a, v) => a with { RatingColumn = v }, valueName: "NAME"),
+            Opt<DataInspectArgs>.Int("show", "show the first N rows as the trainer sees them: prompt and completion ids and their text (needs --model)",
+                a => a.Show, (a, v) => a with { Show = v }, min: 0),
             Opt<DataInspectArgs>.Flag("json", "print the report as JSON", a => a.Json, (a, v) => a with { Json = v }),
         }).ToList();
 
@@ -38,6 +40,8 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
         string? modelDir = string.IsNullOrEmpty(a.Step.Model) ? null : a.Step.Model;
         if (modelDir is null && StepOptions.Lengths.Any(o => parsed.Given.Contains(o.Name)))
             throw new UsageException("data inspect: --max-length, --max-prompt-length and --truncation-mode count tokens and need --model");
+        if (modelDir is null && a.Show > 0)
+            throw new UsageException("data inspect: --show tokenizes rows and needs --model");
         if (a.RatingColumn is not null && a.LabelThreshold is null)
             throw new UsageException("data inspect: --rating-column needs --label-threshold");
         double desirableWeight = a.Step.Objective.DesirableWeight ?? 1.0, undesirableWeight = a.Step.Objective.UndesirableWeight ?? 1.0;
@@ -48,14 +52,12 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
         ExampleTokenizer? tokenizer = null;
         if (modelDir is not null)
         {
-            var parts = ModelLoader.OpenParts(modelDir);
-            parts.Weights.Dispose();
-            var tok = parts.Tokenizer ?? throw new EngineException($"{modelDir}: no tokenizer found (expected tokenizer.model or tokenizer.json)");
+            var tok = TokenizerSource.Load(modelDir);
             // The same limits `train` uses (StepSettings), so the truncation reported is what training will do.
             var renderer = dataset.Style == DataStyle.Conversational ? ChatRendering.ForTokenizer(tok, modelDir) : null;
             tokenizer = new ExampleTokenizer(tok, a.Step.Tokenization, renderer);
         }
-        var inspection = DatasetInspection.Run(dataset, tokenizer, desirableWeight, undesirableWeight);
+        var inspection = DatasetInspection.Run(dataset, tokenizer, desirableWeight, undesirableWeight, a.Show);
         if (a.Json) WriteJson(inspection, context.Out);
         else WriteText(inspection, context.Out);
         return 0;
@@ -74,7 +76,8 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
         if (r.Truncation is { } t)
             Line(w, "truncation", $"{r.Settings!.Describe()}: {t.PromptsTruncated} prompts " +
                 (t.PromptsOverMaxLength > 0 ? $"({t.PromptsOverMaxLength} longer than max_length alone) " : "") +
-                $"and {t.CompletionsTruncated} completions would be truncated, {t.RowsDropped} rows dropped");
+                $"and {t.CompletionsTruncated} completions would be truncated, {t.RowsDropped} rows dropped" +
+                (t.BoundaryMerges > 0 ? $"; {t.BoundaryMerges} rows merge tokens across the prompt/completion boundary (the merged token counts as completion)" : ""));
         else Line(w, "truncation", "give --model to count tokens and truncation");
         if (d.Format == DataFormat.Paired)
         {
@@ -89,7 +92,20 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
             Line(w, "KTO balance", (b.Warning is { } warning ? "warning: " + warning : $"λ_D·n_D / (λ_U·n_U) = {b.Ratio.ToString("0.###", CultureInfo.InvariantCulture)}, within [1, 4/3]"));
         }
         foreach (var n in d.Notices) Line(w, "note", n);
+        foreach (var row in r.Shown)
+        {
+            w.WriteLine();
+            w.WriteLine($"row {row.Source}" + (row.Desirable is bool label ? (label ? " (desirable)" : " (undesirable)") : "") +
+                        (row.Dropped ? ": dropped by the length limits (ids before truncation)" : ""));
+            foreach (var part in row.Parts)
+            {
+                Line(w, "  " + part.Name + " ids", $"[{string.Join(", ", part.Ids)}] ({part.Ids.Length} tokens)");
+                Line(w, "  " + part.Name + " text", JsonSerializer.Serialize(part.Text, RelaxedJson));
+            }
+        }
     }
+
+    static readonly JsonSerializerOptions RelaxedJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     static void Line(TextWriter w, string label, string value) => w.WriteLine($"{label + ":",-20}{value}");
 
@@ -97,7 +113,7 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
     {
         var d = r.Dataset;
         using var stream = new MemoryStream();
-        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = RelaxedJson.Encoder });
         w.WriteStartObject();
         w.WriteString("file", d.Origin);
         w.WriteString("format", d.Format == DataFormat.Paired ? "paired" : "unpaired");
@@ -118,6 +134,7 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
             w.WriteNumber("prompts_over_max_length", t.PromptsOverMaxLength);
             w.WriteNumber("completions_truncated", t.CompletionsTruncated);
             w.WriteNumber("rows_dropped", t.RowsDropped);
+            w.WriteNumber("boundary_merges", t.BoundaryMerges);
             w.WriteEndObject();
         }
         if (d.Format == DataFormat.Paired) w.WriteNumber("identical_pairs", r.IdenticalPairs);
@@ -132,6 +149,28 @@ public sealed class DataInspectCommand : CliCommand<DataInspectArgs>
         w.WriteStartArray("notices");
         foreach (var n in d.Notices) w.WriteStringValue(n);
         w.WriteEndArray();
+        if (r.Shown.Count > 0)
+        {
+            w.WriteStartArray("shown");
+            foreach (var row in r.Shown)
+            {
+                w.WriteStartObject();
+                w.WriteString("source", row.Source.ToString());
+                if (row.Desirable is bool label) w.WriteBoolean("label", label);
+                w.WriteBoolean("dropped", row.Dropped);
+                foreach (var part in row.Parts)
+                {
+                    w.WriteStartObject(part.Name);
+                    w.WriteStartArray("ids");
+                    foreach (int id in part.Ids) w.WriteNumberValue(id);
+                    w.WriteEndArray();
+                    w.WriteString("text", part.Text);
+                    w.WriteEndObject();
+                }
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
         w.WriteEndObject();
         w.Flush();
         output.WriteLine(System.Text.Encoding.UTF8.GetString(stream.ToArray()));

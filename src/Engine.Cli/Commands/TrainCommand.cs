@@ -43,6 +43,17 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
             Run(Opt<TrainingOptions>.Double("max-grad-norm", "gradient clipping norm", o => o.MaxGradNorm, (o, v) => o with { MaxGradNorm = v })),
             Run(Opt<TrainingOptions>.Int("save-steps", "write a checkpoint every N steps (0: none)", o => o.SaveSteps, (o, v) => o with { SaveSteps = v }, min: 0)),
             Run(Opt<TrainingOptions>.Int("eval-steps", "evaluate every N steps (0: at the end only)", o => o.EvalSteps, (o, v) => o with { EvalSteps = v }, min: 0)),
+            Run(Opt<TrainingOptions>.Int("logging-steps", "one metrics row per N steps, averaged as TRL logs them (TRL's logging_steps; 1: every step)",
+                o => o.LoggingSteps, (o, v) => o with { LoggingSteps = v }, min: 1)),
+            Run(Opt<TrainingOptions>.Enum("report-to", "also log the metrics to TensorBoard in OUT/runs (TRL's report_to)", o => o.ReportTo, (o, v) => o with { ReportTo = v })),
+            Run(Opt<TrainingOptions>.OptionalInt("save-total-limit", "keep at most N checkpoints, deleting the oldest (HF's save_total_limit; default: all)",
+                o => o.SaveTotalLimit, (o, v) => o with { SaveTotalLimit = v }, min: 1)),
+            Run(Opt<TrainingOptions>.String("metric-for-best-model", "eval metric whose best checkpoint --save-total-limit always keeps (HF's metric_for_best_model)",
+                o => o.MetricForBestModel, (o, v) => o with { MetricForBestModel = v }, valueName: "NAME", sample: "loss")),
+            Run(Opt<TrainingOptions>.Flag("greater-is-better", "a higher --metric-for-best-model is better (default: unless its name ends in loss)",
+                o => o.GreaterIsBetter == true, (o, v) => o with { GreaterIsBetter = v })),
+            Run(Opt<TrainingOptions>.Flag("overwrite-output-dir", "replace a previous run in --out (only the files a run writes there are removed)",
+                o => o.OverwriteOutputDir, (o, v) => o with { OverwriteOutputDir = v })),
             Run(Opt<TrainingOptions>.Long("seed", "seed of the data order and any random initialisation", o => o.Seed, (o, v) => o with { Seed = v }, valueName: "S")),
             Run(Opt<TrainingOptions>.String("resume", "continue a run from its newest checkpoint (or a given checkpoint folder)", o => o.ResumeFrom,
                 (o, v) => o with { ResumeFrom = v }, valueName: "OUT|OUT/checkpoint-STEP")),
@@ -79,9 +90,12 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
             context.Out.WriteLine(summary);
         }
         using var ranks = Launch.Communicator();
+        var observer = new ConsoleTrainingObserver(context);
+        // Under mpirun every rank gets the launcher's signals; only rank 0 says so.
+        using var stop = StopSignal.ListenToProcess(ranks.IsRoot ? observer.Notice : _ => { }, options.OutputDir);
         try
         {
-            new AlignmentTrainer(options, new ConsoleTrainingObserver(context), ranks).Run();
+            new AlignmentTrainer(options, observer, stop, ranks).Run();
         }
         catch when (ranks is MpiCommunicator mpi)
         {

@@ -1,5 +1,12 @@
 namespace Engine.Data;
 
+/// <summary>One part of a row as the trainer sees it: its ids after truncation and their text (special tokens kept).</summary>
+public sealed record InspectedPart(string Name, int[] Ids, string Text);
+
+/// <summary>A row as the trainer sees it: prompt and completion parts (chosen/rejected, or completion), the label for
+/// unpaired rows, and whether the length limits drop it (then the parts are before truncation).</summary>
+public sealed record InspectedRow(RowSource Source, IReadOnlyList<InspectedPart> Parts, bool? Desirable, bool Dropped);
+
 /// <summary>
 /// What `engine data inspect` reports about a dataset: its format, lengths in characters (and in tokens with a
 /// tokenizer), how many rows the length limits would cut, skipped rows, and KTO's class balance.
@@ -17,10 +24,27 @@ public sealed class DatasetInspection
     public required KtoClassBalance Balance { get; init; }
     /// <summary>Pairs whose chosen and rejected are the same (they give DPO no signal).</summary>
     public int IdenticalPairs { get; init; }
+    /// <summary>The first rows as token ids (`data inspect --show N`); empty without a tokenizer.</summary>
+    public IReadOnlyList<InspectedRow> Shown { get; init; } = Array.Empty<InspectedRow>();
     public int EmptyCompletionRows => Dataset.SkippedRows.Count(s => s.Reason.StartsWith("empty", StringComparison.Ordinal));
 
-    public static DatasetInspection Run(Dataset dataset, ExampleTokenizer? tokenizer = null, double desirableWeight = 1.0, double undesirableWeight = 1.0)
+    /// <param name="show">rows to return as token ids (needs a tokenizer)</param>
+    public static DatasetInspection Run(Dataset dataset, ExampleTokenizer? tokenizer = null, double desirableWeight = 1.0, double undesirableWeight = 1.0,
+        int show = 0)
     {
+        if (show < 0) throw new ArgumentOutOfRangeException(nameof(show));
+        var shown = new List<InspectedRow>();
+        void Show(RowSource source, EncodedRow encoded, (int[] Prompt, int[][] Completions)? fitted, string[] names, bool? desirable)
+        {
+            if (shown.Count >= show) return;
+            var prompt = fitted?.Prompt ?? encoded.Prompt;
+            var completions = fitted?.Completions ?? encoded.Completions;
+            var parts = new List<InspectedPart> { Part("prompt", prompt) };
+            for (int i = 0; i < names.Length; i++) parts.Add(Part(names[i], completions[i]));
+            shown.Add(new InspectedRow(source, parts, desirable, fitted is null));
+        }
+        InspectedPart Part(string name, int[] ids) => new(name, ids, tokenizer!.Tokenizer.Decode(ids, skipSpecial: false));
+
         var chars = new Dictionary<string, LengthStats>();
         Dictionary<string, List<int>>? tokens = tokenizer is null ? null : new();
         TruncationReport? report = tokenizer is null ? null : new TruncationReport();
@@ -43,11 +67,11 @@ public sealed class DatasetInspection
             if (tokenizer is not null)
                 foreach (var row in rows)
                 {
-                    var text = ExampleRenderer.Render(row, tokenizer.ChatRenderer);
-                    int[] p = tokenizer.EncodePrompt(text.Prompt), c = tokenizer.EncodeCompletion(text.Chosen), r = tokenizer.EncodeCompletion(text.Rejected);
-                    AddTokens("prompt", p.Length); AddTokens("chosen", c.Length); AddTokens("rejected", r.Length);
-                    AddTokens("total", p.Length + Math.Max(c.Length, r.Length));
-                    tokenizer.Fit(p, new[] { c, r }, row.Source, report!);
+                    var encoded = tokenizer.Encode(row);
+                    int p = encoded.Prompt.Length, c = encoded.Completions[0].Length, r = encoded.Completions[1].Length;
+                    AddTokens("prompt", p); AddTokens("chosen", c); AddTokens("rejected", r);
+                    AddTokens("total", p + Math.Max(c, r));
+                    Show(row.Source, encoded, tokenizer.Fit(encoded, row.Source, report!), new[] { "chosen", "rejected" }, null);
                 }
         }
         else
@@ -59,10 +83,10 @@ public sealed class DatasetInspection
             if (tokenizer is not null)
                 foreach (var row in rows)
                 {
-                    var text = ExampleRenderer.Render(row, tokenizer.ChatRenderer);
-                    int[] p = tokenizer.EncodePrompt(text.Prompt), c = tokenizer.EncodeCompletion(text.Completion);
-                    AddTokens("prompt", p.Length); AddTokens("completion", c.Length); AddTokens("total", p.Length + c.Length);
-                    tokenizer.Fit(p, new[] { c }, row.Source, report!);
+                    var encoded = tokenizer.Encode(row);
+                    int p = encoded.Prompt.Length, c = encoded.Completions[0].Length;
+                    AddTokens("prompt", p); AddTokens("completion", c); AddTokens("total", p + c);
+                    Show(row.Source, encoded, tokenizer.Fit(encoded, row.Source, report!), new[] { "completion" }, row.Label);
                 }
         }
         return new DatasetInspection
@@ -74,6 +98,7 @@ public sealed class DatasetInspection
             Settings = tokenizer?.Settings,
             Balance = balance,
             IdenticalPairs = identical,
+            Shown = shown,
         };
     }
 }

@@ -22,11 +22,13 @@ public sealed class SequenceBatch : IDisposable
     public int Length { get; }
     /// <summary>Completion tokens in the batch (the label positions that count).</summary>
     public long CompletionTokens { get; }
+    /// <summary>Completion tokens that are predicted, i.e. not at a row's first position (the token-level loss's denominator).</summary>
+    public long ScoredTokens { get; }
 
-    SequenceBatch(Tensor inputIds, Tensor labels, Tensor attentionMask, int rows, int length, long completionTokens)
+    SequenceBatch(Tensor inputIds, Tensor labels, Tensor attentionMask, int rows, int length, long completionTokens, long scoredTokens)
     {
         InputIds = inputIds; Labels = labels; AttentionMask = attentionMask;
-        Rows = rows; Length = length; CompletionTokens = completionTokens;
+        Rows = rows; Length = length; CompletionTokens = completionTokens; ScoredTokens = scoredTokens;
     }
 
     /// <param name="padId">Written in padding positions; they are masked, so any valid id works (the tokenizer's pad, else EOS).</param>
@@ -38,7 +40,7 @@ public sealed class SequenceBatch : IDisposable
         var ids = new long[b * t];
         var labels = new long[b * t];
         var mask = new long[b * t];
-        long completionTokens = 0;
+        long completionTokens = 0, scoredTokens = 0;
         for (int r = 0; r < b; r++)
         {
             var (prompt, completion) = rows[r];
@@ -47,13 +49,14 @@ public sealed class SequenceBatch : IDisposable
             foreach (int id in completion) { ids[o + p] = id; labels[o + p] = id; mask[o + p] = 1; p++; }
             for (; p < t; p++) { ids[o + p] = padId; labels[o + p] = IgnoreIndex; }
             completionTokens += completion.Length;
+            scoredTokens += prompt.Length > 0 ? completion.Length : Math.Max(0, completion.Length - 1);
         }
         var shape = new long[] { b, t };
         return new SequenceBatch(
             tensor(ids, shape, ScalarType.Int64, device),
             tensor(labels, shape, ScalarType.Int64, device),
             tensor(mask, shape, ScalarType.Int64, device),
-            b, t, completionTokens);
+            b, t, completionTokens, scoredTokens);
     }
 
     public void Dispose()

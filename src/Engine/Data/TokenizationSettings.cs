@@ -6,8 +6,11 @@ namespace Engine.Data;
 public enum TruncationMode { [Spelling("keep_end")] KeepEnd, [Spelling("keep_start")] KeepStart }
 
 /// <summary>
-/// How examples become token ids. Defaults are TRL's DPOConfig/KTOConfig defaults (max_length 1024,
-/// max_prompt_length 512, keep_end); every command takes its defaults from here.
+/// How examples become token ids; every command (train, eval, data inspect, --config) takes its defaults from here.
+/// max_length 1024 is TRL's (DPOConfig, KTOConfig, SFTConfig). The prompt-first truncation (max_prompt_length 512,
+/// keep_end on the prompt) is what TRL's DPOConfig had up to v0.28; TRL ≥ 0.29 has no max_prompt_length and cuts
+/// the whole prompt + completion sequence (DPO/SFT keep_start, KTO from the right). Engine keeps the prompt-first
+/// rule because it never cuts a completion that fits (docs/trl-parity.md).
 /// </summary>
 public sealed record TokenizationSettings
 {
@@ -25,9 +28,11 @@ public sealed record TokenizationSettings
     /// <summary>What an over-long prompt is cut to (BOS included); null: as much as leaves room for the longest completion.</summary>
     public int? MaxPromptLength { get; init; } = DefaultMaxPromptLength;
     public TruncationMode TruncationMode { get; init; } = TruncationMode.KeepEnd;
-    /// <summary>Start the prompt with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it.</summary>
+    /// <summary>Start text rows with BOS when the tokenizer adds one (add_bos_token) and the text does not already start with it
+    /// (chat-template rows carry the template's own).</summary>
     public bool AddBos { get; init; } = true;
-    /// <summary>End every completion with EOS (the model learns to stop), unless it already ends with it.</summary>
+    /// <summary>End text completions with EOS (the model learns to stop), unless they already end with it (chat-template rows
+    /// end with the template's end of turn).</summary>
     public bool AddEos { get; init; } = true;
 
     public static readonly TokenizationSettings Default = new();

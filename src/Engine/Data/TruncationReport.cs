@@ -18,6 +18,12 @@ public sealed class TruncationReport
     public int RowsDropped { get; internal set; }
     /// <summary>The first dropped rows, for messages.</summary>
     public IReadOnlyList<RowSource> DroppedSources => _dropped;
+    /// <summary>
+    /// Rows whose prompt + completion tokenization merged tokens across the boundary, so the prompt's last token(s)
+    /// were scored as completion (TRL's DPO/KTO warn "Mismatch between tokenized prompt and the start of tokenized
+    /// prompt+completion" for these).
+    /// </summary>
+    public int BoundaryMerges { get; internal set; }
     /// <summary>Longest prompt + completion before truncation.</summary>
     public int LongestSequence { get; internal set; }
 
@@ -27,11 +33,13 @@ public sealed class TruncationReport
         if (source is not null && _dropped.Count < SourcesKept) _dropped.Add(source);
     }
 
-    public bool Any => PromptsTruncated + CompletionsTruncated + RowsDropped > 0;
+    public bool Any => PromptsTruncated + CompletionsTruncated + RowsDropped + BoundaryMerges > 0;
 
     public override string ToString() =>
         $"{Rows} rows: {PromptsTruncated} prompt{(PromptsTruncated == 1 ? "" : "s")} truncated" +
         (PromptsOverMaxLength > 0 ? $" ({PromptsOverMaxLength} longer than max_length on their own)" : "") + ", " +
         $"{CompletionsTruncated} completion{(CompletionsTruncated == 1 ? "" : "s")} truncated, {RowsDropped} row{(RowsDropped == 1 ? "" : "s")} dropped" +
-        (_dropped.Count > 0 ? $" (first: {_dropped[0]})" : "");
+        (_dropped.Count > 0 ? $" (first: {_dropped[0]})" : "") +
+        (BoundaryMerges > 0 ? $"; {BoundaryMerges} row{(BoundaryMerges == 1 ? "" : "s")} merged tokens across the prompt/completion boundary " +
+                              "(the merged token is scored as completion)" : "");
 }

@@ -3,10 +3,12 @@ using static TorchSharp.torch;
 namespace Engine.Data;
 
 /// <summary>
-/// KTO microbatches, drawn in order as TRL does (its KL pairs are built per microbatch before any shuffling, so
-/// the batches must then be taken sequentially). The rows are shuffled once, seeded, before batches are cut —
-/// TRL's KTOTrainer shuffles the dataset once too — so a microbatch mixes classes and prompts (paired data
-/// converted for KTO lists all chosen rows before all rejected ones). Every epoch repeats that order.
+/// KTO microbatches, drawn in order as TRL does (its KL pairs are built per microbatch, so the batches must then be
+/// taken sequentially). The rows are shuffled once, seeded, before batches are cut, so a microbatch mixes classes
+/// and prompts (paired data converted for KTO lists all chosen rows before all rejected ones). TRL's KTOTrainer
+/// shuffled the dataset like this only up to v0.11; later versions build the KL pairs in dataset order, so with
+/// converted paired data their microbatches can hold one class only — a deliberate difference (docs/trl-parity.md).
+/// Every epoch repeats that order.
 /// A microbatch of 1 is refused (its only mismatched pair would be the row itself, so z0 could not be
 /// estimated); for the same reason a last batch of one row is dropped, and other partial last batches are kept
 /// unless <c>dropLast</c>.

@@ -7,8 +7,9 @@ namespace Engine.Kernels;
 /// <summary>
 /// KTO's z0 from the mismatched pairs of a microbatch: per-sequence sums of the policy and reference per-token
 /// log-probs under the completion mask (fp32 [B]), their mean difference (MeanRaw, before clamping) and
-/// Z0 = max(0, MeanRaw). One kernel launch; deterministic (fixed summation order in double, identical bits on
-/// every run and between the CPU and CUDA kernels); no gradient.
+/// Z0 = max(0, MeanRaw), NaN when MeanRaw is NaN (so the non-finite guard sees it). One kernel launch;
+/// deterministic (fixed summation order in double, identical bits on every run and between the CPU and CUDA
+/// kernels); no gradient.
 /// </summary>
 public readonly record struct KlResult(Tensor PolicySums, Tensor ReferenceSums, double MeanRaw, double Z0) : IDisposable
 {

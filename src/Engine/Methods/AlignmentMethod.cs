@@ -109,6 +109,16 @@ public abstract class AlignmentMethod
 
     public abstract IMethodStep CreateStep(ObjectiveOptions options, StepContext context);
 
+    /// <summary>
+    /// What a micro-batch's loss is a mean over, counted: an optimizer step weighs micro-batch m by
+    /// units_m / Σ units (TrainingSession.TrainStep applies it through MicroBatchWeights).
+    /// 1 for every method whose loss is a mean per micro-batch (TRL's DPO/KTO/ORPO/CPO divide each micro-batch's
+    /// loss by the number of micro-batches, as transformers does when model_accepts_loss_kwargs is false);
+    /// token-level losses count their scored tokens (SFT: HF's num_items_in_batch). A rank's shard of a data-parallel
+    /// global micro-batch counts its share of that micro-batch's 1, so the global micro-batch still counts 1.
+    /// </summary>
+    public virtual double LossUnits(ITrainBatch batch) => (double)batch.Examples / batch.GlobalExamples;
+
     /// <summary>The sequences of <paramref name="batch"/> whose reference log-probs the step will ask for.</summary>
     public virtual IEnumerable<ReferenceQuery> ReferenceQueries(ITrainBatch batch, ObjectiveOptions options) => Array.Empty<ReferenceQuery>();
 

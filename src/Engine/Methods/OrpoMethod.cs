@@ -3,7 +3,7 @@ using Engine.Objectives;
 
 namespace Engine.Methods;
 
-/// <summary>Odds-ratio preference optimisation, no reference model (TRL's ORPOTrainer).</summary>
+/// <summary>Odds-ratio preference optimisation, no reference model (TRL's ORPOTrainer): NLL over prompt + chosen, odds ratio over the completions.</summary>
 public sealed class OrpoMethod : PairedMethod
 {
     public override string Name => "orpo";
@@ -24,8 +24,9 @@ public sealed class OrpoMethod : PairedMethod
         var orpo = new OrpoObjective(Options(o));
         return Step<PairedBatch>((batch, _) =>
         {
-            var (chosen, rejected) = Score(batch, c);
-            return orpo.Compute(chosen, rejected);
+            // TRL's NLL covers the chosen rows' prompt tokens too: scored in the same head pass as the completions.
+            var (completions, chosenPrompts) = SequenceScorer.ScoreWithPrompts(c.Policy, batch.Sequences, c.Head, 0, batch.Pairs);
+            return orpo.Compute(SequenceScorer.Slice(completions, 0, batch.Pairs), SequenceScorer.Slice(completions, batch.Pairs, batch.Pairs), chosenPrompts);
         });
     }
 }

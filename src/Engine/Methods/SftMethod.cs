@@ -42,6 +42,12 @@ public sealed class SftMethod : AlignmentMethod
     public override IBatchSource<ITrainBatch> Synthetic(SyntheticShape shape) =>
         new CompletionBatchIterator(SyntheticExamples.Rows(shape), shape.MicroBatch, shape.Seed, 0, shuffle: false);
 
+    /// <summary>
+    /// The summed token NLL of an optimizer step is divided by the scored tokens of the whole step (transformers'
+    /// num_items_in_batch, which TRL's SFTTrainer passes to its loss), not averaged per micro-batch.
+    /// </summary>
+    public override double LossUnits(ITrainBatch batch) => As<CompletionBatch>(batch, Name).Sequences.ScoredTokens;
+
     public override IMethodStep CreateStep(ObjectiveOptions options, StepContext c) =>
         Step<CompletionBatch>((batch, _) => SftObjective.Compute(SequenceScorer.Score(c.Policy, batch.Sequences, c.Head)));
 }

@@ -1,4 +1,3 @@
-using System.Globalization;
 using static TorchSharp.torch;
 
 namespace Engine.Objectives;
@@ -7,7 +6,7 @@ namespace Engine.Objectives;
 /// KTO on unpaired data (Ethayarajh et al. 2024; TRL's KTOTrainer). With r = logp_π − logp_ref:
 /// desirable λ_D·(1 − σ(β(r − z0))), undesirable λ_U·(1 − σ(β(z0 − r))); the loss is the mean over rows.
 /// apo_zero_unpaired: desirable 1 − σ(βr), undesirable σ(βr), no z0. z0 is computed by the trainer from the
-/// mismatched pairs without autograd and passed in already clamped at 0.
+/// mismatched pairs without autograd and passed in already clamped at 0; a non-finite z0 gives a NaN loss.
 /// </summary>
 public sealed class KtoObjective
 {
@@ -41,9 +40,6 @@ public sealed class KtoObjective
             if (n < 2)
                 throw new EngineException("kto: a microbatch of 1 row cannot estimate the KL reference point z0 " +
                                           "(it pairs each prompt with another row's completion); use a microbatch of at least 2");
-            if (double.IsNaN(z0.Clamped) || double.IsInfinity(z0.Clamped))
-                throw new EngineException($"kto: the KL estimate z0 is {z0.Clamped.ToString(CultureInfo.InvariantCulture)} " +
-                                          "(log-probs overflowed? compute them in fp32)");
             if (z0.Clamped < 0) throw new ArgumentException($"z0 must be clamped at 0, got {z0.Clamped}");
         }
 
@@ -71,6 +67,10 @@ public sealed class KtoObjective
         var mask = tensor(desirable, device: r.device);
         var losses = where(mask, desirableLoss * o.DesirableWeight, undesirableLoss * o.UndesirableWeight);
         var loss = losses.mean();
+        // A non-finite z0 (NaN or ±∞ log-probs in the mismatched pairs) makes the loss NaN, so the step goes through
+        // the same non-finite guard as any other non-finite loss: skipped, counted, and stopped when it repeats.
+        // (+∞ alone would saturate the sigmoids to a finite loss.)
+        if (!double.IsFinite(z)) loss = loss * double.NaN;
 
         var metrics = new ObjectiveMetrics();
         metrics.Add(MetricNames.Loss, TensorValues.ToDoubles(loss)[0] * n, n);

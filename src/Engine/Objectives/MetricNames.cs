@@ -17,7 +17,7 @@ public static class MetricNames
     public const string Kl = "kl";
     /// <summary>KTO: the z0 estimate before the clamp at 0 (not a TRL name; useful to see how negative it went).</summary>
     public const string KlUnclamped = "kl/unclamped";
-    /// <summary>KTO: desirable / undesirable rows per step (TRL's count/chosen, count/rejected).</summary>
+    /// <summary>KTO: desirable / undesirable rows per step. Not TRL names (TRL's KTOTrainer logs no counts); Engine's own.</summary>
     public const string CountChosen = "count/chosen";
     public const string CountRejected = "count/rejected";
     /// <summary>ORPO: mean log σ(log-odds ratio) and mean log-odds ratio.</summary>

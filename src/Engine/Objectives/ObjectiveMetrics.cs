@@ -43,6 +43,14 @@ public sealed class ObjectiveMetrics : IEnumerable<string>
     /// <summary>Adds to a total (reported as Σ, not averaged).</summary>
     public void AddTotal(string name, double value) => Accumulate(name, MetricKind.Total, value, 1);
 
+    /// <summary>Makes <paramref name="name"/> a mean metric whose value is <paramref name="value"/>, replacing what was
+    /// merged under it (e.g. the optimizer step's loss, which weighs micro-batches as the step did).</summary>
+    public void Set(string name, double value)
+    {
+        if (!_entries.ContainsKey(name)) _order.Add(name);
+        _entries[name] = new Entry { Kind = MetricKind.Mean, Sum = value, Count = 1 };
+    }
+
     /// <summary>Declares <paramref name="name"/> = Value(minuend) − Value(subtrahend), evaluated when read.</summary>
     public void AddDifference(string name, string minuend, string subtrahend)
     {

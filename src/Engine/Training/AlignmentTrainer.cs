@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Engine.Data;
 using Engine.Distributed;
 using Engine.Models;
@@ -11,21 +12,39 @@ namespace Engine.Training;
 
 /// <summary>
 /// The training loop shared by every method: a <see cref="TrainingSession"/> runs each optimizer step; this loop
-/// adds the schedule, metrics, periodic eval, atomic checkpoints, resuming and the final model in Hugging Face
-/// layout at OUT/final. On a data-parallel run every rank runs this loop in step; rank 0 alone reports and writes OUT.
+/// adds the schedule, metrics (<see cref="RunLogger"/>), periodic eval, atomic checkpoints and their retention
+/// (<see cref="CheckpointRetention"/>), resuming, an early stop on request (<see cref="StopSignal"/>) and the
+/// final model in Hugging Face layout at OUT/final. On a data-parallel run every rank runs this loop in step and takes
+/// the same decisions (stop requests are agreed over the ranks); rank 0 alone reports and writes OUT.
 /// </summary>
 public sealed class AlignmentTrainer
 {
     readonly TrainingOptions _o;
     readonly ITrainingObserver _observer;
+    readonly StopSignal? _stop;
     readonly ICommunicator _ranks;
 
+    /// <param name="stop">checked after each optimizer step: when requested, the run writes a checkpoint and throws <see cref="TrainingStoppedException"/></param>
     /// <param name="ranks">the ranks of a data-parallel run (every rank constructs the trainer with the same options)</param>
-    public AlignmentTrainer(TrainingOptions options, ITrainingObserver? observer = null, ICommunicator? ranks = null)
+    public AlignmentTrainer(TrainingOptions options, ITrainingObserver? observer = null, StopSignal? stop = null, ICommunicator? ranks = null)
     {
         _o = options;
         _ranks = ranks ?? SingleProcess.Instance;
         _observer = _ranks.IsRoot ? observer ?? SilentObserver.Instance : SilentObserver.Instance;
+        _stop = stop;
+    }
+
+    /// <summary>
+    /// The signal that asked for a stop, on any rank (lowest rank first): a signal may reach the ranks at different
+    /// steps, and all must stop at the same one. One small all-reduce per step on more than one rank.
+    /// </summary>
+    PosixSignal? StopRequested()
+    {
+        if (_ranks.Size == 1) return _stop?.Signal;
+        var signals = new double[_ranks.Size];
+        signals[_ranks.Rank] = _stop?.Signal is PosixSignal s ? (int)s : 0;
+        _ranks.AllReduceSum(signals);
+        return signals.FirstOrDefault(v => v != 0) is var first && first != 0 ? (PosixSignal)(int)first : null;
     }
 
     public TrainingSummary Run()
@@ -33,8 +52,14 @@ public sealed class AlignmentTrainer
         _o.Validate();
         var method = _o.Step.Method;
         int globalMicroBatch = _o.Step.MicroBatch * _ranks.Size;
+        bool writes = _ranks.IsRoot;
+        if (writes)
+        {
+            Directory.CreateDirectory(_o.OutputDir);
+            CheckpointStore.CleanTemporaries(_o.OutputDir);
+        }
 
-        // Every rank reads the same decisions from OUT before rank 0 writes anything there.
+        // Every rank reads the same decisions from OUT; rank 0 changes it only after the barrier below.
         string? checkpoint = _o.ResumeFrom is null ? null : CheckpointStore.Resolve(_o.ResumeFrom);
         var state = checkpoint is null ? new TrainerState { Seed = _o.Seed, Method = method.Name } : CheckpointStore.ReadState(checkpoint);
         if (checkpoint != null && state.Method != method.Name)
@@ -43,16 +68,19 @@ public sealed class AlignmentTrainer
             throw new EngineException($"{checkpoint}: was trained on global micro-batches of {state.GlobalMicroBatch} {method.ExampleNoun} (micro-batch × ranks); " +
                 $"this run's are {_o.Step.MicroBatch} × {_ranks.Size} = {globalMicroBatch}, which would change the data position — " +
                 $"resume with a --batch-size that gives {state.GlobalMicroBatch} over all ranks");
-        if (checkpoint is null && File.Exists(Path.Combine(_o.OutputDir, MetricsLog.FileName)))
-            throw new EngineException($"{_o.OutputDir}: already holds a run ({MetricsLog.FileName}); pass --resume {_o.OutputDir} to continue it or choose a new --out");
+        // A folder holding a previous run is refused on every rank, before rank 0 changes anything.
+        if (checkpoint is null && !_o.OverwriteOutputDir) RunFolder.PrepareNewRun(_o.OutputDir, overwrite: false);
         _ranks.Barrier();
-        bool writes = _ranks.IsRoot;
-        if (writes)
+        if (checkpoint is null && writes)
         {
-            Directory.CreateDirectory(_o.OutputDir);
-            CheckpointStore.CleanTemporaries(_o.OutputDir);
+            var removed = RunFolder.PrepareNewRun(_o.OutputDir, _o.OverwriteOutputDir);
+            if (removed.Count > 0) _observer.Notice($"--overwrite-output-dir: removed the previous run's {string.Join(", ", removed.Select(Path.GetFileName))}");
         }
-        state = state with { GlobalMicroBatch = globalMicroBatch, Ranks = _ranks.Size };
+        // Checkpoints written before run ids existed get a new one: retention then never counts them as this run's.
+        // Rank 0's id is every rank's (only rank 0 writes it, but the ranks' states stay the same).
+        string runId = state.RunId ?? Guid.NewGuid().ToString("N");
+        if (_ranks.Size > 1) runId = System.Text.Encoding.ASCII.GetString(_ranks.BroadcastArray(writes ? System.Text.Encoding.ASCII.GetBytes(runId) : null));
+        state = state with { RunId = runId, GlobalMicroBatch = globalMicroBatch, Ranks = _ranks.Size };
 
         using var session = TrainingSession.Open(_o, new SessionData.Files(), _observer, checkpoint, state, ranks: _ranks);
         if (_ranks.Size > 1)
@@ -64,19 +92,62 @@ public sealed class AlignmentTrainer
         // With max steps the data repeats as often as needed (HF semantics: max_steps overrides epochs).
         int epochs = _o.MaxSteps is int ms ? Math.Max(_o.Epochs, (int)Math.Ceiling((double)ms * _o.GradAccum / batchesPerEpoch)) : _o.Epochs;
         var schedule = new LearningRateSchedule(_o.EffectiveLearningRate, _o.LrScheduler, _o.WarmupSteps, totalSteps);
-        var log = writes ? new MetricsLog(Path.Combine(_o.OutputDir, MetricsLog.FileName), checkpoint is null ? null : state.Step) : null;
+        // The other ranks of a data-parallel run keep the same window (their rows equal rank 0's) but write nothing.
+        var logger = writes ? RunLogger.Open(_o, checkpoint is null ? null : state.Step) : new RunLogger(_o.LoggingSteps, null, Array.Empty<IMetricsWriter>());
+        var best = BestCheckpointMetric.From(_o);
 
         _observer.Started(new TrainingPlan(method.Name, totalSteps, state.Step, batchesPerEpoch, _o.Step.MicroBatch, _o.GradAccum, session.Train.Rows,
             session.Eval?.Rows, session.ReferenceHandling, Spelling.Of(_o.Step.Precision), Spelling.Of(_o.Step.Head)));
+        if (StopRequested() is PosixSignal early) throw new TrainingStoppedException(early, state.Step, checkpoint, _o.OutputDir, _o.OverwriteOutputDir);
 
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0;
         var position = new DataPosition(state.Epoch, state.BatchIndex);
         int consecutiveNonFinite = state.ConsecutiveNonFinite, skipped = state.SkippedSteps;
         long tokensSeen = state.TokensSeen;
+        double? bestValue = state.BestMetric;
+        string? bestCheckpoint = state.BestCheckpoint;
         IReadOnlyDictionary<string, double> lastTrain = new Dictionary<string, double>();
         IReadOnlyDictionary<string, double>? lastEval = null;
+        int lastEvalStep = -1;
+        string? lastSaved = null;
+        int lastSavedStep = -1;
         int stepIndex = state.Step;
+
+        // Writes checkpoint-STEP (after the step's eval, which decides whether it is the best so far), then applies --save-total-limit.
+        string SaveCheckpoint(int step)
+        {
+            if (step == lastSavedStep) return lastSaved!;
+            if (best != null && lastEvalStep == step && best.ValueIn(lastEval!, method.Name) is var value && best.IsBetter(value, bestValue))
+                (bestValue, bestCheckpoint) = (value, CheckpointStore.Prefix + step);
+            Replicas.VerifyIdentical(_ranks, session.Policy.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), $"step {step}");
+            if (!writes)
+            {
+                (lastSaved, lastSavedStep) = (Path.Combine(_o.OutputDir, CheckpointStore.Prefix + step), step);
+                return lastSaved;
+            }
+            var saved = state with
+            {
+                Step = step, Epoch = position.Epoch, BatchIndex = position.BatchIndex, OptimizerSteps = session.Optimizer.StepCount,
+                ConsecutiveNonFinite = consecutiveNonFinite, SkippedSteps = skipped, TokensSeen = tokensSeen,
+                BestMetric = bestValue, BestCheckpoint = bestCheckpoint,
+            };
+            string dir = CheckpointStore.Save(_o.OutputDir, saved, session.Policy, session.Tokenizer, session.Optimizer);
+            _observer.Notice($"checkpoint: {dir}");
+            if (_o.SaveTotalLimit is int limit)
+                foreach (var removed in CheckpointRetention.Apply(_o.OutputDir, state.RunId!, limit, Path.GetFileName(dir), bestCheckpoint))
+                    _observer.Notice($"removed {removed} (--save-total-limit {limit})");
+            (lastSaved, lastSavedStep) = (dir, step);
+            return dir;
+        }
+
+        TrainingStoppedException Stopped(PosixSignal signal, int step)
+        {
+            logger.Flush(step);
+            return new TrainingStoppedException(signal, step, step > state.Step ? SaveCheckpoint(step) : checkpoint, _o.OutputDir,
+                _o.OverwriteOutputDir);
+        }
+
         using (var batches = session.Train.Batches(epochs, position).GetEnumerator())
         {
             for (; stepIndex < totalSteps; stepIndex++)
@@ -85,73 +156,65 @@ public sealed class AlignmentTrainer
                 double lr = schedule.At(stepIndex);
                 var outcome = session.TrainStep(batches, _o.GradAccum, lr);
                 if (outcome is null) break; // data exhausted
+                var stepTime = stepClock.Elapsed;
+                int step = stepIndex + 1;
                 position = outcome.Next;
                 if (outcome.Finite) consecutiveNonFinite = 0;
                 else { consecutiveNonFinite++; skipped++; }
                 tokensSeen += outcome.Tokens;
                 tokensThisRun += outcome.Tokens;
 
-                var values = new Dictionary<string, double> { [MetricNames.Loss] = outcome.Loss };
-                foreach (var name in outcome.Metrics.Names) values[name] = outcome.Metrics.Value(name);
-                values[MetricNames.LearningRate] = lr;
-                values[MetricNames.GradNorm] = outcome.GradNorm;
-                values[MetricNames.Epoch] = position.Epoch + (double)position.BatchIndex / batchesPerEpoch;
-                values[MetricNames.TokensPerSecond] = outcome.Tokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds);
-                if (!outcome.Finite) values[MetricNames.Skipped] = 1;
-                log?.Append(values, stepIndex + 1);
-                lastTrain = values;
+                double epoch = position.Epoch + (double)position.BatchIndex / batchesPerEpoch;
+                logger.Step(step, step == totalSteps, outcome, lr, epoch, stepTime);
+                lastTrain = MetricWindow.Single(outcome, lr, epoch, stepTime);
                 var elapsed = clock.Elapsed;
-                int done = stepIndex + 1 - state.Step;
-                var remaining = TimeSpan.FromSeconds(elapsed.TotalSeconds / done * (totalSteps - stepIndex - 1));
-                _observer.Step(new StepReport(stepIndex + 1, totalSteps, values, elapsed, remaining, !outcome.Finite));
+                int done = step - state.Step;
+                var remaining = TimeSpan.FromSeconds(elapsed.TotalSeconds / done * (totalSteps - step));
+                _observer.Step(new StepReport(step, totalSteps, lastTrain, elapsed, remaining, !outcome.Finite));
 
                 if (consecutiveNonFinite >= _o.MaxConsecutiveNonFinite)
-                    throw new EngineException($"stopped at step {stepIndex + 1}: {consecutiveNonFinite} consecutive steps had a non-finite loss or gradient " +
+                {
+                    logger.Flush(step);
+                    throw new EngineException($"stopped at step {step}: {consecutiveNonFinite} consecutive steps had a non-finite loss or gradient " +
                         $"(loss {outcome.Loss.ToString(CultureInfo.InvariantCulture)}, grad norm {outcome.GradNorm.ToString(CultureInfo.InvariantCulture)}); " +
                         "lower --lr, check the data, or use --precision f32. No final model was written.");
-
-                if (session.Eval != null && _o.EvalSteps > 0 && (stepIndex + 1) % _o.EvalSteps == 0)
-                    lastEval = EvaluateAndLog(session, log, stepIndex + 1);
-                if (_o.SaveSteps > 0 && (stepIndex + 1) % _o.SaveSteps == 0)
-                {
-                    var saved = state with
-                    {
-                        Step = stepIndex + 1, Epoch = position.Epoch, BatchIndex = position.BatchIndex, OptimizerSteps = session.Optimizer.StepCount,
-                        ConsecutiveNonFinite = consecutiveNonFinite, SkippedSteps = skipped, TokensSeen = tokensSeen,
-                    };
-                    Replicas.VerifyIdentical(_ranks, session.Policy.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), $"step {stepIndex + 1}");
-                    if (writes)
-                    {
-                        string dir = CheckpointStore.Save(_o.OutputDir, saved, session.Policy, session.Tokenizer, session.Optimizer);
-                        _observer.Notice($"checkpoint: {dir}");
-                    }
                 }
+
+                // A stop request skips the periodic eval: the user is waiting for the checkpoint.
+                if (StopRequested() is PosixSignal signal) throw Stopped(signal, step);
+                if (session.Eval != null && _o.EvalSteps > 0 && step % _o.EvalSteps == 0)
+                    (lastEval, lastEvalStep) = (EvaluateAndLog(session, logger, step, best), step);
+                if (_o.SaveSteps > 0 && step % _o.SaveSteps == 0) SaveCheckpoint(step);
+                if (StopRequested() is PosixSignal late) throw Stopped(late, step);
             }
         }
+        logger.Flush(stepIndex); // when the data ran out before the last step
+        if (StopRequested() is PosixSignal last) throw Stopped(last, stepIndex);
 
         if (session.Eval != null && (_o.EvalSteps <= 0 || stepIndex % _o.EvalSteps != 0))
-            lastEval = EvaluateAndLog(session, log, stepIndex);
+            lastEval = EvaluateAndLog(session, logger, stepIndex, best);
         string? finalDir = null;
         Replicas.VerifyIdentical(_ranks, session.Policy.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), $"the end of training (step {stepIndex})");
         if (_o.SaveFinal && writes)
         {
-            finalDir = Path.Combine(_o.OutputDir, "final");
+            finalDir = Path.Combine(_o.OutputDir, RunFolder.FinalDir);
             var weights = session.Optimizer.Slots.Where(s => s.Master is not null).ToDictionary(s => s.Name, s => s.Master!);
             ModelLoader.Save(session.Policy, session.Tokenizer, finalDir, weights.Count > 0 ? ScalarType.Float32 : session.Policy.Dtype, replace: true,
                 weightOverrides: weights);
         }
-        var plots = _o.Plots && log != null ? MetricPlots.Write(log, _o.OutputDir) : new List<string>();
+        var plots = _o.Plots && logger.Log is not null ? MetricPlots.Write(logger.Log, _o.OutputDir) : new List<string>();
         var summary = new TrainingSummary(_o.OutputDir, finalDir, stepIndex, skipped, clock.Elapsed,
             tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds), lastTrain, lastEval, plots);
         _observer.Finished(summary);
         return summary;
     }
 
-    IReadOnlyDictionary<string, double> EvaluateAndLog(TrainingSession session, MetricsLog? log, int atStep)
+    IReadOnlyDictionary<string, double> EvaluateAndLog(TrainingSession session, RunLogger logger, int atStep, BestCheckpointMetric? best)
     {
         var metrics = session.Evaluate();
-        log?.Append(metrics.ToDictionary(kv => MetricNames.EvalPrefix + kv.Key, kv => kv.Value), atStep);
+        logger.Eval(atStep, metrics);
         _observer.Evaluated(atStep, metrics);
+        best?.ValueIn(metrics, session.Settings.Method.Name); // a metric this method does not report fails at the first eval, not at a checkpoint
         return metrics;
     }
 }

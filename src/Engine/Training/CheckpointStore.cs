@@ -23,6 +23,17 @@ public sealed record TrainerState
     public int GlobalMicroBatch { get; init; }
     /// <summary>Ranks of the run that wrote the checkpoint (it may be resumed with any number).</summary>
     public int Ranks { get; init; } = 1;
+    /// <summary>Set when a run starts and kept through its resumes: checkpoint retention deletes only its own run's checkpoints.</summary>
+    public string? RunId { get; init; }
+    /// <summary>The best value of --metric-for-best-model so far, and the checkpoint folder's name that had it.</summary>
+    public double? BestMetric { get; init; }
+    public string? BestCheckpoint { get; init; }
+}
+
+/// <summary>A <c>checkpoint-STEP</c> folder of a run folder, with its trainer state.</summary>
+public sealed record CheckpointFolder(string Dir, int Step, TrainerState State)
+{
+    public string Name => Path.GetFileName(Dir);
 }
 
 /// <summary>
@@ -37,9 +48,11 @@ public static class CheckpointStore
     /// <summary>Test hook: when set to a step number, the process dies halfway through writing that checkpoint.</summary>
     public const string CrashHookVariable = "ENGINE_TEST_CRASH_DURING_CHECKPOINT";
 
+    public const string Prefix = "checkpoint-";
+
     public static string Save(string outputDir, TrainerState state, LlamaForCausalLM model, TextTokenizer? tokenizer, AdamW optimizer)
     {
-        string dir = Path.Combine(outputDir, $"checkpoint-{state.Step}");
+        string dir = Path.Combine(outputDir, Prefix + state.Step);
         AtomicDirectory.Write(dir, tmp =>
         {
             string modelDir = Path.Combine(tmp, "model");
@@ -61,12 +74,51 @@ public static class CheckpointStore
     {
         if (File.Exists(Path.Combine(path, StateFile))) return path;
         if (!Directory.Exists(path)) throw new EngineException($"{path}: checkpoint not found");
-        var latest = Directory.GetDirectories(path, "checkpoint-*")
-            .Select(d => (dir: d, ok: int.TryParse(Path.GetFileName(d)["checkpoint-".Length..], out int s), step: s))
-            .Where(c => c.ok && File.Exists(Path.Combine(c.dir, StateFile)))
+        var latest = Directory.GetDirectories(path, Prefix + "*")
+            .Select(d => (dir: d, step: StepOf(d)))
+            .Where(c => c.step is not null && File.Exists(Path.Combine(c.dir, StateFile)))
             .OrderByDescending(c => c.step)
             .FirstOrDefault();
         return latest.dir ?? throw new EngineException($"{path}: no complete checkpoint (checkpoint-N with {StateFile}) found");
+    }
+
+    /// <summary>The step of a folder named checkpoint-STEP; null for any other name.</summary>
+    public static int? StepOf(string dir)
+    {
+        string name = Path.GetFileName(dir.TrimEnd('/'));
+        return name.StartsWith(Prefix, StringComparison.Ordinal) && int.TryParse(name.AsSpan(Prefix.Length), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out int step) ? step : null;
+    }
+
+    /// <summary>
+    /// The checkpoints Engine wrote in <paramref name="outputDir"/>, oldest step first: folders named checkpoint-STEP
+    /// whose trainer state is readable and names that step. Anything else (a user's folder, a half-deleted one) is not listed.
+    /// </summary>
+    public static IReadOnlyList<CheckpointFolder> List(string outputDir)
+    {
+        if (!Directory.Exists(outputDir)) return Array.Empty<CheckpointFolder>();
+        var found = new List<CheckpointFolder>();
+        foreach (var dir in Directory.GetDirectories(outputDir, Prefix + "*"))
+        {
+            if (StepOf(dir) is not int step || !File.Exists(Path.Combine(dir, StateFile))) continue;
+            TrainerState state;
+            try { state = ReadState(dir); }
+            catch (EngineException) { continue; }
+            if (state.Step == step) found.Add(new CheckpointFolder(dir, step, state));
+        }
+        return found.OrderBy(c => c.Step).ToList();
+    }
+
+    /// <summary>
+    /// Deletes a checkpoint by first renaming it to a hidden temporary, so an interrupted delete leaves a
+    /// temporary (removed at the next start), never a checkpoint-STEP with missing files.
+    /// </summary>
+    public static void Delete(string checkpointDir)
+    {
+        string parent = Path.GetDirectoryName(Path.GetFullPath(checkpointDir.TrimEnd('/')))!;
+        string doomed = Path.Combine(parent, $".{Path.GetFileName(checkpointDir.TrimEnd('/'))}.tmp-deleting-{Environment.ProcessId}-{Guid.NewGuid():N}");
+        Directory.Move(checkpointDir, doomed);
+        Directory.Delete(doomed, true);
     }
 
     public static TrainerState ReadState(string checkpointDir)
@@ -92,7 +144,7 @@ public static class CheckpointStore
     public static void CleanTemporaries(string outputDir)
     {
         if (!Directory.Exists(outputDir)) return;
-        foreach (var d in Directory.GetDirectories(outputDir, ".checkpoint-*.tmp-*")) Directory.Delete(d, true);
+        foreach (var d in Directory.GetDirectories(outputDir, $".{Prefix}*.tmp-*")) Directory.Delete(d, true);
     }
 }
 

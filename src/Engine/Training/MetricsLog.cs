@@ -8,7 +8,7 @@ namespace Engine.Training;
 /// <c>OUT/metrics.jsonl</c>: one JSON object per logged step (training and eval rows). Resuming from a checkpoint
 /// keeps the rows up to that step and appends after them, so a resumed run reads like a straight one.
 /// </summary>
-public sealed class MetricsLog
+public sealed class MetricsLog : IMetricsWriter
 {
     public const string FileName = "metrics.jsonl";
 
@@ -34,7 +34,7 @@ public sealed class MetricsLog
         else if (File.Exists(path)) File.Delete(path);
     }
 
-    public void Append(IReadOnlyDictionary<string, double> values, int step)
+    public void Write(IReadOnlyDictionary<string, double> values, int step)
     {
         var row = new JsonObject { ["step"] = step };
         foreach (var (k, v) in values)

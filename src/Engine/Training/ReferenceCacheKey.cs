@@ -15,8 +15,9 @@ namespace Engine.Training;
 /// </summary>
 public sealed record ReferenceCacheKey
 {
-    /// <summary>Bumped when the cache file's layout or the keying of sequences changes.</summary>
-    public const int FormatVersion = 2;
+    /// <summary>Bumped when the cache file's layout, the keying of sequences or the tokenization of rows changes
+    /// (3: prompt + completion tokenized together, no BOS/EOS added to chat-template rows).</summary>
+    public const int FormatVersion = 3;
 
     /// <summary>A model folder (every file in it is hashed) or a single model file.</summary>
     public required string ReferenceModel { get; init; }

@@ -4,7 +4,7 @@ namespace Engine.Training;
 public sealed record TrainingPlan(string Method, int TotalSteps, int StartStep, int BatchesPerEpoch, int MicroBatchSize, int GradAccum,
     int TrainRows, int? EvalRows, string ReferenceHandling, string Precision, string LogProb);
 
-/// <summary>One optimizer step's figures, as logged to metrics.jsonl.</summary>
+/// <summary>One optimizer step's figures (the row --logging-steps 1 writes to metrics.jsonl).</summary>
 public sealed record StepReport(int Step, int TotalSteps, IReadOnlyDictionary<string, double> Values, TimeSpan Elapsed, TimeSpan Remaining, bool Skipped);
 
 public sealed record TrainingSummary(

@@ -1,4 +1,14 @@
+using Engine.Objectives;
+using Engine.Util;
+
 namespace Engine.Training;
+
+/// <summary>Where metrics go besides metrics.jsonl (TRL's report_to).</summary>
+public enum ReportTarget
+{
+    [Spelling("none")] None,
+    [Spelling("tensorboard")] TensorBoard,
+}
 
 /// <summary>
 /// A training run: the step it repeats (<see cref="StepSettings"/>), its data and output, the optimizer and schedule,
@@ -27,7 +37,17 @@ public sealed record TrainingOptions
 
     public int SaveSteps { get; init; }
     public int EvalSteps { get; init; }
+    /// <summary>Steps averaged into one metrics row (TRL's logging_steps); 1 keeps a row per step.</summary>
     public int LoggingSteps { get; init; } = 1;
+    public ReportTarget ReportTo { get; init; } = ReportTarget.None;
+    /// <summary>Keep at most this many checkpoints (HF's save_total_limit); null keeps all.</summary>
+    public int? SaveTotalLimit { get; init; }
+    /// <summary>The eval metric that picks the best checkpoint, kept by <see cref="SaveTotalLimit"/> (HF's metric_for_best_model).</summary>
+    public string? MetricForBestModel { get; init; }
+    /// <summary>Null: HF's default, true unless the metric's name ends in "loss".</summary>
+    public bool? GreaterIsBetter { get; init; }
+    /// <summary>Remove a previous run's outputs from <see cref="OutputDir"/> instead of refusing to start.</summary>
+    public bool OverwriteOutputDir { get; init; }
     public long Seed { get; init; } = 42;
     public string? ResumeFrom { get; init; }
     /// <summary>Stop after this many consecutive steps with a non-finite loss or gradient.</summary>
@@ -52,5 +72,11 @@ public sealed record TrainingOptions
         if (!(EvalFraction >= 0 && EvalFraction < 1)) throw new EngineException($"--eval-fraction must be in [0, 1) (got {EvalFraction})");
         if (MaxConsecutiveNonFinite < 1) throw new EngineException("--max-nonfinite must be at least 1");
         if (!(DdpBucketCapMb > 0) || !double.IsFinite(DdpBucketCapMb)) throw new EngineException($"--ddp-bucket-cap-mb must be positive (got {DdpBucketCapMb})");
+        if (LoggingSteps < 1) throw new EngineException($"--logging-steps must be at least 1 (got {LoggingSteps})");
+        if (SaveTotalLimit is int limit && limit < 1) throw new EngineException($"--save-total-limit must be at least 1 (got {limit})");
+        if (OverwriteOutputDir && ResumeFrom is not null)
+            throw new EngineException("--overwrite-output-dir and --resume contradict each other: --resume continues the run in the folder, --overwrite-output-dir replaces it");
+        if (GreaterIsBetter is not null && MetricForBestModel is null) throw new EngineException("--greater-is-better goes with --metric-for-best-model");
+        if (MetricForBestModel is not null) BestCheckpointMetric.Validate(this);
     }
 }

@@ -197,11 +197,13 @@ public sealed class TrainingSession : IDisposable
     /// <summary>
     /// One optimizer step over up to <paramref name="gradAccum"/> micro-batches from <paramref name="batches"/>:
     /// forward, backward, clipping, the non-finite guard, AdamW at <paramref name="learningRate"/>. Null when the data
-    /// is exhausted before the first micro-batch. Each micro-batch's loss (a mean over its examples) is weighted by its
-    /// share of the step's examples over every rank — 1/gradAccum for a full step on one rank, and on N ranks the rank's
-    /// share of each global micro-batch — so the gradients summed over ranks are those of one process that saw the whole
-    /// global batch. The loss, metrics and tokens returned are the whole step's; the gradient norm, and so clipping and
-    /// the non-finite guard, are rank 0's on every rank.
+    /// is exhausted before the first micro-batch. The step's micro-batches are drawn first (as transformers'
+    /// get_batch_samples does), so that <see cref="MicroBatchWeights"/> knows the step's loss units before the first
+    /// backward; the loss reported (and logged as "loss") is the weighted sum that was differentiated. On N ranks the
+    /// units are summed over every rank before the weights are taken, and the weighted gradients are summed over ranks
+    /// (<see cref="GradientBuckets"/>), so the step equals one process's step over the whole global batch. The loss,
+    /// metrics and tokens returned are the whole step's; the gradient norm, and so clipping and the non-finite guard,
+    /// are rank 0's on every rank.
     /// </summary>
     public StepOutcome? TrainStep(IEnumerator<ITrainBatch> batches, int gradAccum, double learningRate)
     {
@@ -212,20 +214,19 @@ public sealed class TrainingSession : IDisposable
             // The schedule is global, so every rank draws the same number of micro-batches and runs out at the same step.
             while (micro.Count < gradAccum && batches.MoveNext()) micro.Add(batches.Current);
             if (micro.Count == 0) return null;
-            var shares = micro.Select(b => (double)b.Examples / b.GlobalExamples).ToArray();
-            double totalShares = Ranks.AllReduceSum(shares.Sum());
+            var weights = MicroBatchWeights.For(Settings.Method, micro);
+            if (Ranks.Size > 1) weights = MicroBatchWeights.For(Settings.Method, micro, Ranks.AllReduceSum(weights.TotalUnits));
             var metrics = new ObjectiveMetrics();
             double loss = 0;
             long tokens = 0;
             for (int m = 0; m < micro.Count; m++)
             {
                 using var scope = NewDisposeScope();
-                double weight = shares[m] / totalShares;
                 // Gradients are summed over ranks once, during the last micro-batch's backward (DDP's no_sync before it).
                 if (Gradients != null) Gradients.Armed = m == micro.Count - 1;
                 var result = Step.Compute(micro[m], eval: false);
-                (result.Loss * weight).backward();
-                loss += result.Loss.item<float>() * weight;
+                (result.Loss * weights[m]).backward();
+                loss += result.Loss.item<float>() * weights[m];
                 metrics.Merge(result.Metrics);
                 tokens += micro[m].Tokens;
             }
@@ -237,6 +238,7 @@ public sealed class TrainingSession : IDisposable
                 (loss, tokens) = (totals[0], (long)totals[1]);
                 metrics = metrics.AcrossRanks(Ranks);
             }
+            metrics.Set(MetricNames.Loss, loss);
             double gradNorm = Optimizer.ClipGradients(Options.MaxGradNorm, Ranks.Size > 1 ? AgreeWithRoot : null);
             bool finite = double.IsFinite(loss) && double.IsFinite(gradNorm);
             if (finite) Optimizer.Step(learningRate);

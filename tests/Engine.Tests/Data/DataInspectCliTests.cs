@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Engine.Data;
 using Engine.Tests.Infrastructure;
 using Engine.Tokenization;
 
@@ -99,5 +100,44 @@ public class DataInspectCliTests
         var truncation = doc.RootElement.GetProperty("truncation");
         Assert.Equal(1, truncation.GetProperty("prompts_truncated").GetInt32());
         Assert.Equal(0, truncation.GetProperty("rows_dropped").GetInt32());
+    }
+
+    [SkippableFact]
+    public void Show_prints_rows_as_the_trainer_sees_them()
+    {
+        // A tokenizer-only folder will do; the ids are those the trainer's ExampleTokenizer gives (after truncation),
+        // their text decoded with special tokens kept.
+        string folder = SharedData.Require("tokenizers/llama-spm");
+        using var dir = new TempDir();
+        var path = DataFiles.Lines(dir, "p.jsonl",
+            JsonSerializer.Serialize(new { prompt = "Question: what colour is the sky?\nAssistant:", chosen = " It is blue.", rejected = " Green." }),
+            JsonSerializer.Serialize(new { prompt = "Q:", chosen = " a", rejected = " b" }));
+        var r = CliRunner.Run("data", "inspect", path, "--model", folder, "--show", "1", "--max-length", "12", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var shown = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("shown");
+        Assert.Equal(1, shown.GetArrayLength());
+        var row = shown[0];
+        Assert.EndsWith("p.jsonl:1", row.GetProperty("source").GetString());
+        Assert.False(row.GetProperty("dropped").GetBoolean());
+
+        var tokenizer = new ExampleTokenizer(TokenizerLoader.Load(folder), new TokenizationSettings { MaxLength = 12, MaxPromptLength = 6 });
+        var expected = tokenizer.Tokenize(new PreferenceExample(ExampleText.Plain("Question: what colour is the sky?\nAssistant:"),
+            ExampleText.Plain(" It is blue."), ExampleText.Plain(" Green."), new RowSource(path, 1, 1)), new TruncationReport())!;
+        int[] Ids(string part) => row.GetProperty(part).GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(expected.Prompt, Ids("prompt"));
+        Assert.Equal(expected.Chosen, Ids("chosen"));
+        Assert.Equal(expected.Rejected, Ids("rejected"));
+        Assert.Equal(6, expected.Prompt.Length); // keep_end cut the prompt to 6 tokens, BOS kept
+        Assert.Equal(" It is blue.</s>", row.GetProperty("chosen").GetProperty("text").GetString());
+        Assert.StartsWith("<s>", row.GetProperty("prompt").GetProperty("text").GetString());
+
+        var text = CliRunner.Run("data", "inspect", path, "--model", folder, "--show", "2");
+        Assert.True(text.ExitCode == 0, text.ToString());
+        Assert.Contains("  chosen text:      \" It is blue.</s>\"", text.Stdout);
+        Assert.Contains("p.jsonl:2", text.Stdout);
+
+        var noModel = CliRunner.Run("data", "inspect", path, "--show", "1");
+        Assert.Equal(2, noModel.ExitCode);
+        Assert.Contains("--show tokenizes rows and needs --model", noModel.Stderr);
     }
 }

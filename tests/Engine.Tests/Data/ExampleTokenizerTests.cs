@@ -39,10 +39,13 @@ public class ExampleTokenizerTests
     public void No_bos_when_the_tokenizer_adds_none_or_settings_say_so()
     {
         var noBosTokenizer = new ExampleTokenizer(new CharTokenizer(addBos: false));
-        Assert.Equal(Ids("Hi"), noBosTokenizer.EncodePrompt("Hi"));
+        Assert.Equal(Ids("Hi"), noBosTokenizer.EncodeSequence("Hi"));
         var noSpecials = new ExampleTokenizer(new CharTokenizer(), new TokenizationSettings { AddBos = false, AddEos = false });
-        Assert.Equal(Ids("Hi"), noSpecials.EncodePrompt("Hi"));
-        Assert.Equal(Ids("ok"), noSpecials.EncodeCompletion("ok"));
+        Assert.Equal(Ids("Hi"), noSpecials.EncodeSequence("Hi"));
+        Assert.Equal(Ids("ok"), noSpecials.EncodeSequence("ok", addEos: true));
+        var t = noSpecials.Tokenize(Pair("Hi", " yes", " no"), new TruncationReport())!;
+        Assert.Equal(Ids("Hi"), t.Prompt);
+        Assert.Equal(Ids(" yes"), t.Chosen);
     }
 
     [Fact]
@@ -57,9 +60,12 @@ public class ExampleTokenizerTests
 
         var tok = new ExampleTokenizer(new CharTokenizer(), new TokenizationSettings(), new ChatMlRenderer());
         var t = tok.Tokenize(example, new TruncationReport())!;
-        // Special-token strings from the template become their ids: <|im_start|> = 3, <|im_end|> = 4.
-        Assert.Equal(Cat([Bos, 3], Ids("system\nBe brief."), [4], Ids("\n"), [3], Ids("user\nHi"), [4], Ids("\n"), [3], Ids("assistant\n")), t.Prompt);
-        Assert.Equal(Cat(Ids("Hello!"), [4], Ids("\n"), [Eos]), t.Completion);
+        // Special-token strings from the template become their ids: <|im_start|> = 3, <|im_end|> = 4. Nothing is added:
+        // TRL tokenizes chat-template text with apply_chat_template (add_special_tokens=False, so no BOS the template
+        // does not write) and adds EOS to non-conversational rows only (DPOTrainer/KTOTrainer._prepare_dataset,
+        // add_eos), so the turn ends with the template's <|im_end|>\n and no token after it.
+        Assert.Equal(Cat([3], Ids("system\nBe brief."), [4], Ids("\n"), [3], Ids("user\nHi"), [4], Ids("\n"), [3], Ids("assistant\n")), t.Prompt);
+        Assert.Equal(Cat(Ids("Hello!"), [4], Ids("\n")), t.Completion);
         Assert.True(t.Desirable);
     }
 

@@ -30,19 +30,20 @@ public class PipelineTests
         var it = new PairedBatchIterator(tokenized, microBatchSize: 2, seed: 1, padId: tok.PadId, shuffle: false);
         using var batch = it.Batches(1).Single();
 
-        // Row 0 = prompt 1 + chosen 1: BOS "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" then "Hey<|im_end|>\n" EOS.
-        int[] prompt = [1, 3, .. CharTokenizer.Ids("user\nHi"), 4, .. CharTokenizer.Ids("\n"), 3, .. CharTokenizer.Ids("assistant\n")];
-        int[] chosen = [.. CharTokenizer.Ids("Hey"), 4, .. CharTokenizer.Ids("\n"), 2];
+        // Row 0 = prompt 1 + chosen 1: "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" then "Hey<|im_end|>\n"; the
+        // template writes every special token, so no BOS or EOS is added (TRL's apply_chat_template tokenization).
+        int[] prompt = [3, .. CharTokenizer.Ids("user\nHi"), 4, .. CharTokenizer.Ids("\n"), 3, .. CharTokenizer.Ids("assistant\n")];
+        int[] chosen = [.. CharTokenizer.Ids("Hey"), 4, .. CharTokenizer.Ids("\n")];
         var ids = Row(batch.Sequences.InputIds, 0);
         Assert.Equal(prompt.Concat(chosen).Select(i => (long)i), ids.Take(prompt.Length + chosen.Length));
         var labels = Row(batch.Sequences.Labels, 0);
         Assert.All(labels.Take(prompt.Length), l => Assert.Equal(SequenceBatch.IgnoreIndex, l));
         Assert.Equal(chosen.Select(i => (long)i), labels.Skip(prompt.Length).Take(chosen.Length));
-        // Row 2 is the rejected completion of pair 0: "No<|im_end|>\n" EOS.
+        // Row 2 is the rejected completion of pair 0: "No<|im_end|>\n".
         Assert.Equal(CharTokenizer.Id('N'), Row(batch.Sequences.Labels, 2)[prompt.Length]);
         Assert.Equal(4, batch.Sequences.Rows);
-        // Each completion is its text + <|im_end|> + "\n" + EOS: Hey 6, No 5, 4 4, 5 4.
-        Assert.Equal(6 + 5 + 4 + 4, batch.Sequences.CompletionTokens);
+        // Each completion is its text + <|im_end|> + "\n": Hey 5, No 4, 4 3, 5 3.
+        Assert.Equal(5 + 4 + 3 + 3, batch.Sequences.CompletionTokens);
     }
 
     [Fact]

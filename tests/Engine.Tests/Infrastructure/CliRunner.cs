@@ -27,6 +27,13 @@ public static class CliRunner
     /// <summary>The built CLI as a separate process.</summary>
     public static Result RunWith(string? workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
+        using var running = Start(workingDirectory, environment, args);
+        return running.Wait(timeout);
+    }
+
+    /// <summary>The built CLI as a separate process, left running (to signal it while it works).</summary>
+    public static Running Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
+    {
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -38,14 +45,38 @@ public static class CliRunner
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["NO_COLOR"] = "1";
         foreach (var (k, v) in environment) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
+        return new Running(Process.Start(psi)!, args);
+    }
+
+    public sealed class Running : IDisposable
+    {
+        readonly Task<string> _stdout, _stderr;
+        readonly string[] _args;
+        public Process Process { get; }
+
+        internal Running(Process process, string[] args)
         {
-            p.Kill(true);
-            throw new TimeoutException($"engine {string.Join(' ', args)} did not finish in {timeout}");
+            Process = process;
+            _args = args;
+            _stdout = process.StandardOutput.ReadToEndAsync();
+            _stderr = process.StandardError.ReadToEndAsync();
         }
-        return new Result(p.ExitCode, stdout.Result, stderr.Result);
+
+        /// <summary>Waits for the exit; past the timeout the process is killed and the test fails.</summary>
+        public Result Wait(TimeSpan timeout)
+        {
+            if (!Process.WaitForExit(timeout))
+            {
+                Process.Kill(true);
+                throw new TimeoutException($"engine {string.Join(' ', _args)} did not finish in {timeout}");
+            }
+            return new Result(Process.ExitCode, _stdout.Result, _stderr.Result);
+        }
+
+        public void Dispose()
+        {
+            if (!Process.HasExited) Process.Kill(true);
+            Process.Dispose();
+        }
     }
 }

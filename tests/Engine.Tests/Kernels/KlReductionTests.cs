@@ -34,6 +34,20 @@ public class KlReductionTests
     }
 
     [Fact]
+    public void A_nan_estimate_stays_nan_instead_of_clamping_to_zero()
+    {
+        // max(0, NaN) must be NaN so the trainer's non-finite guard sees it; `mean > 0 ? mean : 0` made it 0.
+        using var scope = NewDisposeScope();
+        var mask = tensor(new[] { true, true, false, true, true, false }).reshape(2, 3);
+        var policy = tensor(new[] { -1, float.NaN, -3, -0.5f, -0.25f, -4 }).reshape(2, 3);
+        var r = KlReduction.Compute(policy, tensor(Reference).reshape(2, 3), mask);
+        Assert.True(double.IsNaN(r.MeanRaw));
+        Assert.True(double.IsNaN(r.Z0));
+        var viaSums = KlReduction.ComputeWithReferenceSums(tensor(Policy).reshape(2, 3), tensor(new[] { -3.5f, float.NaN }), mask);
+        Assert.True(double.IsNaN(viaSums.Z0));
+    }
+
+    [Fact]
     public void ReferenceGivenAsSequenceSums()
     {
         using var scope = NewDisposeScope();

@@ -157,11 +157,20 @@ public class KtoObjectiveTests
         Close(1 - Sigmoid(0.1 * 1), Scalar(res.Loss));
     }
 
-    [Fact]
-    public void A_non_finite_z0_is_rejected()
+    [Theory]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    public void A_non_finite_z0_makes_the_loss_nan_for_the_non_finite_guard(double z0)
     {
+        // Like any non-finite loss, the step is then skipped and counted by TrainingSession.TrainStep's guard.
+        // +∞ alone would saturate the sigmoids (desirable 1, undesirable 0) into a finite loss.
         var s = Scores(Logp, Tokens);
-        Assert.Throws<EngineException>(() => new KtoObjective(new KtoOptions()).Compute(s, Vec(Ref), Desirable, double.NaN));
+        var res = new KtoObjective(new KtoOptions()).Compute(s, Vec(Ref), Desirable, new Z0Estimate(z0, z0));
+        Assert.True(double.IsNaN(Scalar(res.Loss)));
+        Assert.True(double.IsNaN(res.Metrics.Value("loss")));
+        // Without z0 (apo_zero_unpaired or --no-z0) the estimate is not used, so it cannot poison the loss.
+        var noZ0 = new KtoObjective(new KtoOptions { UseZ0 = false }).Compute(Scores(Logp, Tokens), Vec(Ref), Desirable, new Z0Estimate(z0, z0));
+        Assert.True(double.IsFinite(Scalar(noZ0.Loss)));
     }
 
     [Fact]

@@ -21,15 +21,17 @@ public class TrainCliTests
         string run = dir.File("run");
         var crash = CliRunner.RunWith(null, TimeSpan.FromMinutes(5),
             new Dictionary<string, string> { [CheckpointStore.CrashHookVariable] = "4" },
-            Train(data, run, "--max-steps", "6", "--save-steps", "2"));
+            Train(data, run, "--max-steps", "6", "--save-steps", "2", "--save-total-limit", "1"));
         Assert.NotEqual(0, crash.ExitCode);
+        // --save-total-limit deletes an old checkpoint only once the new one is complete.
         Assert.True(Directory.Exists(Path.Combine(run, "checkpoint-2")), crash.ToString());
         Assert.False(Directory.Exists(Path.Combine(run, "checkpoint-4")));
         Assert.False(Directory.Exists(Path.Combine(run, "final")));
         Assert.NotEmpty(Directory.GetDirectories(run, ".checkpoint-4.tmp-*")); // the half-written one, never renamed
 
-        var resumed = CliRunner.Run(Train(data, run, "--max-steps", "6", "--save-steps", "2", "--resume", run));
+        var resumed = CliRunner.Run(Train(data, run, "--max-steps", "6", "--save-steps", "2", "--save-total-limit", "1", "--resume", run));
         Assert.True(resumed.ExitCode == 0, resumed.ToString());
+        Assert.Equal(new[] { "checkpoint-6" }, Directory.GetDirectories(run, "checkpoint-*").Select(Path.GetFileName));
         Assert.True(Directory.Exists(Path.Combine(run, "final")));
         Assert.Empty(Directory.GetDirectories(run, ".checkpoint-*.tmp-*"));
         var steps = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["step"]!.GetValue<int>()).ToList();
