@@ -13,13 +13,18 @@ namespace Engine.Cli.Commands;
 
 /// <summary>The step to time (its method and reference mode are taken from the lists), and how.</summary>
 public sealed record BenchTrainArgs(StepSettings Step, IReadOnlyList<AlignmentMethod> Methods, IReadOnlyList<ReferenceMode> ReferenceModes,
-    int Steps = 3, bool Json = false, bool SingleProcess = false, IReadOnlyList<int>? Nproc = null, int? ThreadsPerRank = null)
+    int Steps = 5, bool Json = false, bool SingleProcess = false, IReadOnlyList<int>? Nproc = null, int? ThreadsPerRank = null)
 {
     public IReadOnlyList<int> Ranks => Nproc ?? new[] { 1 };
 }
 
 /// <summary>tokens/s at N ranks ÷ (N × tokens/s at 1 rank), for one method and reference mode.</summary>
-public sealed record ScalingResult(string Method, string ReferenceMode, int Ranks, double TokensPerSecond1, double TokensPerSecondN, double ScalingEfficiency);
+/// <param name="TokensPerSecond1">median tokens/s of the 1-rank run</param>
+/// <param name="TokensPerSecondN">median tokens/s of the N-rank run (all ranks together)</param>
+/// <param name="MatmulNormalizedEfficiency">the same ratio with each run's tokens/s divided by its own f32 matmul rate (timed
+/// between its steps), which cancels much of a shared machine's changing load</param>
+public sealed record ScalingResult(string Method, string ReferenceMode, int Ranks, double TokensPerSecond1, double TokensPerSecondN, double ScalingEfficiency,
+    double MatmulNormalizedEfficiency);
 
 public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
 {
@@ -42,7 +47,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 a => a.Methods, (a, v) => a with { Methods = v }, sample: "dpo", show: m => m.Name),
             Opt<BenchTrainArgs>.List("ref-mode", "reference handling to time", "cached,resident", (s, what) => Parse(s, what, v => Spelling.Parse<ReferenceMode>(v, what)),
                 a => a.ReferenceModes, (a, v) => a with { ReferenceModes = v }, sample: "cached", show: m => Spelling.Of(m)),
-            Opt<BenchTrainArgs>.Int("steps", "timed steps after a warm-up step", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
+            Opt<BenchTrainArgs>.Int("repeat", "timed steps after a warm-up step (min/median/max over them)", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
             Opt<BenchTrainArgs>.Flag("json", "one JSON object per configuration", a => a.Json, (a, v) => a with { Json = v }),
             Opt<BenchTrainArgs>.Flag("single-process", "run every configuration in this process (peak RSS is then shared)", a => a.SingleProcess, (a, v) => a with { SingleProcess = v }),
             Opt<BenchTrainArgs>.List("nproc", "data-parallel ranks to time (through Open MPI's mpirun), each with its own micro-batch; with 1 and N also the scaling efficiency",
@@ -73,19 +78,36 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 var byRanks = new Dictionary<int, TrainingBenchResult>();
                 foreach (int n in a.Ranks.Distinct())
                 {
+                    string load = BenchmarkMachine.LoadAverage();
                     var result = byRanks[n] = a.SingleProcess ? TrainingBench.Run(step, a.Steps) : RunChild(parsed, method, mode, n);
-                    if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(result, Json));
-                    else context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference, {result.Ranks} rank{(result.Ranks > 1 ? "s" : "")} × {result.Threads} threads): " +
-                        $"{result.TokensPerSecond:F0} tokens/s, {result.AchievedGflops:F1} GFLOP/s (6N) vs f32 matmul {result.MatmulGflops:F0} GFLOP/s, " +
-                        $"peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB (f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+                    var machine = BenchmarkMachine.Describe(result.Threads > 0 ? result.Threads * result.Ranks : TorchSharp.torch.get_num_threads(), load);
+                    var warnings = new[] { result.StepSeconds.WarningFor($"the {result.Method} step time", machine), result.MatmulGflops.WarningFor("the f32 matmul rate", machine) }
+                        .OfType<string>().ToArray();
+                    if (a.Json)
+                    {
+                        var row = JsonSerializer.SerializeToNode(result, Json)!.AsObject();
+                        row["machine"] = JsonSerializer.SerializeToNode(machine.ToJson());
+                        row["warnings"] = JsonSerializer.SerializeToNode(warnings);
+                        context.Out.WriteLine(row.ToJsonString());
+                    }
+                    else
+                    {
+                        context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference, {result.Ranks} rank{(result.Ranks > 1 ? "s" : "")} × {result.Threads} threads): " +
+                            $"{result.TokensPerSecond.Median:F0} tokens/s [{result.TokensPerSecond.Min:F0} – {result.TokensPerSecond.Max:F0}] over {result.Steps} steps, " +
+                            $"{result.AchievedGflops:F1} GFLOP/s (6N) = {result.RatioToMatmul:P0} of f32 matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
+                            $"peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB (f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+                        foreach (var warning in warnings) context.Err.WriteLine(warning);
+                    }
                 }
                 if (!byRanks.TryGetValue(1, out var one)) continue;
                 foreach (var (n, r) in byRanks.Where(kv => kv.Key > 1))
                 {
-                    var e = new ScalingResult(method.Name, Spelling.Of(mode), n, one.TokensPerSecond, r.TokensPerSecond, r.TokensPerSecond / (n * one.TokensPerSecond));
+                    double t1 = one.TokensPerSecond.Median, tn = r.TokensPerSecond.Median;
+                    var e = new ScalingResult(method.Name, Spelling.Of(mode), n, t1, tn, tn / (n * t1),
+                        tn / r.MatmulGflops.Median / (n * t1 / one.MatmulGflops.Median));
                     if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(e, Json));
                     else context.Out.WriteLine($"{method.Name} ({Spelling.Of(mode)} reference): scaling efficiency at {n} ranks {e.ScalingEfficiency:F2} " +
-                        $"({r.TokensPerSecond:F0} tokens/s vs {n} × {one.TokensPerSecond:F0})");
+                        $"({tn:F0} tokens/s vs {n} × {t1:F0}); {e.MatmulNormalizedEfficiency:F2} with each run's tokens/s over its own matmul rate");
                 }
             }
         return 0;
