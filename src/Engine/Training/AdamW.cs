@@ -95,7 +95,9 @@ public sealed class AdamW : IDisposable
     }
 
     /// <summary>Global L2 norm of all gradients (fp32), and optional clipping to <paramref name="maxNorm"/>.</summary>
-    public double ClipGradients(double maxNorm)
+    /// <param name="agree">maps this process's norm to the one every rank of a data-parallel run uses (rank 0's), so that
+    /// clipping and the non-finite guard decide identically everywhere</param>
+    public double ClipGradients(double maxNorm, Func<double, double>? agree = null)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -109,7 +111,8 @@ public sealed class AdamW : IDisposable
             using var inner = NewDisposeScope();
             sumSquares.add_(g!.to(ScalarType.Float32).pow(2).sum());
         }
-        var total = sumSquares.sqrt().item<float>();
+        double total = sumSquares.sqrt().item<float>();
+        if (agree != null) total = agree(total);
         if (maxNorm > 0 && double.IsFinite(total) && total > maxNorm)
         {
             double scale = maxNorm / (total + 1e-6);

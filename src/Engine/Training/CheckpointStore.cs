@@ -19,6 +19,10 @@ public sealed record TrainerState
     public int SkippedSteps { get; init; }
     public long TokensSeen { get; init; }
     public string Method { get; init; } = "";
+    /// <summary>Examples per global micro-batch (micro-batch × ranks), the unit of <see cref="BatchIndex"/>; 0 in older checkpoints.</summary>
+    public int GlobalMicroBatch { get; init; }
+    /// <summary>Ranks of the run that wrote the checkpoint (it may be resumed with any number).</summary>
+    public int Ranks { get; init; } = 1;
     /// <summary>Set when a run starts and kept through its resumes: checkpoint retention deletes only its own run's checkpoints.</summary>
     public string? RunId { get; init; }
     /// <summary>The best value of --metric-for-best-model so far, and the checkpoint folder's name that had it.</summary>

@@ -18,10 +18,11 @@ public class LayeringTests
         ["Models"] = new[] { "", "Util", "Tokenization", "Kernels" },
         ["Data"] = new[] { "", "Util", "Tokenization" },
         ["Generation"] = new[] { "", "Util", "Tokenization", "Models", "Kernels" },
-        ["Objectives"] = new[] { "", "Util", "Kernels" },
-        ["Methods"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives" },
-        ["Training"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation" },
-        ["Memory"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training" },
+        ["Distributed"] = new[] { "", "Util" },
+        ["Objectives"] = new[] { "", "Util", "Kernels", "Distributed" },
+        ["Methods"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Distributed" },
+        ["Training"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation", "Distributed" },
+        ["Memory"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training", "Distributed" },
         ["Gguf"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Generation" },
     };
 
