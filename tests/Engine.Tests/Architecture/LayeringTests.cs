@@ -17,12 +17,13 @@ public class LayeringTests
         ["Kernels"] = new[] { "", "Util" },
         ["Models"] = new[] { "", "Util", "Tokenization", "Kernels" },
         ["Data"] = new[] { "", "Util", "Tokenization" },
+        ["Adapters"] = new[] { "", "Util", "Kernels", "Models" },
         ["Generation"] = new[] { "", "Util", "Tokenization", "Models", "Kernels" },
         ["Objectives"] = new[] { "", "Util", "Kernels" },
         ["Methods"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives" },
-        ["Training"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation" },
-        ["Memory"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training" },
-        ["Gguf"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Generation" },
+        ["Training"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation" },
+        ["Memory"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training" },
+        ["Gguf"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Generation" },
     };
 
     static string? Folder(Type t)
