@@ -46,7 +46,7 @@ public sealed class LoraLayer : ILinearAdapter, IDisposable
     public Tensor Forward(Tensor x, Tensor baseOutput)
     {
         if (!_switch.Enabled) return baseOutput;
-        var h = Dropout > 0 && _target.training && is_grad_enabled() ? F.dropout(x, Dropout, true) : x;
+        var h = Dropout > 0 && _target.training ? F.dropout(x, Dropout, true) : x;
         return baseOutput + F.linear(F.linear(h, A), B) * Scaling;
     }
 

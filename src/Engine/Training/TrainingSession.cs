@@ -95,7 +95,7 @@ public sealed class TrainingSession : IDisposable
                 adapters.ConvertTo(s.Dtype);
                 LoraAdapters.Freeze(policy);
             }
-            if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy);
+            if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy, replayRandomness: adapters != null && s.Lora.Dropout > 0);
             probe?.ModelBuilt(masters?.Values.Sum(m => m.numel() * 4) ?? 0);
 
             IBatchSource<ITrainBatch> train;
@@ -210,8 +210,11 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>The objective's metrics over the eval split, without gradients.</summary>
-    public IReadOnlyDictionary<string, double> Evaluate() =>
-        Evaluation.Run(Step, Eval ?? throw new InvalidOperationException("this session has no eval split"));
+    public IReadOnlyDictionary<string, double> Evaluate()
+    {
+        Policy.eval(); // no dropout (LoRA's) while evaluating; TrainStep switches back
+        return Evaluation.Run(Step, Eval ?? throw new InvalidOperationException("this session has no eval split"));
+    }
 
     public void Dispose()
     {
