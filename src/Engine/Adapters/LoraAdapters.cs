@@ -68,6 +68,16 @@ public sealed class LoraAdapters : IDisposable
         foreach (var p in model.parameters()) p.requires_grad = false;
     }
 
+    /// <summary>The same adapters (settings and weights) attached to another model of the same shape, in its dtype.</summary>
+    public LoraAdapters CopyTo(LlamaForCausalLM model)
+    {
+        var modules = Layers.Select(l => l.Module).ToHashSet();
+        var copy = Attach(model, Settings, seed: 0, only: modules.Contains);
+        var byKey = NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
+        copy.Load(k => byKey.TryGetValue(k, out var p) ? p.detach().clone() : null, "adapter copy");
+        return copy;
+    }
+
     public static string KeyA(string module) => $"{PeftPrefix}{module}.lora_A.weight";
     public static string KeyB(string module) => $"{PeftPrefix}{module}.lora_B.weight";
 
