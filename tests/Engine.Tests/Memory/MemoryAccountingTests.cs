@@ -125,19 +125,22 @@ public class LayerActivationMeasurementTests
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
             using var positions = arange(t).unsqueeze(0).expand(b, t);
             using var rope = new RotaryTables(c, positions, dtype);
-            long measured = long.MaxValue;
-            for (int rep = 0; rep < 3; rep++) // the first forwards also create one-time library state: the least is the steady state
+            // The first forwards also create one-time library state, and another thread of the process may allocate
+            // while one runs: the least of four is the layer's own steady state.
+            var measurements = new List<long>();
+            for (int rep = 0; rep < 4; rep++)
             {
                 Collect();
                 long before = HostAllocatorProbe.InUseBytes();
                 Tensor output;
                 using (var scope = NewDisposeScope()) output = layer.Forward(x, rope, null, null).MoveToOuterDisposeScope();
-                measured = Math.Min(measured, HostAllocatorProbe.InUseBytes() - before - output.numel() * output.element_size());
+                measurements.Add(HostAllocatorProbe.InUseBytes() - before - output.numel() * output.element_size());
                 output.Dispose();
             }
+            long measured = measurements.Min();
             // The f32 table counts the layer input, which exists before the forward here.
             long predicted = b * t * LayerActivations.BytesPerToken(c, precision) - (precision == Precision.F32 ? b * t * c.HiddenSize * 4 : 0);
-            Assert.True(measured / (double)predicted is > 0.97 and < 1.03, $"{family} {precision}: measured {measured:N0} bytes, predicted {predicted:N0}");
+            Assert.True(measured / (double)predicted is > 0.97 and < 1.03, $"{family} {precision}: measured {string.Join(", ", measurements.Select(m => m.ToString("N0")))} bytes, predicted {predicted:N0}");
         }
     }
 
