@@ -73,6 +73,10 @@ public sealed class TrainingSession : IDisposable
     {
         var s = o.Step;
         s.Validate();
+        // Refused rather than silently trained on a dense base: the quantized base (Projection.FrozenBase) awaits the
+        // dequantizing matmul kernel.
+        if (s.Lora.Quantization != BaseQuantization.None)
+            throw new EngineException($"--load-in-{(s.Lora.Quantization == BaseQuantization.Nf4 ? "4" : "8")}bit: the quantized frozen base is not available in this build yet; train with --use-peft on the dense base");
         manual_seed(o.Seed);
         bool synthetic = data is SessionData.Synthetic;
         // With LoRA the base always comes from --model; a checkpoint holds only the adapter.
