@@ -64,6 +64,12 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     public Parameter weight;
     public Parameter? bias;
 
+    /// <summary>Replaces the dense weight in the product when the frozen base is stored another way (quantized); null: dense.</summary>
+    public IFrozenLinearBase? FrozenBase { get; set; }
+    /// <summary>A low-rank update added to the output (LoRA); null: none. Not a registered module, so the model's own
+    /// parameters, state dict and exports stay the base model's.</summary>
+    public ILinearAdapter? Adapter { get; set; }
+
     public Projection(int inFeatures, int outFeatures, ScalarType dtype, bool hasBias = false) : base("Projection")
     {
         weight = new Parameter(torch.empty(outFeatures, inFeatures, dtype: dtype));
@@ -71,7 +77,14 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => F.linear(x, weight, bias);
+    public override Tensor forward(Tensor x)
+    {
+        if (FrozenBase is null && Adapter is null) return F.linear(x, weight, bias);
+        using var scope = NewDisposeScope();
+        var y = FrozenBase is { } frozen ? (bias is null ? frozen.Forward(x) : frozen.Forward(x) + bias) : F.linear(x, weight, bias);
+        if (Adapter is { } a) y = a.Forward(x, y);
+        return y.MoveToOuterDisposeScope();
+    }
 }
 
 public sealed class Embedding : nn.Module<Tensor, Tensor>

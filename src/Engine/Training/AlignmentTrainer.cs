@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Engine.Adapters;
 using Engine.Data;
 using Engine.Distributed;
 using Engine.Models;
@@ -132,7 +133,7 @@ public sealed class AlignmentTrainer
                 ConsecutiveNonFinite = consecutiveNonFinite, SkippedSteps = skipped, TokensSeen = tokensSeen,
                 BestMetric = bestValue, BestCheckpoint = bestCheckpoint,
             };
-            string dir = CheckpointStore.Save(_o.OutputDir, saved, session.Policy, session.Tokenizer, session.Optimizer);
+            string dir = CheckpointStore.Save(_o.OutputDir, saved, session.Policy, session.Tokenizer, session.Optimizer, session.Adapters, session.Settings.Model);
             _observer.Notice($"checkpoint: {dir}");
             if (_o.SaveTotalLimit is int limit)
                 foreach (var removed in CheckpointRetention.Apply(_o.OutputDir, state.RunId!, limit, Path.GetFileName(dir), bestCheckpoint))
@@ -199,8 +200,11 @@ public sealed class AlignmentTrainer
         {
             finalDir = Path.Combine(_o.OutputDir, RunFolder.FinalDir);
             var weights = session.Optimizer.Slots.Where(s => s.Master is not null).ToDictionary(s => s.Name, s => s.Master!);
-            ModelLoader.Save(session.Policy, session.Tokenizer, finalDir, weights.Count > 0 ? ScalarType.Float32 : session.Policy.Dtype, replace: true,
-                weightOverrides: weights);
+            var dtype = weights.Count > 0 ? ScalarType.Float32 : session.Policy.Dtype;
+            if (session.Adapters is { } adapters)
+                AtomicDirectory.Write(finalDir, tmp => PeftAdapterFolder.WriteInto(tmp, adapters, session.Settings.Model, dtype, weights), replace: true);
+            else
+                ModelLoader.Save(session.Policy, session.Tokenizer, finalDir, dtype, replace: true, weightOverrides: weights);
         }
         var plots = _o.Plots && logger.Log is not null ? MetricPlots.Write(logger.Log, _o.OutputDir) : new List<string>();
         var summary = new TrainingSummary(_o.OutputDir, finalDir, stepIndex, skipped, clock.Elapsed,

@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Data;
 using Engine.Kernels;
 using Engine.Methods;
@@ -47,6 +48,8 @@ public sealed record StepSettings
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
     public ReferenceMode Reference { get; init; } = ReferenceMode.Cached;
+    /// <summary>LoRA / QLoRA (TRL's --use-peft and its options); disabled: full fine-tuning.</summary>
+    public LoraSettings Lora { get; init; } = new();
 
     public bool UsesReference => Method.UsesReference(Objective);
     public MethodCost Cost => Method.Cost(Objective);
@@ -71,10 +74,12 @@ public sealed record StepSettings
                 : $"the micro-batch must be at least 1 (got {MicroBatch})");
         Method.Validate(Objective);
         Tokenization.Validate();
+        Lora.Validate();
     }
 
     public string Describe() =>
         $"{Method.Name}, {MicroBatch} {Method.ExampleNoun} × {MaxLength} tokens, {Spelling.Of(Precision)}" +
         $"{(Bf16OptimizerStates ? " + bf16 Adam states" : "")}, checkpointing {(ActivationCheckpointing ? "on" : "off")}, " +
-        $"{Spelling.Of(Head)} head, {(!UsesReference ? "no reference" : Reference == ReferenceMode.Cached ? "cached reference log-probs" : "resident reference model")}";
+        $"{Spelling.Of(Head)} head, {(!UsesReference ? "no reference" : Reference == ReferenceMode.Cached ? "cached reference log-probs" : "resident reference model")}" +
+        (Lora.Enabled ? $", {Lora.Describe()}" : "");
 }

@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Data;
 using Engine.Distributed;
 using Engine.Methods;
@@ -53,10 +54,13 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The gradient all-reduce of a data-parallel run; null on one rank.</summary>
     public GradientBuckets? Gradients { get; }
 
+    /// <summary>The trained LoRA adapters on the frozen policy; null for full fine-tuning.</summary>
+    public LoraAdapters? Adapters { get; }
+
     TrainingSession(TrainingOptions options, LlamaForCausalLM policy, TextTokenizer? tokenizer, AdamW optimizer, IReferenceLogps? reference,
-        IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ICommunicator ranks)
+        IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ICommunicator ranks, LoraAdapters? adapters)
     {
-        Options = options; Policy = policy; Tokenizer = tokenizer; Optimizer = optimizer; Reference = reference;
+        Options = options; Policy = policy; Tokenizer = tokenizer; Optimizer = optimizer; Reference = reference; Adapters = adapters;
         Train = train; Eval = eval; DataFiles = dataFiles; Ranks = ranks;
         Step = options.Step.Method.CreateStep(options.Step.Objective, new StepContext(policy, reference, options.Step.Head) { Ranks = ranks });
         if (ranks.Size > 1)
@@ -101,6 +105,7 @@ public sealed class TrainingSession : IDisposable
     {
         null => "none (reference-free)",
         CachedReference c => c.LoadedFromDisk ? "cached (loaded)" : "cached (pre-pass)",
+        AdapterOffReference => "resident (the policy with its adapters off)",
         _ => "resident model",
     };
 
@@ -112,20 +117,33 @@ public sealed class TrainingSession : IDisposable
         ranks ??= SingleProcess.Instance;
         var s = o.Step;
         s.Validate();
+        // Refused rather than silently trained on a dense base: the quantized base (Projection.FrozenBase) awaits the
+        // dequantizing matmul kernel.
+        if (s.Lora.Quantization != BaseQuantization.None)
+            throw new EngineException($"--load-in-{(s.Lora.Quantization == BaseQuantization.Nf4 ? "4" : "8")}bit: the quantized frozen base is not available in this build yet; train with --use-peft on the dense base");
         manual_seed(o.Seed);
         bool synthetic = data is SessionData.Synthetic;
-        var (policy, tokenizer) = LoadPolicy(checkpoint is null ? s.Model : CheckpointStore.ModelDir(checkpoint), ScalarType.Float32,
+        // With LoRA the base always comes from --model; a checkpoint holds only the adapter.
+        var (policy, tokenizer) = LoadPolicy(checkpoint is null || s.Lora.Enabled ? s.Model : CheckpointStore.ModelDir(checkpoint), ScalarType.Float32,
             requireTokenizer: !synthetic, o.Seed);
         AdamW? optimizer = null;
         IReferenceLogps? reference = null;
+        LoraAdapters? adapters = null;
         try
         {
+            if (s.Lora.Enabled) adapters = checkpoint is null ? LoraAdapters.Attach(policy, s.Lora, o.Seed) : CheckpointStore.LoadAdapters(checkpoint, policy, s.Lora);
+            var trainable = () => adapters?.NamedParameters() ?? policy.named_parameters().Select(p => (p.name, p.parameter));
             // Mixed precision: fp32 master copies are taken before the cast, so they hold the checkpoint's exact values.
             Dictionary<string, Tensor>? masters = null;
             if (s.Precision == Precision.Bf16Mixed)
-                masters = policy.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
+                masters = trainable().ToDictionary(p => p.Item1, p => p.Item2.detach().clone());
             policy.ConvertTo(s.Dtype);
-            if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy);
+            if (adapters != null)
+            {
+                adapters.ConvertTo(s.Dtype);
+                LoraAdapters.Freeze(policy);
+            }
+            if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy, replayRandomness: adapters != null && s.Lora.Dropout > 0);
             probe?.ModelBuilt(masters?.Values.Sum(m => m.numel() * 4) ?? 0);
 
             IBatchSource<ITrainBatch> train;
@@ -141,20 +159,21 @@ public sealed class TrainingSession : IDisposable
                 files = prepared.DataFiles;
             }
 
-            optimizer = new AdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), weightDecay: o.WeightDecay,
+            optimizer = new AdamW(trainable(), weightDecay: o.WeightDecay,
                 stateDtype: s.Bf16OptimizerStates ? ScalarType.BFloat16 : ScalarType.Float32,
                 masters: masters, masterWeights: s.Precision != Precision.Bf16Pure);
             if (masters != null) foreach (var m in masters.Values) m.Dispose();
             if (checkpoint != null) CheckpointStore.LoadOptimizer(checkpoint, optimizer, state ?? CheckpointStore.ReadState(checkpoint));
             probe?.OptimizerBuilt();
-            reference = OpenReference(o, policy, resuming: checkpoint != null, synthetic ? null : o.OutputDir, train, eval, files, observer, ranks);
+            reference = OpenReference(o, policy, adapters, resuming: checkpoint != null, synthetic ? null : o.OutputDir, train, eval, files, observer, ranks);
             probe?.ReferenceBuilt();
-            return new TrainingSession(o, policy, tokenizer, optimizer, reference, train, eval, files, ranks);
+            return new TrainingSession(o, policy, tokenizer, optimizer, reference, train, eval, files, ranks, adapters);
         }
         catch
         {
             optimizer?.Dispose();
             reference?.Dispose();
+            adapters?.Dispose();
             policy.Dispose();
             throw;
         }
@@ -177,18 +196,22 @@ public sealed class TrainingSession : IDisposable
         return (loaded.Model, loaded.Tokenizer);
     }
 
-    static IReferenceLogps? OpenReference(TrainingOptions o, LlamaForCausalLM policy, bool resuming, string? cacheDirectory,
+    static IReferenceLogps? OpenReference(TrainingOptions o, LlamaForCausalLM policy, LoraAdapters? adapters, bool resuming, string? cacheDirectory,
         IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ITrainingObserver observer, ICommunicator ranks)
     {
         var s = o.Step;
         if (!s.UsesReference) return null;
         string refPath = s.ReferenceModel ?? s.Model;
+        // With LoRA the reference is the policy's own frozen base, adapters off (as TRL does with PEFT): no second copy.
+        bool adaptersOffIsReference = adapters != null && s.ReferenceModel is null;
         if (s.Reference == ReferenceMode.Resident)
-            return new ResidentReference(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Head);
+            return adaptersOffIsReference ? new AdapterOffReference(policy, adapters!, s.Head)
+                : new ResidentReference(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Head);
         string key = cacheDirectory is null ? "in-memory"
             : ReferenceCacheKey.For(o, dataFiles, ranks.Size, train.BatchesPerEpoch, eval?.BatchesPerEpoch ?? 0).Hash();
         // Before the first update the policy *is* the reference: the pre-pass reuses it and no second copy is loaded.
-        bool policyIsReference = !resuming && s.ReferenceModel is null;
+        bool policyIsReference = (!resuming && s.ReferenceModel is null) || adaptersOffIsReference;
+        using var off = adaptersOffIsReference ? adapters!.Disabled() : null;
         return CachedReference.LoadOrCompute(cacheDirectory, key,
             () => policyIsReference ? (policy, false) : (LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, true),
             s.Method, s.Objective, train, eval, s.Head, observer.Notice, ranks);
@@ -260,14 +283,18 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>The objective's metrics over the eval split, without gradients.</summary>
-    public IReadOnlyDictionary<string, double> Evaluate() =>
-        Evaluation.Run(Step, Eval ?? throw new InvalidOperationException("this session has no eval split"), Ranks);
+    public IReadOnlyDictionary<string, double> Evaluate()
+    {
+        Policy.eval(); // no dropout (LoRA's) while evaluating; TrainStep switches back
+        return Evaluation.Run(Step, Eval ?? throw new InvalidOperationException("this session has no eval split"), Ranks);
+    }
 
     public void Dispose()
     {
         Gradients?.Dispose();
         Optimizer.Dispose();
         Reference?.Dispose();
+        Adapters?.Dispose();
         Policy.Dispose();
     }
 }
