@@ -27,7 +27,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
         Step(new[]
         {
             Opt<StepSettings>.Choice("model-preset", "the model shape (random weights)", ModelPresets.All.Keys.ToList(), v => v, s => s.Model, (s, v) => s with { Model = v }),
-            StepOptions.MicroBatch, StepOptions.MaxLength, StepOptions.Precision, StepOptions.OptimizerStates, StepOptions.Checkpointing, StepOptions.Head,
+            StepOptions.MicroBatch, StepOptions.MaxLength, StepOptions.Precision, StepOptions.OptimizerStates, StepOptions.Checkpointing, StepOptions.Head, StepOptions.Kernels,
         }.Concat(StepOptions.ObjectiveKnobs))
         .Concat(new[]
         {

@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,6 +25,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
+        if (LayerKernels.RmsNorm(x, weight, _eps, unitOffset: false) is { } fused) return fused;
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
         var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps);
@@ -79,7 +81,9 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        Tensor gate = gate_proj.forward(x), up = up_proj.forward(x);
+        var h = LayerKernels.Gated(gate, up, GatedActivation.SwiGlu) ?? F.silu(gate) * up;
+        return down_proj.forward(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -106,11 +110,10 @@ public sealed class Attention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var q = q_proj.forward(x).view(b, t, _heads, _headDim);
+        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim);
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        q = rope.Apply(q);
-        k = rope.Apply(k);
+        (q, k) = rope.ApplyToQueryKey(q, k);
         if (cache != null) (k, v) = cache.Append(layer, k, v);
         int rep = _heads / _kvHeads;
         if (rep > 1)

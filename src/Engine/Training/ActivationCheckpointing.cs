@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Models;
 using static TorchSharp.torch;
 
@@ -22,7 +23,12 @@ public static class ActivationCheckpointing
         // Backward runs after the forward's scope has released rope and mask: keep handles of our own.
         var keptRope = rope.Retain();
         var keptMask = mask?.alias().DetachFromDisposeScope();
-        var recompute = new Recompute(input => layer.Forward(input, keptRope, keptMask, null), () =>
+        var kernels = FusedKernels.Current; // the recompute in backward runs outside the model's forward
+        var recompute = new Recompute(input =>
+        {
+            using var sameKernels = FusedKernels.Use(kernels);
+            return layer.Forward(input, keptRope, keptMask, null);
+        }, () =>
         {
             keptRope.Dispose();
             keptMask?.Dispose();

@@ -29,6 +29,7 @@ public static class ModelEvaluation
             throw new EngineException($"eval supports --method {string.Join(" or ", Methods.Select(m => m.Name))} (got {s.Method.Name})");
         s.Validate();
         using var loaded = ModelLoader.Load(s.Model, s.Dtype, requireTokenizer: true);
+        loaded.Model.Kernels = s.Kernels;
         var data = DatasetReader.Read(o.DataPath, s.Method.ReadOptions);
         var renderer = RunData.ChatRenderer(loaded.RequireTokenizer(), data, null);
         var split = s.Method.Prepare(data, new ExampleTokenizer(loaded.RequireTokenizer(), s.Tokenization, renderer),

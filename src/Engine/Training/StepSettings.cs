@@ -46,6 +46,8 @@ public sealed record StepSettings
     public bool Bf16OptimizerStates { get; init; }
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
+    /// <summary>Fused native kernels or TorchSharp composites for RMSNorm, RoPE and the MLP activation.</summary>
+    public KernelChoice Kernels { get; init; } = KernelChoice.Fused;
     public ReferenceMode Reference { get; init; } = ReferenceMode.Cached;
 
     public bool UsesReference => Method.UsesReference(Objective);

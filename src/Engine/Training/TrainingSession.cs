@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Data;
 using Engine.Methods;
 using Engine.Models;
@@ -82,6 +83,7 @@ public sealed class TrainingSession : IDisposable
             if (s.Precision == Precision.Bf16Mixed)
                 masters = policy.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach().clone());
             policy.ConvertTo(s.Dtype);
+            policy.Kernels = s.Kernels;
             if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy);
             probe?.ModelBuilt(masters?.Values.Sum(m => m.numel() * 4) ?? 0);
 
@@ -134,6 +136,12 @@ public sealed class TrainingSession : IDisposable
         return (loaded.Model, loaded.Tokenizer);
     }
 
+    static LlamaForCausalLM WithKernels(LlamaForCausalLM model, KernelChoice kernels)
+    {
+        model.Kernels = kernels;
+        return model;
+    }
+
     static IReferenceLogps? OpenReference(TrainingOptions o, LlamaForCausalLM policy, bool resuming, string? cacheDirectory,
         IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ITrainingObserver observer)
     {
@@ -141,12 +149,12 @@ public sealed class TrainingSession : IDisposable
         if (!s.UsesReference) return null;
         string refPath = s.ReferenceModel ?? s.Model;
         if (s.Reference == ReferenceMode.Resident)
-            return new ResidentReference(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Head);
+            return new ResidentReference(WithKernels(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Kernels), s.Head);
         string key = cacheDirectory is null ? "in-memory" : ReferenceCacheKey.For(o, dataFiles).Hash();
         // Before the first update the policy *is* the reference: the pre-pass reuses it and no second copy is loaded.
         bool policyIsReference = !resuming && s.ReferenceModel is null;
         return CachedReference.LoadOrCompute(cacheDirectory, key,
-            () => policyIsReference ? (policy, false) : (LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, true),
+            () => policyIsReference ? (policy, false) : (WithKernels(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Kernels), true),
             s.Method, s.Objective, train, eval, s.Head, observer.Notice);
     }
 
