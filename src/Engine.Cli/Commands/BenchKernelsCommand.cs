@@ -7,12 +7,18 @@ using Engine.Cli.Options;
 namespace Engine.Cli.Commands;
 
 /// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory.</summary>
-public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false);
+public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false)
+{
+    /// <summary>What to benchmark: the log-prob grid and/or the layer kernels (<see cref="LayerKernelBenchmark.Kernels"/>).</summary>
+    public IReadOnlyList<string> Ops { get; init; } = new[] { "logprob" }.Concat(LayerKernelBenchmark.Kernels).ToList();
+    /// <summary>Tokens per layer-kernel case (bench-25m's DPO step: 4 pairs × 2 × 256).</summary>
+    public long Tokens { get; init; } = 2048;
+}
 
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, and the fused RMSNorm/RoPE/SwiGLU/GeGLU against their composites (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -24,6 +30,11 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
     protected override IReadOnlyList<CliOption<BenchKernelsArgs>> Options { get; } = new[]
     {
         Opt<BenchKernelsArgs>.Flag("json", "stream one JSON object per case", a => a.Json, (a, v) => a with { Json = v }),
+        Opt<BenchKernelsArgs>.List("ops", "what to benchmark", "logprob," + string.Join(",", LayerKernelBenchmark.Kernels),
+            (s, what) => s == "logprob" || LayerKernelBenchmark.Kernels.Contains(s) ? s
+                : throw new UsageException($"{what} takes logprob, {string.Join(", ", LayerKernelBenchmark.Kernels)} (got '{s}')"),
+            a => a.Ops, (a, v) => a with { Ops = v }, sample: "rmsnorm"),
+        Opt<BenchKernelsArgs>.Int("tokens", "tokens per layer-kernel case (shapes of bench-25m)", a => (int)a.Tokens, (a, v) => a with { Tokens = v }, min: 8),
         B(Opt<KernelBenchOptions>.List("rows", "rows (tokens) per case", "N,N,...", PositiveLong, o => o.Rows, (o, v) => o with { Rows = v }, sample: "64")),
         B(Opt<KernelBenchOptions>.List("vocab", "vocabulary sizes", "V,V,...", PositiveLong, o => o.Vocab, (o, v) => o with { Vocab = v }, sample: "512")),
         B(Opt<KernelBenchOptions>.List("dtype", "logit dtypes", "f32,bf16", (s, what) => s is "f32" or "bf16" ? s : throw new UsageException($"{what} takes f32 and/or bf16 (got '{s}')"),
@@ -40,12 +51,13 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
     protected override int Execute(Parsed<BenchKernelsArgs> parsed, CliContext context)
     {
         var (options, json) = parsed.Value;
+        var ops = parsed.Value.Ops;
         var w = context.Out;
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
         if (json) w.WriteLine("[");
         else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
-        foreach (var r in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        foreach (var r in ops.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>())
         {
             if (json)
             {
@@ -56,6 +68,22 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                 w.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
             w.Flush();
+        }
+        var layerKernels = LayerKernelBenchmark.Kernels.Where(ops.Contains).ToList();
+        if (layerKernels.Count > 0)
+        {
+            if (!json) w.WriteLine($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
+            foreach (var r in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, parsed.Value.Tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
+            {
+                if (json)
+                {
+                    w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                    first = false;
+                }
+                else
+                    w.WriteLine($"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
+                w.Flush();
+            }
         }
         if (json) w.WriteLine("]");
         return 0;
