@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Engine.Data;
+using Engine.Kernels;
 using Engine.Methods;
 using Engine.Models;
 using Engine.Training;
@@ -8,7 +9,12 @@ using static TorchSharp.torch;
 namespace Engine.Bench;
 
 public sealed record TrainingBenchResult(string Method, string ReferenceMode, string Model, int MicroBatch, int SeqLen, int Steps,
-    double TokensPerSecond, double StepSeconds, double MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes);
+    double TokensPerSecond, double StepSeconds, double MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes,
+    IReadOnlyDictionary<string, double>? Profile = null)
+{
+    /// <summary>Achieved 6N FLOP rate over the matmul rate of the step's own dtype, measured in the same process.</summary>
+    public double MatmulFraction => AchievedGflops / MatmulGflops;
+}
 
 /// <summary>
 /// Training throughput of a method on a random-weight preset, through <see cref="TrainingSession"/> (the code `train`
@@ -18,7 +24,8 @@ public sealed record TrainingBenchResult(string Method, string ReferenceMode, st
 /// </summary>
 public static class TrainingBench
 {
-    public static TrainingBenchResult Run(StepSettings step, int steps)
+    /// <param name="profile">split the timed steps by op class (<see cref="StepProfiler"/>): ms per step per class</param>
+    public static TrainingBenchResult Run(StepSettings step, int steps, bool profile = false)
     {
         var config = ModelPresets.Get(step.Model);
         int prompt = step.MaxLength / 2;
@@ -29,6 +36,7 @@ public static class TrainingBench
         session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5); // warm-up
         double seconds = 0;
         long tokens = 0;
+        var profiler = profile ? StepProfiler.Start() : null;
         for (int i = 0; i < steps; i++)
         {
             var clock = Stopwatch.StartNew();
@@ -36,11 +44,14 @@ public static class TrainingBench
             seconds += clock.Elapsed.TotalSeconds;
             tokens += outcome.Tokens;
         }
-        double mm = MatmulRate.Measure(ScalarType.Float32);
+        profiler?.Stop();
+        // The matmul rate of the step's compute dtype (bf16 steps against the bf16 rate).
+        double mm = MatmulRate.Measure(step.Dtype);
         // Forward+backward of the policy: 6·N per token.
         double flopsPerToken = 6.0 * config.ParameterCount();
         return new TrainingBenchResult(step.Method.Name, Util.Spelling.Of(step.Reference), step.Model, step.MicroBatch, step.MaxLength, steps,
-            tokens / seconds, seconds / steps, mm / 1e9, flopsPerToken * tokens / seconds / 1e9, PeakRss(), config.ParameterCount() * 4);
+            tokens / seconds, seconds / steps, mm / 1e9, flopsPerToken * tokens / seconds / 1e9, PeakRss(), config.ParameterCount() * 4,
+            profiler?.Milliseconds.ToDictionary(kv => kv.Key, kv => kv.Value / steps));
     }
 
     /// <summary>Peak resident set size of this process (Linux VmHWM), 0 where unavailable.</summary>

@@ -12,7 +12,7 @@ namespace Engine.Cli.Commands;
 
 /// <summary>The step to time (its method and reference mode are taken from the lists), and how.</summary>
 public sealed record BenchTrainArgs(StepSettings Step, IReadOnlyList<AlignmentMethod> Methods, IReadOnlyList<ReferenceMode> ReferenceModes,
-    int Steps = 3, bool Json = false, bool SingleProcess = false);
+    int Steps = 3, bool Json = false, bool SingleProcess = false, bool Profile = false);
 
 public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
 {
@@ -37,6 +37,8 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 a => a.ReferenceModes, (a, v) => a with { ReferenceModes = v }, sample: "cached", show: m => Spelling.Of(m)),
             Opt<BenchTrainArgs>.Int("steps", "timed steps after a warm-up step", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
             Opt<BenchTrainArgs>.Flag("json", "one JSON object per configuration", a => a.Json, (a, v) => a with { Json = v }),
+            Opt<BenchTrainArgs>.Flag("profile", "split the timed steps' time by op class (matmul, attention, norm, ...; adds markers, so a little slower)",
+                a => a.Profile, (a, v) => a with { Profile = v }),
             Opt<BenchTrainArgs>.Flag("single-process", "run every configuration in this process (peak RSS is then shared)", a => a.SingleProcess, (a, v) => a with { SingleProcess = v }),
         }).ToList();
 
@@ -56,11 +58,18 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
             {
                 var step = a.Step with { Method = method, Reference = mode };
                 step.Validate();
-                var result = a.SingleProcess ? TrainingBench.Run(step, a.Steps) : RunChild(parsed, method, mode);
+                var result = a.SingleProcess ? TrainingBench.Run(step, a.Steps, a.Profile) : RunChild(parsed, method, mode);
                 if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(result, Json));
                 else context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference): {result.TokensPerSecond:F0} tokens/s, " +
-                    $"{result.AchievedGflops:F1} GFLOP/s (6N) vs f32 matmul {result.MatmulGflops:F0} GFLOP/s, peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB " +
+                    $"{result.AchievedGflops:F1} GFLOP/s (6N) vs {Spelling.Of(step.Precision)} matmul {result.MatmulGflops:F0} GFLOP/s, peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB " +
                     $"(f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+                if (!a.Json && result.Profile is { } profile)
+                {
+                    double total = profile.Values.Sum();
+                    context.Out.WriteLine($"  {"op class",-11} {"ms/step",9} {"share",6}");
+                    foreach (var (name, ms) in profile.OrderByDescending(kv => kv.Value))
+                        context.Out.WriteLine($"  {name,-11} {ms,9:F1} {100 * ms / total,5:F1}%");
+                }
             }
         return 0;
     }

@@ -37,17 +37,15 @@ public static class LayerKernels
     }
 
     /// <summary>
-    /// RoPE on queries and keys in [B, T, heads, headDim] layout, in place, with fp32 cos/sin [B·T, headDim/2]
-    /// (one row per token, HF's rotate-half layout); returns false (nothing done) when the fused kernel does not apply.
+    /// RoPE on queries or keys in [B, T, heads, headDim] layout, in place, with fp32 cos/sin [B·T, headDim/2] (one row
+    /// per token, HF's rotate-half layout); null (nothing done) when the fused kernel does not apply.
     /// </summary>
-    public static bool TryRope(ref Tensor q, ref Tensor k, Tensor cosHalf, Tensor sinHalf)
+    public static Tensor? Rope(Tensor x, Tensor cosHalf, Tensor sinHalf)
     {
-        if (!Applies(q) || k.dtype != q.dtype || q.dim() != 4 || k.dim() != 4 || !q.is_contiguous() || !k.is_contiguous()) return false;
-        long tokens = q.shape[0] * q.shape[1];
-        if (cosHalf.dtype != ScalarType.Float32 || !cosHalf.is_contiguous() || cosHalf.numel() != tokens * (q.shape[3] / 2)) return false;
-        q = RopeFunction.apply(q, cosHalf, sinHalf);
-        k = RopeFunction.apply(k, cosHalf, sinHalf);
-        return true;
+        if (!Applies(x) || x.dim() != 4 || !x.is_contiguous()) return null;
+        long tokens = x.shape[0] * x.shape[1];
+        if (cosHalf.dtype != ScalarType.Float32 || !cosHalf.is_contiguous() || cosHalf.numel() != tokens * (x.shape[3] / 2)) return null;
+        return RopeFunction.apply(x, cosHalf, sinHalf);
     }
 
     /// <summary>act(gate) · up; null when the fused kernel does not apply.</summary>

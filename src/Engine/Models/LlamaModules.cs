@@ -23,13 +23,15 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => StepProfiler.Run(OpClass.Norm, x, Normalise);
+
+    Tensor Normalise(Tensor x)
     {
         if (LayerKernels.RmsNorm(x, weight, _eps, unitOffset: false) is { } fused) return fused;
         using var scope = NewDisposeScope();
-        var xf = x.to(ScalarType.Float32);
+        var xf = StepProfiler.Run(OpClass.Conversion, x, t => t.to(ScalarType.Float32));
         var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps);
-        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+        return (weight * StepProfiler.Run(OpClass.Conversion, normed, t => t.to(x.dtype))).MoveToOuterDisposeScope();
     }
 }
 
@@ -44,7 +46,7 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => F.linear(x, weight);
+    public override Tensor forward(Tensor x) => StepProfiler.Run(OpClass.Matmul, x, t => F.linear(t, weight));
 }
 
 public sealed class Embedding : nn.Module<Tensor, Tensor>
@@ -82,7 +84,7 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         Tensor gate = gate_proj.forward(x), up = up_proj.forward(x);
-        var h = LayerKernels.Gated(gate, up, GatedActivation.SwiGlu) ?? F.silu(gate) * up;
+        var h = StepProfiler.Run(OpClass.Activation, gate, g => LayerKernels.Gated(g, up, GatedActivation.SwiGlu) ?? F.silu(g) * up);
         return down_proj.forward(h).MoveToOuterDisposeScope();
     }
 }
@@ -122,9 +124,9 @@ public sealed class Attention : nn.Module
             k = k.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
             v = v.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
         }
-        var attn = mask is null
-            ? F.scaled_dot_product_attention(q, k, v, null, 0.0, true)
-            : F.scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+        var attn = StepProfiler.Run(OpClass.Attention, q, qq => mask is null
+            ? F.scaled_dot_product_attention(qq, k, v, null, 0.0, true)
+            : F.scaled_dot_product_attention(qq, k, v, mask, 0.0, false));
         var merged = attn.transpose(1, 2).reshape(b, t, _heads * _headDim);
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }

@@ -53,14 +53,17 @@ public sealed class RotaryTables : IDisposable
     /// Queries [B, T, heads, headDim] and keys [B, T, kvHeads, headDim] rotated and returned as [B, heads, T, headDim]:
     /// by the fused in-place kernel when it applies (<see cref="LayerKernels.TryRope"/>), else by <see cref="Apply"/>.
     /// </summary>
-    public (Tensor Q, Tensor K) ApplyToQueryKey(Tensor q, Tensor k)
+    public (Tensor Q, Tensor K) ApplyToQueryKey(Tensor q, Tensor k) =>
+        (StepProfiler.Run(OpClass.Rope, q, ApplyBthd), StepProfiler.Run(OpClass.Rope, k, ApplyBthd));
+
+    Tensor ApplyBthd(Tensor x)
     {
-        if (LayerKernels.Applies(q))
+        if (LayerKernels.Applies(x))
         {
             var (cos, sin) = HalfTables();
-            if (LayerKernels.TryRope(ref q, ref k, cos, sin)) return (q.transpose(1, 2), k.transpose(1, 2));
+            if (LayerKernels.Rope(x, cos, sin) is { } rotated) return rotated.transpose(1, 2);
         }
-        return (Apply(q.transpose(1, 2)), Apply(k.transpose(1, 2)));
+        return Apply(x.transpose(1, 2));
     }
 
     Tensor? _cosHalf, _sinHalf;

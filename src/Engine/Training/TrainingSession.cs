@@ -187,10 +187,14 @@ public sealed class TrainingSession : IDisposable
                 tokens += micro[m].Tokens;
             }
             metrics.Set(MetricNames.Loss, loss);
-            double gradNorm = Optimizer.ClipGradients(Options.MaxGradNorm);
-            bool finite = double.IsFinite(loss) && double.IsFinite(gradNorm);
-            if (finite) Optimizer.Step(learningRate);
-            Optimizer.ZeroGrad();
+            var (gradNorm, finite) = StepProfiler.Time(OpClass.Optimizer, () =>
+            {
+                double norm = Optimizer.ClipGradients(Options.MaxGradNorm);
+                bool ok = double.IsFinite(loss) && double.IsFinite(norm);
+                if (ok) Optimizer.Step(learningRate);
+                Optimizer.ZeroGrad();
+                return (norm, ok);
+            });
             return new StepOutcome(loss, metrics, gradNorm, finite, tokens, micro.Count, micro[^1].Next);
         }
         finally
