@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Models;
 using Engine.Training;
 
@@ -29,13 +30,18 @@ public sealed record SavedTensor(string Name, long ElementsPerToken, int BytesPe
 /// <item>Residual sums save nothing; the attention residual is saved in f32 by the second norm (it is that norm's
 /// f32 input), in bf16 the norm saves its own fp32 copy instead.</item>
 /// </list>
+/// With the fused kernels (<see cref="KernelChoice.Fused"/>) each norm saves only its input (in the compute dtype)
+/// and one fp32 inverse RMS per token, RoPE rotates q and k in place (nothing saved but the tables), and the gated
+/// activation saves gate and up and recomputes the activation: the silu output and the norms' fp32/normalised
+/// copies are gone.
 /// </summary>
 public static class LayerActivations
 {
-    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision)
+    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Fused)
     {
         int s = ComputeBytes(precision);
         bool f32 = s == 4;
+        if (kernels == KernelChoice.Fused) return FusedPerLayer(c, s);
         long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, i = c.IntermediateSize;
         long kvSaved = c.NumHeads > c.NumKvHeads ? q : kv; // the expanded copies, or k/v themselves without GQA
         var list = new List<SavedTensor>();
@@ -57,6 +63,29 @@ public static class LayerActivations
         return list;
     }
 
+    static IReadOnlyList<SavedTensor> FusedPerLayer(LlamaConfig c, int s)
+    {
+        long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, i = c.IntermediateSize;
+        long kvSaved = c.NumHeads > c.NumKvHeads ? q : kv;
+        return new List<SavedTensor>
+        {
+            new("input_layernorm: its input (the layer input)", h, s),
+            new("input_layernorm: inverse RMS [N] fp32", 1, 4),
+            new("q/k/v_proj input (the norm's output)", h, s),
+            new("q rotated in place (SDPA input)", q, s),
+            new("k rotated in place, expanded to all heads (SDPA input)", kvSaved, s),
+            new("v expanded to all heads (SDPA input)", kvSaved, s),
+            new("SDPA output (o_proj input, a view of it)", q, s),
+            new("SDPA log-sum-exp [B, heads, T] fp32", c.NumHeads, 4),
+            new("post_attention_layernorm: its input (the attention residual)", h, s),
+            new("post_attention_layernorm: inverse RMS [N] fp32", 1, 4),
+            new("gate/up_proj input (the norm's output)", h, s),
+            new("gate_proj output (saved by the fused activation)", i, s),
+            new("up_proj output (saved by the fused activation)", i, s),
+            new("act(gate)·up (down_proj input)", i, s),
+        };
+    }
+
     static IEnumerable<SavedTensor> Norm(string name, long h, bool f32)
     {
         if (!f32) yield return new($"{name}: fp32 copy of its input", h, 4);
@@ -65,7 +94,8 @@ public static class LayerActivations
     }
 
     /// <summary>Bytes per token saved by one layer without checkpointing.</summary>
-    public static long BytesPerToken(LlamaConfig c, Precision precision) => PerLayer(c, precision).Sum(t => t.BytesPerToken);
+    public static long BytesPerToken(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Fused) =>
+        PerLayer(c, precision, kernels).Sum(t => t.BytesPerToken);
 
     public static int ComputeBytes(Precision p) => p == Precision.F32 ? 4 : 2;
 }
