@@ -85,7 +85,7 @@ public static class LayerKernelBenchmark
             {
                 var x = Keep(randn(new[] { batch, t, (long)c.HiddenSize }, generator: gen).to(dtype).requires_grad_(true));
                 var g = Keep(randn(x.shape, generator: gen).to(dtype));
-                var norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
+                var norm = new WeightRmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
                 Action run(KernelChoice k) => () => Step(k, () => norm.forward(x), g, x);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
                 long n = x.numel();

@@ -8,12 +8,13 @@ using static TorchSharp.torch;
 
 namespace Engine.Bench;
 
+/// <summary>One configuration's throughput: spreads over the timed steps, the f32 matmul rate timed between them, and
+/// the ratio of medians (achieved 6N FLOP/s over the matmul rate).</summary>
 public sealed record TrainingBenchResult(string Method, string ReferenceMode, string Model, int MicroBatch, int SeqLen, int Steps,
-    double TokensPerSecond, double StepSeconds, double MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes,
+    Spread TokensPerSecond, Spread StepSeconds, Spread MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes,
     IReadOnlyDictionary<string, double>? Profile = null)
 {
-    /// <summary>Achieved 6N FLOP rate over the matmul rate of the step's own dtype, measured in the same process.</summary>
-    public double MatmulFraction => AchievedGflops / MatmulGflops;
+    public double RatioToMatmul => AchievedGflops / MatmulGflops.Median;
 }
 
 /// <summary>
@@ -34,24 +35,29 @@ public static class TrainingBench
         using var session = TrainingSession.Open(options, new SessionData.Synthetic(shape), SilentObserver.Instance);
         using var batches = session.Train.Batches(1, DataPosition.Start).GetEnumerator();
         session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5); // warm-up
-        double seconds = 0;
-        long tokens = 0;
-        var profiler = profile ? StepProfiler.Start() : null;
+        var seconds = new List<double>();
+        var tokensPerSecond = new List<double>();
+        var matmul = new List<double>();
+        var profiled = new Dictionary<string, double>();
         for (int i = 0; i < steps; i++)
         {
+            var profiler = profile ? StepProfiler.Start() : null;
             var clock = Stopwatch.StartNew();
             var outcome = session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5)!;
-            seconds += clock.Elapsed.TotalSeconds;
-            tokens += outcome.Tokens;
+            seconds.Add(clock.Elapsed.TotalSeconds);
+            profiler?.Stop();
+            if (profiler != null) foreach (var (name, ms) in profiler.Milliseconds) profiled[name] = profiled.GetValueOrDefault(name) + ms;
+            tokensPerSecond.Add(outcome.Tokens / seconds[^1]);
+            // Timed between steps, so the ratio compares figures measured under the same load.
+            // (In the step's compute dtype: bf16 steps against the bf16 rate.)
+            matmul.Add(MatmulRate.Measure(step.Dtype, seconds: 0.25) / 1e9);
         }
-        profiler?.Stop();
-        // The matmul rate of the step's compute dtype (bf16 steps against the bf16 rate).
-        double mm = MatmulRate.Measure(step.Dtype);
+        var tokens = Spread.Of(tokensPerSecond);
         // Forward+backward of the policy: 6·N per token.
         double flopsPerToken = 6.0 * config.ParameterCount();
         return new TrainingBenchResult(step.Method.Name, Util.Spelling.Of(step.Reference), step.Model, step.MicroBatch, step.MaxLength, steps,
-            tokens / seconds, seconds / steps, mm / 1e9, flopsPerToken * tokens / seconds / 1e9, PeakRss(), config.ParameterCount() * 4,
-            profiler?.Milliseconds.ToDictionary(kv => kv.Key, kv => kv.Value / steps));
+            tokens, Spread.Of(seconds), Spread.Of(matmul), flopsPerToken * tokens.Median / 1e9, PeakRss(), config.ParameterCount() * 4,
+            profile ? profiled.ToDictionary(kv => kv.Key, kv => kv.Value / steps) : null);
     }
 
     /// <summary>Peak resident set size of this process (Linux VmHWM), 0 where unavailable.</summary>

@@ -57,8 +57,12 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         if (json) w.WriteLine("[");
         else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
-        foreach (var r in ops.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>())
+        string load = BenchmarkMachine.LoadAverage();
+        foreach (var measured in ops.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>())
         {
+            var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
+            load = BenchmarkMachine.LoadAverage();
+            foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
             if (json)
             {
                 w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
@@ -86,6 +90,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             }
         }
         if (json) w.WriteLine("]");
+        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
     }
 

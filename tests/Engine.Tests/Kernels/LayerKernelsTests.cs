@@ -66,7 +66,7 @@ public class LayerKernelsTests
     {
         Skip.IfNot(NativeKernels.IsAvailable, "native kernels not built");
         using var scope = NewDisposeScope();
-        var norm = new RmsNorm(64, 1e-5, ScalarType.Float32);
+        var norm = new WeightRmsNorm(64, 1e-5, ScalarType.Float32);
         using (no_grad()) norm.weight.copy_(Randn(4, 64) * 0.2 + 1);
         var x = Randn(5, 7, 64);
         Tensor Run(KernelChoice k)
