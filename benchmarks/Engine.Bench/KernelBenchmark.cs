@@ -78,8 +78,10 @@ public sealed record KernelBenchOptions
     public int? Threads { get; init; }
     /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
     public string? Isa { get; init; }
-    /// <summary>Cases to run: "logprob" (this benchmark) and/or "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>).</summary>
+    /// <summary>Cases to run: "logprob" (this benchmark), "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>) and the layer
+    /// kernels (<see cref="LayerKernelBenchmark.Kernels"/>).</summary>
     public IReadOnlyList<string> Cases { get; init; } = new[] { "logprob" };
+    public static IReadOnlyList<string> AllCases => new[] { "logprob", "qmatmul" }.Concat(LayerKernelBenchmark.Kernels).ToList();
     /// <summary>qmatmul: rows (tokens), the square weight's size, and the formats.</summary>
     public IReadOnlyList<long> QmatmulRows { get; init; } = QuantizedMatmulBenchmark.DefaultRows;
     public long QmatmulSize { get; init; } = 4096;
@@ -154,6 +156,9 @@ public static class KernelBenchmark
         }
         return (Timing.Of(ta), Timing.Of(tb), Timing.Of(ta.Zip(tb, (x, y) => x / y).ToList()));
     }
+
+    /// <summary>For the other benchmarks of this assembly: <see cref="TimeAlternating"/>.</summary>
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternatingPublic(int repeat, Action a, Action b) => TimeAlternating(repeat, a, b);
 
     static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
     {

@@ -18,6 +18,14 @@ extern "C" {
 #define ENGINE_DTYPE_F32 0
 #define ENGINE_DTYPE_BF16 1
 
+/* How an RMSNorm applies its weight: HF Llama's w · (x̂ rounded to the dtype), or Gemma's (1 + w) · x̂ in fp32. */
+#define ENGINE_NORM_WEIGHT 0
+#define ENGINE_NORM_UNIT_OFFSET 1
+
+/* Gated MLP activations: h = act(gate) · up. */
+#define ENGINE_GLU_SWIGLU 0 /* silu */
+#define ENGINE_GLU_GEGLU 1  /* tanh-approximated GELU */
+
 /* Instruction sets of the CPU row kernels. */
 #define ENGINE_ISA_SCALAR 0
 #define ENGINE_ISA_AVX2 1
@@ -58,6 +66,28 @@ int32_t engine_floor_exp_sum(const void* logits, int32_t dtype, int64_t rows, in
  * touched: a freshly allocated gradient buffer then costs one page fault per 2 MiB instead of per 4 KiB.
  * Advisory: returns 0, or errno when the kernel refuses (the buffer works either way). */
 int32_t engine_advise_huge_pages(void* p, int64_t bytes);
+
+/* Fused RMSNorm over the last dimension of x [rows, n] (dtype: ENGINE_DTYPE_*; w has x's dtype, [n]):
+ *   inv_rms[r] = 1 / sqrt(mean(x[r]^2) + eps); y = w · x̂ (mode ENGINE_NORM_WEIGHT, x̂ rounded to the dtype first,
+ *   as HF Llama) or (1 + w) · x̂ (ENGINE_NORM_UNIT_OFFSET, Gemma). All arithmetic in fp32. */
+int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int64_t rows, int64_t n, float eps, int32_t mode,
+                               void* y, float* inv_rms);
+/* Backward from the saved inv_rms: dx [rows, n] in x's dtype (may be dy itself), dw [n] fp32. dw is summed over
+ * fixed chunks of rows in a fixed order, so it does not depend on the thread count. */
+int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_rms, const void* dy, int32_t dtype, int64_t rows,
+                                int64_t n, int32_t mode, void* dx, float* dw);
+
+/* RoPE in place on x [tokens, heads, head_dim] (HF's rotate-half layout) with fp32 cos/sin [tokens, head_dim / 2]:
+ * (x1, x2) -> (x1 c - x2 s, x2 c + x1 s); inverse = 1 applies the transposed rotation (the backward on the gradient). */
+int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
+                    int32_t inverse);
+
+/* Gated activation h = act(gate) · up over count elements (act: ENGINE_GLU_*). */
+int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h);
+/* Its backward, recomputing act from gate: d_gate = dh · up · act'(gate), d_up = dh · act(gate). d_gate may be gate and
+ * d_up may be up (in place). */
+int32_t engine_glu_backward(int32_t act, const void* gate, const void* up, const void* dh, int32_t dtype, int64_t count,
+                            void* d_gate, void* d_up);
 
 /* KTO z0 reduction over a microbatch of mismatched pairs, deterministic (fixed order, double accumulation):
  *   policy_sums[b] = sum_t mask[b,t] ? policy[b,t] : 0, likewise reference from ref_tokens [B,T];

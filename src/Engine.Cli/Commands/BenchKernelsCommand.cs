@@ -7,12 +7,16 @@ using Engine.Cli.Options;
 namespace Engine.Cli.Commands;
 
 /// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory.</summary>
-public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false);
+public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false)
+{
+    /// <summary>Tokens per layer-kernel case (bench-25m's DPO step: 4 pairs × 2 × 256).</summary>
+    public long Tokens { get; init; } = 2048;
+}
 
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, and the dequantizing matmul against the bf16 matmul (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, the dequantizing matmul against the bf16 matmul, and the fused RMSNorm/RoPE/SwiGLU/GeGLU against their composites (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -24,6 +28,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
     protected override IReadOnlyList<CliOption<BenchKernelsArgs>> Options { get; } = new[]
     {
         Opt<BenchKernelsArgs>.Flag("json", "stream one JSON object per case", a => a.Json, (a, v) => a with { Json = v }),
+        Opt<BenchKernelsArgs>.Int("tokens", "tokens per layer-kernel case (shapes of bench-25m)", a => (int)a.Tokens, (a, v) => a with { Tokens = v }, min: 8),
         B(Opt<KernelBenchOptions>.List("rows", "rows (tokens) per case", "N,N,...", PositiveLong, o => o.Rows, (o, v) => o with { Rows = v }, sample: "64")),
         B(Opt<KernelBenchOptions>.List("vocab", "vocabulary sizes", "V,V,...", PositiveLong, o => o.Vocab, (o, v) => o with { Vocab = v }, sample: "512")),
         B(Opt<KernelBenchOptions>.List("dtype", "logit dtypes", "f32,bf16", (s, what) => s is "f32" or "bf16" ? s : throw new UsageException($"{what} takes f32 and/or bf16 (got '{s}')"),
@@ -33,8 +38,9 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             (o, v) => o with { HeadHidden = v }, min: 0)),
         B(Opt<KernelBenchOptions>.Flag("no-memory", "skip the extra-memory measurements", o => !o.MeasureMemory, (o, v) => o with { MeasureMemory = !v })),
         B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
-        B(Opt<KernelBenchOptions>.List("case", "cases: logprob (fused log-prob vs naive) and/or qmatmul (dequantizing matmul vs bf16 matmul)", "logprob,qmatmul",
-            (s, what) => s is "logprob" or "qmatmul" ? s : throw new UsageException($"{what} takes logprob and/or qmatmul (got '{s}')"),
+        B(Opt<KernelBenchOptions>.List("case", "cases: logprob (fused log-prob vs naive), qmatmul (dequantizing matmul vs bf16 matmul), " +
+            "rmsnorm, rope, swiglu, geglu (fused layer kernels vs their composites)", string.Join(",", KernelBenchOptions.AllCases),
+            (s, what) => KernelBenchOptions.AllCases.Contains(s) ? s : throw new UsageException($"{what} takes {string.Join(", ", KernelBenchOptions.AllCases)} (got '{s}')"),
             o => o.Cases, (o, v) => o with { Cases = v }, sample: "qmatmul")),
         B(Opt<KernelBenchOptions>.List("qmatmul-rows", "qmatmul: rows (tokens) per case", "N,N,...", PositiveLong, o => o.QmatmulRows, (o, v) => o with { QmatmulRows = v }, sample: "16")),
         B(Opt<KernelBenchOptions>.Int("qmatmul-size", "qmatmul: out = in features of the weight", o => (int)o.QmatmulSize, (o, v) => o with { QmatmulSize = v }, min: 1)),
@@ -54,7 +60,9 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         bool first = true;
         string load = BenchmarkMachine.LoadAverage();
         if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
-        if (options.Cases.Contains("qmatmul")) RunQuantizedMatmul(options, json, context, first);
+        if (options.Cases.Contains("qmatmul")) first = RunQuantizedMatmul(options, json, context, first);
+        var layerKernels = LayerKernelBenchmark.Kernels.Where(options.Cases.Contains).ToList();
+        if (layerKernels.Count > 0) RunLayerKernels(layerKernels, parsed.Value.Tokens, options, json, context, first);
         if (json) w.WriteLine("]");
         else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
@@ -82,7 +90,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         return (first, load);
     }
 
-    static void RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
+    static bool RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
     {
         var w = context.Out;
         if (!json)
@@ -100,6 +108,24 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                 w.WriteLine($"{r.Rows,6} {$"{r.OutFeatures}x{r.InFeatures}",11} {r.Format,6} {F(r.Bf16MatmulMs),8} {F(r.QmatmulMs),8} {F(r.ForwardRateRatio),6} " +
                             $"{$"{F(pairs[0])}-{F(pairs[2])}",14} {F(r.Bf16InputGradMs),10} {F(r.QmatmulInputGradMs),8} {F(r.InputGradRateRatio),6}");
             }
+            w.Flush();
+        }
+        return first;
+    }
+
+    static void RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, bool json, CliContext context, bool first)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
+        foreach (var r in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
+        {
+            if (json)
+            {
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
+            else
+                w.WriteLine($"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
             w.Flush();
         }
     }

@@ -13,7 +13,8 @@ namespace Engine.Cli.Commands;
 
 /// <summary>The step to time (its method and reference mode are taken from the lists), and how.</summary>
 public sealed record BenchTrainArgs(StepSettings Step, IReadOnlyList<AlignmentMethod> Methods, IReadOnlyList<ReferenceMode> ReferenceModes,
-    int Steps = 5, bool Json = false, bool SingleProcess = false, IReadOnlyList<int>? Nproc = null, int? ThreadsPerRank = null)
+    int Steps = 5, bool Json = false, bool SingleProcess = false, IReadOnlyList<int>? Nproc = null, int? ThreadsPerRank = null,
+    bool Profile = false)
 {
     public IReadOnlyList<int> Ranks => Nproc ?? new[] { 1 };
 }
@@ -39,7 +40,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
         Step(new[]
         {
             Opt<StepSettings>.Choice("model-preset", "the model shape (random weights)", ModelPresets.All.Keys.ToList(), v => v, s => s.Model, (s, v) => s with { Model = v }),
-            StepOptions.MicroBatch, StepOptions.MaxLength, StepOptions.Precision, StepOptions.OptimizerStates, StepOptions.Checkpointing, StepOptions.Head,
+            StepOptions.MicroBatch, StepOptions.MaxLength, StepOptions.Precision, StepOptions.OptimizerStates, StepOptions.Checkpointing, StepOptions.Head, StepOptions.Kernels,
         }.Concat(StepOptions.ObjectiveKnobs))
         .Concat(new[]
         {
@@ -49,6 +50,8 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 a => a.ReferenceModes, (a, v) => a with { ReferenceModes = v }, sample: "cached", show: m => Spelling.Of(m)),
             Opt<BenchTrainArgs>.Int("repeat", "timed steps after a warm-up step (min/median/max over them)", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
             Opt<BenchTrainArgs>.Flag("json", "one JSON object per configuration", a => a.Json, (a, v) => a with { Json = v }),
+            Opt<BenchTrainArgs>.Flag("profile", "split the timed steps' time by op class (matmul, attention, norm, ...; adds markers, so a little slower)",
+                a => a.Profile, (a, v) => a with { Profile = v }),
             Opt<BenchTrainArgs>.Flag("single-process", "run every configuration in this process (peak RSS is then shared)", a => a.SingleProcess, (a, v) => a with { SingleProcess = v }),
             Opt<BenchTrainArgs>.List("nproc", "data-parallel ranks to time (through Open MPI's mpirun), each with its own micro-batch; with 1 and N also the scaling efficiency",
                 "N[,N...]", (s, what) => Opt<BenchTrainArgs>.ParseInt(s, what, min: 1), a => a.Ranks, (a, v) => a with { Nproc = v }, sample: "1"),
@@ -79,9 +82,9 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 foreach (int n in a.Ranks.Distinct())
                 {
                     string load = BenchmarkMachine.LoadAverage();
-                    var result = byRanks[n] = a.SingleProcess ? TrainingBench.Run(step, a.Steps) : RunChild(parsed, method, mode, n);
+                    var result = byRanks[n] = a.SingleProcess ? TrainingBench.Run(step, a.Steps, profile: a.Profile) : RunChild(parsed, method, mode, n);
                     var machine = BenchmarkMachine.Describe(result.Threads > 0 ? result.Threads * result.Ranks : TorchSharp.torch.get_num_threads(), load);
-                    var warnings = new[] { result.StepSeconds.WarningFor($"the {result.Method} step time", machine), result.MatmulGflops.WarningFor("the f32 matmul rate", machine) }
+                    var warnings = new[] { result.StepSeconds.WarningFor($"the {result.Method} step time", machine), result.MatmulGflops.WarningFor($"the {Spelling.Of(step.Precision)} matmul rate", machine) }
                         .OfType<string>().ToArray();
                     if (a.Json)
                     {
@@ -94,9 +97,16 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                     {
                         context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference, {result.Ranks} rank{(result.Ranks > 1 ? "s" : "")} × {result.Threads} threads): " +
                             $"{result.TokensPerSecond.Median:F0} tokens/s [{result.TokensPerSecond.Min:F0} – {result.TokensPerSecond.Max:F0}] over {result.Steps} steps, " +
-                            $"{result.AchievedGflops:F1} GFLOP/s (6N) = {result.RatioToMatmul:P0} of f32 matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
+                            $"{result.AchievedGflops:F1} GFLOP/s (6N) = {result.RatioToMatmul:P0} of {Spelling.Of(step.Precision)} matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
                             $"peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB (f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
                         foreach (var warning in warnings) context.Err.WriteLine(warning);
+                        if (result.Profile is { } profile)
+                        {
+                            double total = profile.Values.Sum();
+                            context.Out.WriteLine($"  {"op class",-11} {"ms/step",9} {"share",6}");
+                            foreach (var (name, ms) in profile.OrderByDescending(kv => kv.Value))
+                                context.Out.WriteLine($"  {name,-11} {ms,9:F1} {100 * ms / total,5:F1}%");
+                        }
                     }
                 }
                 if (!byRanks.TryGetValue(1, out var one)) continue;
@@ -120,7 +130,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
         foreach (var method in a.Methods)
             foreach (var mode in a.ReferenceModes)
             {
-                var result = TrainingBench.Run(a.Step with { Method = method, Reference = mode }, a.Steps, ranks);
+                var result = TrainingBench.Run(a.Step with { Method = method, Reference = mode }, a.Steps, ranks, a.Profile);
                 if (ranks.IsRoot) context.Out.WriteLine(JsonSerializer.Serialize(result, Json));
             }
         return 0;

@@ -21,7 +21,7 @@ public sealed class EvalCommand : CliCommand<EvalArgs>
         Step(new[]
         {
             StepOptions.Method(ModelEvaluation.Methods), StepOptions.Model, StepOptions.Reference.With(help: "the reference model (required unless --reference-free)"),
-            StepOptions.MicroBatch, StepOptions.Head, StepOptions.Precision,
+            StepOptions.MicroBatch, StepOptions.Head, StepOptions.Kernels, StepOptions.Precision,
         }.Concat(StepOptions.Lengths).Concat(new[]
         {
             StepOptions.Beta, StepOptions.LossType, StepOptions.LabelSmoothing, StepOptions.ReferenceFree, StepOptions.NoZ0,

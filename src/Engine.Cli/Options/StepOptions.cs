@@ -56,6 +56,10 @@ public static class StepOptions
         Opt<StepSettings>.Enum("logprob", "how per-token log-probs are computed (fused kernel, chunked, or naive log_softmax)", s => s.Head,
             (s, v) => s with { Head = v }).With(tag: PlanKnob.Head);
 
+    public static readonly CliOption<StepSettings> Kernels =
+        Opt<StepSettings>.Enum("kernels", "RMSNorm, RoPE and SwiGLU/GeGLU as fused native kernels or TorchSharp composites", s => s.Kernels,
+            (s, v) => s with { Kernels = v });
+
     public static readonly CliOption<StepSettings> ReferenceMode =
         Opt<StepSettings>.Enum("ref-mode", "cached reference log-probs (one pre-pass) or a resident reference model", s => s.Reference,
             (s, v) => s with { Reference = v }).With(tag: PlanKnob.Reference);
@@ -122,7 +126,7 @@ public static class StepOptions
 
     /// <summary>Every step option, for the commands that run or plan a training step.</summary>
     public static IReadOnlyList<CliOption<StepSettings>> All(IReadOnlyList<AlignmentMethod> methods) =>
-        new[] { Method(methods), Model, Reference }.Concat(MemoryKnobs).Concat(Lengths).Concat(ObjectiveKnobs).Concat(Peft).ToList();
+        new[] { Method(methods), Model, Reference }.Concat(MemoryKnobs).Append(Kernels).Concat(Lengths).Concat(ObjectiveKnobs).Concat(Peft).ToList();
 
     /// <summary>The planner knobs fixed by the options given.</summary>
     public static IReadOnlySet<PlanKnob> FixedKnobs(IReadOnlySet<string> given) =>

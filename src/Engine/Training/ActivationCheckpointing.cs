@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Models;
 using static TorchSharp.torch;
 
@@ -26,8 +27,10 @@ public static class ActivationCheckpointing
         var keptMask = mask?.alias().DetachFromDisposeScope();
         // The recompute must draw the same random numbers (LoRA dropout) as the forward did: both start from one fresh seed.
         long? seed = replayRandomness ? randint(long.MaxValue, new long[] { 1 }, dtype: ScalarType.Int64).item<long>() : null;
+        var kernels = FusedKernels.Current; // the recompute in backward runs outside the model's forward
         var recompute = new Recompute(input =>
         {
+            using var sameKernels = FusedKernels.Use(kernels);
             if (seed is long sd) manual_seed(sd);
             return layer.Forward(input, keptRope, keptMask, null);
         }, () =>

@@ -33,6 +33,7 @@ public static class ModelEvaluation
         s.Validate();
         using var adapted = AdaptedModel.Load(s.Model, o.Adapter, s.Dtype, requireTokenizer: true);
         var loaded = adapted.Base;
+        loaded.Model.Kernels = s.Kernels;
         var data = DatasetReader.Read(o.DataPath, s.Method.ReadOptions);
         var renderer = RunData.ChatRenderer(loaded.RequireTokenizer(), data, null);
         var split = s.Method.Prepare(data, new ExampleTokenizer(loaded.RequireTokenizer(), s.Tokenization, renderer),

@@ -47,6 +47,9 @@ public sealed record StepSettings
     public bool Bf16OptimizerStates { get; init; }
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
+    /// <summary>Fused native kernels or TorchSharp composites for RMSNorm, RoPE and the MLP activation.</summary>
+    // Torch until the fused kernels are measured faster on a quiet machine (docs/kernels.md); --kernels fused opts in.
+    public KernelChoice Kernels { get; init; } = KernelChoice.Torch;
     public ReferenceMode Reference { get; init; } = ReferenceMode.Cached;
     /// <summary>LoRA / QLoRA (TRL's --use-peft and its options); disabled: full fine-tuning.</summary>
     public LoraSettings Lora { get; init; } = new();

@@ -1,4 +1,5 @@
 using Engine.Adapters;
+using Engine.Kernels;
 using Engine.Data;
 using Engine.Distributed;
 using Engine.Methods;
@@ -138,6 +139,7 @@ public sealed class TrainingSession : IDisposable
             if (s.Precision == Precision.Bf16Mixed)
                 masters = trainable().ToDictionary(p => p.Item1, p => p.Item2.detach().clone());
             policy.ConvertTo(s.Dtype);
+            policy.Kernels = s.Kernels;
             if (adapters != null)
             {
                 adapters.ConvertTo(s.Dtype);
@@ -196,6 +198,12 @@ public sealed class TrainingSession : IDisposable
         return (loaded.Model, loaded.Tokenizer);
     }
 
+    static LlamaForCausalLM WithKernels(LlamaForCausalLM model, KernelChoice kernels)
+    {
+        model.Kernels = kernels;
+        return model;
+    }
+
     static IReferenceLogps? OpenReference(TrainingOptions o, LlamaForCausalLM policy, LoraAdapters? adapters, bool resuming, string? cacheDirectory,
         IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ITrainingObserver observer, ICommunicator ranks)
     {
@@ -206,14 +214,14 @@ public sealed class TrainingSession : IDisposable
         bool adaptersOffIsReference = adapters != null && s.ReferenceModel is null;
         if (s.Reference == ReferenceMode.Resident)
             return adaptersOffIsReference ? new AdapterOffReference(policy, adapters!, s.Head)
-                : new ResidentReference(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Head);
+                : new ResidentReference(WithKernels(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Kernels), s.Head);
         string key = cacheDirectory is null ? "in-memory"
             : ReferenceCacheKey.For(o, dataFiles, ranks.Size, train.BatchesPerEpoch, eval?.BatchesPerEpoch ?? 0).Hash();
         // Before the first update the policy *is* the reference: the pre-pass reuses it and no second copy is loaded.
         bool policyIsReference = (!resuming && s.ReferenceModel is null) || adaptersOffIsReference;
         using var off = adaptersOffIsReference ? adapters!.Disabled() : null;
         return CachedReference.LoadOrCompute(cacheDirectory, key,
-            () => policyIsReference ? (policy, false) : (LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, true),
+            () => policyIsReference ? (policy, false) : (WithKernels(LoadPolicy(refPath, s.Dtype, requireTokenizer: false, o.Seed).Model, s.Kernels), true),
             s.Method, s.Objective, train, eval, s.Head, observer.Notice, ranks);
     }
 
@@ -262,10 +270,14 @@ public sealed class TrainingSession : IDisposable
                 metrics = metrics.AcrossRanks(Ranks);
             }
             metrics.Set(MetricNames.Loss, loss);
-            double gradNorm = Optimizer.ClipGradients(Options.MaxGradNorm, Ranks.Size > 1 ? AgreeWithRoot : null);
-            bool finite = double.IsFinite(loss) && double.IsFinite(gradNorm);
-            if (finite) Optimizer.Step(learningRate);
-            Optimizer.ZeroGrad();
+            var (gradNorm, finite) = StepProfiler.Time(OpClass.Optimizer, () =>
+            {
+                double norm = Optimizer.ClipGradients(Options.MaxGradNorm, Ranks.Size > 1 ? AgreeWithRoot : null);
+                bool ok = double.IsFinite(loss) && double.IsFinite(norm);
+                if (ok) Optimizer.Step(learningRate);
+                Optimizer.ZeroGrad();
+                return (norm, ok);
+            });
             return new StepOutcome(loss, metrics, gradNorm, finite, tokens, micro.Count, micro[^1].Next);
         }
         finally
