@@ -210,7 +210,9 @@ public static class OpenMpiProbe
         ProcessStartInfo psi;
         try { psi = Engine.Distributed.Launch.LocalMpirun(2, "/bin/true", Array.Empty<string>()); }
         catch (EngineException e) { return e.Message; }
-        if (!System.Runtime.InteropServices.NativeLibrary.TryLoad("libmpi.so.40", out _)) return "libmpi.so.40 does not load (Debian: apt-get install libopenmpi-dev)";
+        // Looked up, not loaded: loading it here would put libmpi into the test process, which LaunchTests checks
+        // stays free of it.
+        if (!LinkerKnows("libmpi.so.40")) return "the dynamic linker does not know libmpi.so.40 (Debian: apt-get install libopenmpi-dev)";
         psi.RedirectStandardOutput = true;
         psi.RedirectStandardError = true;
         using var p = Process.Start(psi)!;
@@ -218,5 +220,17 @@ public static class OpenMpiProbe
         p.StandardOutput.ReadToEnd();
         if (!p.WaitForExit(60_000)) { p.Kill(true); return "mpirun -np 2 /bin/true did not finish in 60 s"; }
         return p.ExitCode == 0 ? null : $"mpirun -np 2 /bin/true exited with {p.ExitCode}: {err.Result.Trim()}";
+    }
+
+    static bool LinkerKnows(string library)
+    {
+        try
+        {
+            using var ldconfig = Process.Start(new ProcessStartInfo("/sbin/ldconfig", "-p") { RedirectStandardOutput = true, UseShellExecute = false })!;
+            string cache = ldconfig.StandardOutput.ReadToEnd();
+            ldconfig.WaitForExit();
+            return cache.Contains(library, StringComparison.Ordinal);
+        }
+        catch (System.ComponentModel.Win32Exception) { return false; }
     }
 }
