@@ -43,6 +43,8 @@ struct SimdAvx2
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    static V sqrt(V a) { return _mm256_sqrt_ps(a); }
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
     static float hmax(V a)
     {

@@ -44,6 +44,8 @@ struct SimdAvx512
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+    static V div(V a, V b) { return _mm512_div_ps(a, b); }
+    static V sqrt(V a) { return _mm512_sqrt_ps(a); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
     static float hmax(V a) { return _mm512_reduce_max_ps(a); }
     static float hsum(V a) { return _mm512_reduce_add_ps(a); }

@@ -32,6 +32,8 @@ struct SimdScalar
     static V add(V a, V b) { return a + b; }
     static V sub(V a, V b) { return a - b; }
     static V mul(V a, V b) { return a * b; }
+    static V div(V a, V b) { return a / b; }
+    static V sqrt(V a) { return __builtin_sqrtf(a); }
     static V max(V a, V b) { return a > b ? a : b; }
     static float hmax(V a) { return a; }
     static float hsum(V a) { return a; }
