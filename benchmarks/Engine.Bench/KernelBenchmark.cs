@@ -67,6 +67,11 @@ public sealed record KernelBenchOptions
     public int? Threads { get; init; }
     /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
     public string? Isa { get; init; }
+    /// <summary>Which kernels to measure: "logprob" (the rows × vocab grid), "adamw" (the optimizer step).</summary>
+    public IReadOnlyList<string> Cases { get; init; } = DefaultCases;
+    public static readonly string[] DefaultCases = { "logprob", "adamw" };
+    /// <summary>The model preset whose parameters the AdamW case updates.</summary>
+    public string AdamWModel { get; init; } = "bench-25m";
 }
 
 /// <summary>

@@ -6,13 +6,14 @@ using Engine.Cli.Options;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory.</summary>
+/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory;
+/// the multi-tensor AdamW vs the composite optimizer step, with the memory-bandwidth floor.</summary>
 public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false);
 
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, and the multi-tensor AdamW against the composite optimizer (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -35,6 +36,11 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
         B(Opt<KernelBenchOptions>.Choice("isa", "force the CPU kernels' instruction set (default: the best available)", new[] { "scalar", "avx2", "avx512" }, v => v,
             o => o.Isa, (o, v) => o with { Isa = v })),
+        B(Opt<KernelBenchOptions>.List("cases", "kernels to measure: logprob (the rows x vocab grid), adamw (clipping + AdamW over a model's parameters)", "logprob,adamw",
+            (s, what) => KernelBenchOptions.DefaultCases.Contains(s) ? s : throw new UsageException($"{what} takes logprob and/or adamw (got '{s}')"),
+            o => o.Cases, (o, v) => o with { Cases = v }, sample: "adamw")),
+        B(Opt<KernelBenchOptions>.Choice("adamw-model", "model preset whose parameters the adamw case updates", Engine.Models.ModelPresets.All.Keys.ToList(), v => v,
+            o => o.AdamWModel, (o, v) => o with { AdamWModel = v })),
     };
 
     protected override int Execute(Parsed<BenchKernelsArgs> parsed, CliContext context)
@@ -45,7 +51,8 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         if (json) w.WriteLine("[");
         else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
-        foreach (var r in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        var logprob = options.Cases.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>();
+        foreach (var r in logprob)
         {
             if (json)
             {
@@ -56,6 +63,21 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                 w.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
             w.Flush();
+        }
+        if (options.Cases.Contains("adamw"))
+        {
+            if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
+            foreach (var r in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+            {
+                if (json)
+                {
+                    w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                    first = false;
+                }
+                else
+                    w.WriteLine($"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
+                w.Flush();
+            }
         }
         if (json) w.WriteLine("]");
         return 0;

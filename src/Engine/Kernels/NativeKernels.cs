@@ -27,6 +27,9 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<void*, int, long, long, float*, int> FloorExpSum;
         public delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int> KlZ0;
         public delegate* unmanaged<void*, long, int> AdviseHugePages;
+        public delegate* unmanaged<AdamWTensor*, long, double*, int> AdamWGradSumSquares;
+        public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWStep;
+        public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWFloor;
     }
 
     static readonly Lazy<(Api? Api, string? Error)> Loaded = new(Load);
@@ -83,6 +86,9 @@ internal static unsafe class NativeKernels
                     FloorExpSum = (delegate* unmanaged<void*, int, long, long, float*, int>)NativeLibrary.GetExport(handle, "engine_floor_exp_sum"),
                     KlZ0 = (delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int>)NativeLibrary.GetExport(handle, "engine_kl_z0"),
                     AdviseHugePages = (delegate* unmanaged<void*, long, int>)NativeLibrary.GetExport(handle, "engine_advise_huge_pages"),
+                    AdamWGradSumSquares = (delegate* unmanaged<AdamWTensor*, long, double*, int>)NativeLibrary.GetExport(handle, "engine_adamw_grad_sum_squares"),
+                    AdamWStep = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_step"),
+                    AdamWFloor = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_floor"),
                 };
                 int abi = api.AbiVersion();
                 if (abi != ExpectedAbi)
@@ -195,6 +201,47 @@ internal static unsafe class NativeKernels
 
     /// <summary>Transparent huge pages for a fresh, untouched buffer (advisory; see engine_native.h).</summary>
     public static void AdviseHugePages(IntPtr buffer, long bytes) => Require().AdviseHugePages((void*)buffer, bytes);
+
+    /// <summary>One tensor of the multi-tensor AdamW (EngineAdamWTensor in engine_native.h).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct AdamWTensor
+    {
+        public IntPtr Param, Master, Grad, ExpAvg, ExpAvgSq;
+        public long Numel;
+        public int ParamDtype, StateDtype, Decay, Reserved;
+    }
+
+    /// <summary>The step's scalars (EngineAdamWHyper in engine_native.h), each rounded to f32 from its double value.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct AdamWHyper
+    {
+        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, BiasCorrection2, StepSize, DecayFactor, GradScale;
+    }
+
+    public static double AdamWGradSumSquares(ReadOnlySpan<AdamWTensor> tensors)
+    {
+        FollowTorchThreads();
+        double sum;
+        fixed (AdamWTensor* t = tensors) Check(Require().AdamWGradSumSquares(t, tensors.Length, &sum), "engine_adamw_grad_sum_squares");
+        return sum;
+    }
+
+    public static void AdamWStep(ReadOnlySpan<AdamWTensor> tensors, in AdamWHyper hyper)
+    {
+        FollowTorchThreads();
+        fixed (AdamWTensor* t = tensors)
+        fixed (AdamWHyper* h = &hyper)
+            Check(Require().AdamWStep(t, tensors.Length, h), "engine_adamw_step");
+    }
+
+    /// <summary>The update's memory-bandwidth floor (benchmarks only: it overwrites the arrays).</summary>
+    public static void AdamWFloor(ReadOnlySpan<AdamWTensor> tensors, in AdamWHyper hyper)
+    {
+        FollowTorchThreads();
+        fixed (AdamWTensor* t = tensors)
+        fixed (AdamWHyper* h = &hyper)
+            Check(Require().AdamWFloor(t, tensors.Length, h), "engine_adamw_floor");
+    }
 
     static void Check(int status, string function)
     {

@@ -46,6 +46,8 @@ public sealed record StepSettings
     public bool Bf16OptimizerStates { get; init; }
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
+    /// <summary>How AdamW's update runs: the multi-tensor native kernel or libtorch's ops (same results and state).</summary>
+    public OptimizerKernel OptimizerKernel { get; init; } = OptimizerKernel.Fused;
     public ReferenceMode Reference { get; init; } = ReferenceMode.Cached;
 
     public bool UsesReference => Method.UsesReference(Objective);

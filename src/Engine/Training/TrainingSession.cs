@@ -100,7 +100,7 @@ public sealed class TrainingSession : IDisposable
 
             optimizer = new AdamW(policy.named_parameters().Select(p => (p.name, p.parameter)), weightDecay: o.WeightDecay,
                 stateDtype: s.Bf16OptimizerStates ? ScalarType.BFloat16 : ScalarType.Float32,
-                masters: masters, masterWeights: s.Precision != Precision.Bf16Pure);
+                masters: masters, masterWeights: s.Precision != Precision.Bf16Pure, kernel: s.OptimizerKernel);
             if (masters != null) foreach (var m in masters.Values) m.Dispose();
             if (checkpoint != null) CheckpointStore.LoadOptimizer(checkpoint, optimizer, state ?? CheckpointStore.ReadState(checkpoint));
             probe?.OptimizerBuilt();
