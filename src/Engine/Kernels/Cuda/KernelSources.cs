@@ -7,12 +7,14 @@ internal static class KernelSources
 {
     public const string TokenLogProb = "token_logprob.cu";
     public const string KlReduction = "kl_reduction.cu";
+    public const string AdamW = "adamw.cu";
 
     /// <summary>The kernels each source defines (their extern "C" names).</summary>
     public static readonly IReadOnlyDictionary<string, string[]> Kernels = new Dictionary<string, string[]>
     {
         [TokenLogProb] = new[] { "token_logprob_forward_f32", "token_logprob_forward_bf16", "token_logprob_backward_f32", "token_logprob_backward_bf16" },
         [KlReduction] = new[] { "kl_z0_reduce" },
+        [AdamW] = new[] { "adamw_grad_sum_squares", "adamw_clip_scale", "adamw_step" },
     };
 
     public static IEnumerable<string> Files => Kernels.Keys;
