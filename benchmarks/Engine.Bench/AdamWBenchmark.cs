@@ -47,6 +47,7 @@ public sealed record AdamWBenchResult
     /// ratios "speedup_pairs" (torch / fused run back to back) and "fused_over_floor_pairs".</summary>
     [JsonPropertyName("min_median_max_ms")] public IReadOnlyDictionary<string, double[]> MinMedianMax { get; init; } = new Dictionary<string, double[]>();
     [JsonPropertyName("repeat")] public int Repeat { get; init; }
+    [JsonPropertyName("machine")] public Dictionary<string, object>? Machine { get; init; }
 }
 
 public static class AdamWBenchmark

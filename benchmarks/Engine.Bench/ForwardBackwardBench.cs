@@ -6,12 +6,23 @@ using static TorchSharp.torch;
 
 namespace Engine.Bench;
 
+/// <summary>
+/// Forward+backward throughput over <see cref="Spread"/>s of repeated steps, with the matmul rate measured between
+/// the steps (so both see the same load) and the ratio of their medians.
+/// </summary>
 public sealed record ForwardBackwardResult(
-    string Model, string Dtype, long Parameters, int Batch, int SeqLen, double TokensPerSecond,
-    double AchievedFlops, double MatmulFlops, double RatioToMatmul, double StepSeconds, long MatmulParameters)
+    string Model, string Dtype, long Parameters, long MatmulParameters, int Batch, int SeqLen,
+    Spread StepSeconds, Spread MatmulFlops, Spread Bf16MatmulFlops)
 {
+    public long TokensPerStep => (long)Batch * SeqLen;
+    /// <summary>Tokens/s at the fastest, median and slowest step.</summary>
+    public Spread TokensPerSecond => new(TokensPerStep / StepSeconds.Max, TokensPerStep / StepSeconds.Median, TokensPerStep / StepSeconds.Min);
+    /// <summary>6 × parameters per token at the median step.</summary>
+    public double AchievedFlops => 6.0 * Parameters * TokensPerStep / StepSeconds.Median;
     /// <summary>The same rate counting only parameters that take part in matmuls (the embedding lookup costs no FLOPs).</summary>
     public double AchievedMatmulParameterFlops => AchievedFlops * MatmulParameters / Parameters;
+    public double RatioToMatmul => AchievedFlops / MatmulFlops.Median;
+    public double RatioToBf16Matmul => AchievedFlops / Bf16MatmulFlops.Median;
 }
 
 /// <summary>
@@ -20,14 +31,16 @@ public sealed record ForwardBackwardResult(
 /// </summary>
 public static class ForwardBackwardBench
 {
-    public static ForwardBackwardResult Run(string preset, ScalarType dtype, int batch, int seqLen, int steps, double matmulFlops)
+    public static ForwardBackwardResult Run(string preset, ScalarType dtype, int batch, int seqLen, int repeat)
     {
         var config = ModelPresets.Get(preset);
         using var model = new LlamaForCausalLM(config, dtype);
         model.InitializeWeights(seed: 1);
         var gen = new Generator(1234);
-        var times = new List<double>();
-        for (int step = 0; step < steps + 1; step++)
+        var steps = new List<double>();
+        var matmul = new List<double>();
+        var bf16Matmul = new List<double>();
+        for (int step = 0; step < repeat + 1; step++)
         {
             using var scope = NewDisposeScope();
             var ids = randint(0, config.VocabSize, new long[] { batch, seqLen }, generator: gen);
@@ -39,15 +52,14 @@ public static class ForwardBackwardBench
             var loss = -lp.LogProbs.mean();
             loss.backward();
             foreach (var p in model.parameters()) p.grad?.zero_();
-            if (step > 0) times.Add(sw.Elapsed.TotalSeconds); // the first step warms up allocators
+            if (step == 0) continue; // the first step warms up allocators
+            steps.Add(sw.Elapsed.TotalSeconds);
+            matmul.Add(MatmulRate.Measure(dtype, seconds: 0.25));
+            bf16Matmul.Add(dtype == ScalarType.BFloat16 ? matmul[^1] : MatmulRate.Measure(ScalarType.BFloat16, seconds: 0.25));
         }
-        times.Sort();
-        double median = times[times.Count / 2];
-        long tokens = (long)batch * seqLen;
         long parameters = config.ParameterCount();
-        double achieved = 6.0 * parameters * tokens / median;
-        return new ForwardBackwardResult(preset, TensorMemory.DtypeName(dtype), parameters, batch, seqLen,
-            tokens / median, achieved, matmulFlops, achieved / matmulFlops, median,
-            parameters - (config.TieWordEmbeddings ? 0 : (long)config.VocabSize * config.HiddenSize));
+        return new ForwardBackwardResult(preset, TensorMemory.DtypeName(dtype), parameters,
+            parameters - (config.TieWordEmbeddings ? 0 : (long)config.VocabSize * config.HiddenSize), batch, seqLen,
+            Spread.Of(steps), Spread.Of(matmul), Spread.Of(bf16Matmul));
     }
 }

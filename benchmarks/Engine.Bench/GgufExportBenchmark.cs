@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.Intrinsics.X86;
 using System.Text;
 using System.Text.Json;
 using Engine.Gguf;
@@ -37,44 +36,11 @@ public sealed record RepeatedTiming(string Name, long Bytes, IReadOnlyList<doubl
 /// <summary>Median seconds per export stage, summed over the export's workers (see <see cref="GgufExportTimings"/>).</summary>
 public sealed record ExportStageMedians(double Read, double Encode, double Write, double Flush, int Workers);
 
-/// <summary>The machine a benchmark ran on, and how busy it was.</summary>
-public sealed record BenchmarkMachine(string Cpu, int Cores, string VectorIsa, int ExportWorkers, double AvailableMemoryGiB,
-    string LoadAverageBefore, string LoadAverageAfter)
-{
-    public static BenchmarkMachine Describe(int exportWorkers, string loadBefore) => new(
-        CpuModel(), Environment.ProcessorCount, DescribeIsa(), exportWorkers, ReadAvailableMemoryGiB(), loadBefore, LoadAverage());
-
-    /// <summary>The 1, 5 and 15-minute load averages (Linux), or "unknown".</summary>
-    public static string LoadAverage() => ReadFirstLine("/proc/loadavg") is string l ? string.Join(' ', l.Split(' ').Take(3)) : "unknown";
-
-    static string CpuModel() =>
-        File.Exists("/proc/cpuinfo") && File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name")) is string line
-            ? line[(line.IndexOf(':') + 1)..].Trim() : System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture.ToString();
-
-    static string DescribeIsa()
-    {
-        string conversions = FloatCodecs.Widest switch { SimdWidth.V512 => "Vector512", SimdWidth.V256 => "Vector256", _ => "scalar" };
-        string features = string.Join(",", new[] { ("avx512f", Avx512F.IsSupported), ("avx512bw", Avx512BW.IsSupported), ("avx2", Avx2.IsSupported) }
-            .Where(f => f.Item2).Select(f => f.Item1));
-        return $"{conversions} conversions ({(features.Length > 0 ? features : "no x86 vector extensions")})";
-    }
-
-    static double ReadAvailableMemoryGiB()
-    {
-        if (File.Exists("/proc/meminfo") && File.ReadLines("/proc/meminfo").FirstOrDefault(l => l.StartsWith("MemAvailable:")) is string l
-            && long.TryParse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], out long kib))
-            return Math.Round(kib / 1048576.0, 1);
-        return Math.Round(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 1073741824.0, 1);
-    }
-
-    static string? ReadFirstLine(string path) => File.Exists(path) ? File.ReadLines(path).FirstOrDefault() : null;
-}
-
 /// <summary>Export throughput against a plain file copy of the source, measured in the same rounds.</summary>
 public sealed record ExportBenchmarkResult
 {
     /// <summary>A spread (slowest / fastest) above this makes the figures suspect: the machine was busy.</summary>
-    public const double SpreadWarning = 1.3;
+    public const double SpreadWarning = Spread.Warning;
     public const double F16Goal = 0.8, Q8_0Goal = 0.6;
 
     public required long SourceBytes { get; init; }
@@ -110,7 +76,7 @@ public sealed record ExportBenchmarkResult
             ["repeats"] = Repeats,
             ["machine"] = new Dictionary<string, object>
             {
-                ["cpu"] = Machine.Cpu, ["cores"] = Machine.Cores, ["isa"] = Machine.VectorIsa, ["export_threads"] = Machine.ExportWorkers,
+                ["cpu"] = Machine.Cpu, ["cores"] = Machine.Cores, ["isa"] = Machine.VectorIsa, ["export_threads"] = Machine.Threads,
                 ["available_memory_gib"] = Machine.AvailableMemoryGiB, ["load_before"] = Machine.LoadAverageBefore, ["load_after"] = Machine.LoadAverageAfter,
             },
             ["copy"] = Figure(Copy),
@@ -142,7 +108,7 @@ public sealed record ExportBenchmarkResult
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
         sb.AppendLine(string.Format(ci, "source: {0:N1} MB of F32 weights; {1} repeats; medians [min – max]", SourceBytes / 1e6, Repeats));
-        sb.AppendLine($"machine: {Machine.Cpu}, {Machine.Cores} cores, {Machine.VectorIsa}, {Machine.ExportWorkers} export threads, "
+        sb.AppendLine($"machine: {Machine.Cpu}, {Machine.Cores} cores, {Machine.VectorIsa}, {Machine.Threads} export threads, "
             + string.Format(ci, "{0:F1} GiB available, load {1} → {2}", Machine.AvailableMemoryGiB, Machine.LoadAverageBefore, Machine.LoadAverageAfter));
         string Line(RepeatedTiming t) => string.Format(ci, "{0,-16} {1,8:N1} MB/s [{2:N1} – {3:N1}], CPU {4:F3} s", t.Name + ":", t.MedianMBps, t.MinMBps, t.MaxMBps, RepeatedTiming.Median(t.CpuSeconds));
         sb.AppendLine(Line(Copy));

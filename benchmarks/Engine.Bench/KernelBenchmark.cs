@@ -48,6 +48,17 @@ public sealed record KernelBenchResult
     [JsonPropertyName("min_median_max_ms")] public IReadOnlyDictionary<string, double[]> MinMedianMax { get; init; } = new Dictionary<string, double[]>();
     [JsonPropertyName("repeat")] public int Repeat { get; init; }
     [JsonPropertyName("note")] public string? Note { get; init; }
+    [JsonPropertyName("machine")] public Dictionary<string, object>? Machine { get; init; }
+    [JsonPropertyName("warnings")] public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
+
+    /// <summary>This case with the machine it ran on and a warning for each timed figure whose spread is too wide.</summary>
+    public KernelBenchResult Described(BenchmarkMachine machine) => this with
+    {
+        Machine = machine.ToJson(),
+        Warnings = MinMedianMax.Where(f => !f.Key.EndsWith("_pairs"))
+            .Select(f => new Spread(f.Value[0], f.Value[1], f.Value[2]).WarningFor($"{Rows}x{Vocab} {Dtype} {f.Key}", machine))
+            .OfType<string>().ToList(),
+    };
 }
 
 public sealed record KernelBenchOptions
@@ -81,6 +92,9 @@ public sealed record KernelBenchOptions
 public static class KernelBenchmark
 {
     const long Headroom = 2L << 30;
+
+    /// <summary>The native kernels' worker count, for the machine description.</summary>
+    public static int Threads => NativeKernels.IsAvailable ? NativeKernels.Threads : 1;
 
     public static IEnumerable<KernelBenchResult> Run(KernelBenchOptions options, Action<string>? log = null)
     {

@@ -7,8 +7,13 @@ using static TorchSharp.torch;
 
 namespace Engine.Bench;
 
+/// <summary>One configuration's throughput: spreads over the timed steps, the f32 matmul rate timed between them, and
+/// the ratio of medians (achieved 6N FLOP/s over the matmul rate).</summary>
 public sealed record TrainingBenchResult(string Method, string ReferenceMode, string Model, int MicroBatch, int SeqLen, int Steps,
-    double TokensPerSecond, double StepSeconds, double MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes);
+    Spread TokensPerSecond, Spread StepSeconds, Spread MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes)
+{
+    public double RatioToMatmul => AchievedGflops / MatmulGflops.Median;
+}
 
 /// <summary>
 /// Training throughput of a method on a random-weight preset, through <see cref="TrainingSession"/> (the code `train`
@@ -27,20 +32,23 @@ public static class TrainingBench
         using var session = TrainingSession.Open(options, new SessionData.Synthetic(shape), SilentObserver.Instance);
         using var batches = session.Train.Batches(1, DataPosition.Start).GetEnumerator();
         session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5); // warm-up
-        double seconds = 0;
-        long tokens = 0;
+        var seconds = new List<double>();
+        var tokensPerSecond = new List<double>();
+        var matmul = new List<double>();
         for (int i = 0; i < steps; i++)
         {
             var clock = Stopwatch.StartNew();
             var outcome = session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5)!;
-            seconds += clock.Elapsed.TotalSeconds;
-            tokens += outcome.Tokens;
+            seconds.Add(clock.Elapsed.TotalSeconds);
+            tokensPerSecond.Add(outcome.Tokens / seconds[^1]);
+            // Timed between steps, so the ratio compares figures measured under the same load.
+            matmul.Add(MatmulRate.Measure(ScalarType.Float32, seconds: 0.25) / 1e9);
         }
-        double mm = MatmulRate.Measure(ScalarType.Float32);
+        var tokens = Spread.Of(tokensPerSecond);
         // Forward+backward of the policy: 6·N per token.
         double flopsPerToken = 6.0 * config.ParameterCount();
         return new TrainingBenchResult(step.Method.Name, Util.Spelling.Of(step.Reference), step.Model, step.MicroBatch, step.MaxLength, steps,
-            tokens / seconds, seconds / steps, mm / 1e9, flopsPerToken * tokens / seconds / 1e9, PeakRss(), config.ParameterCount() * 4);
+            tokens, Spread.Of(seconds), Spread.Of(matmul), flopsPerToken * tokens.Median / 1e9, PeakRss(), config.ParameterCount() * 4);
     }
 
     /// <summary>Peak resident set size of this process (Linux VmHWM), 0 where unavailable.</summary>

@@ -51,9 +51,13 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         if (json) w.WriteLine("[");
         else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
+        string load = BenchmarkMachine.LoadAverage();
         var logprob = options.Cases.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>();
-        foreach (var r in logprob)
+        foreach (var measured in logprob)
         {
+            var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
+            load = BenchmarkMachine.LoadAverage();
+            foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
             if (json)
             {
                 w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
@@ -67,8 +71,10 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         if (options.Cases.Contains("adamw"))
         {
             if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
-            foreach (var r in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+            foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
             {
+                var r = measured with { Machine = BenchmarkMachine.Describe(KernelBenchmark.Threads, load).ToJson() };
+                load = BenchmarkMachine.LoadAverage();
                 if (json)
                 {
                     w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
@@ -80,6 +86,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             }
         }
         if (json) w.WriteLine("]");
+        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
     }
 

@@ -12,7 +12,7 @@ namespace Engine.Cli.Commands;
 
 /// <summary>The step to time (its method and reference mode are taken from the lists), and how.</summary>
 public sealed record BenchTrainArgs(StepSettings Step, IReadOnlyList<AlignmentMethod> Methods, IReadOnlyList<ReferenceMode> ReferenceModes,
-    int Steps = 3, bool Json = false, bool SingleProcess = false);
+    int Steps = 5, bool Json = false, bool SingleProcess = false);
 
 public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
 {
@@ -35,7 +35,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                 a => a.Methods, (a, v) => a with { Methods = v }, sample: "dpo", show: m => m.Name),
             Opt<BenchTrainArgs>.List("ref-mode", "reference handling to time", "cached,resident", (s, what) => Parse(s, what, v => Spelling.Parse<ReferenceMode>(v, what)),
                 a => a.ReferenceModes, (a, v) => a with { ReferenceModes = v }, sample: "cached", show: m => Spelling.Of(m)),
-            Opt<BenchTrainArgs>.Int("steps", "timed steps after a warm-up step", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
+            Opt<BenchTrainArgs>.Int("repeat", "timed steps after a warm-up step (min/median/max over them)", a => a.Steps, (a, v) => a with { Steps = v }, min: 1),
             Opt<BenchTrainArgs>.Flag("json", "one JSON object per configuration", a => a.Json, (a, v) => a with { Json = v }),
             Opt<BenchTrainArgs>.Flag("single-process", "run every configuration in this process (peak RSS is then shared)", a => a.SingleProcess, (a, v) => a with { SingleProcess = v }),
         }).ToList();
@@ -56,11 +56,26 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
             {
                 var step = a.Step with { Method = method, Reference = mode };
                 step.Validate();
+                string load = BenchmarkMachine.LoadAverage();
                 var result = a.SingleProcess ? TrainingBench.Run(step, a.Steps) : RunChild(parsed, method, mode);
-                if (a.Json) context.Out.WriteLine(JsonSerializer.Serialize(result, Json));
-                else context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference): {result.TokensPerSecond:F0} tokens/s, " +
-                    $"{result.AchievedGflops:F1} GFLOP/s (6N) vs f32 matmul {result.MatmulGflops:F0} GFLOP/s, peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB " +
-                    $"(f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+                var machine = BenchmarkMachine.Describe(TorchSharp.torch.get_num_threads(), load);
+                var warnings = new[] { result.StepSeconds.WarningFor($"the {result.Method} step time", machine), result.MatmulGflops.WarningFor("the f32 matmul rate", machine) }
+                    .OfType<string>().ToArray();
+                if (a.Json)
+                {
+                    var row = JsonSerializer.SerializeToNode(result, Json)!.AsObject();
+                    row["machine"] = JsonSerializer.SerializeToNode(machine.ToJson());
+                    row["warnings"] = JsonSerializer.SerializeToNode(warnings);
+                    context.Out.WriteLine(row.ToJsonString());
+                }
+                else
+                {
+                    context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference): {result.TokensPerSecond.Median:F0} tokens/s " +
+                        $"[{result.TokensPerSecond.Min:F0} – {result.TokensPerSecond.Max:F0}] over {result.Steps} steps, " +
+                        $"{result.AchievedGflops:F1} GFLOP/s (6N) = {result.RatioToMatmul:P0} of f32 matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
+                        $"peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB (f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
+                    foreach (var warning in warnings) context.Err.WriteLine(warning);
+                }
             }
         return 0;
     }

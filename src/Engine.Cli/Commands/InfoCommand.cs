@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using Engine.Cli.Options;
 using Engine.Models;
 
@@ -28,32 +28,23 @@ public sealed class InfoCommand : CliCommand<InfoArgs>
         var tok = parts.Tokenizer;
         if (parsed.Value.Json)
         {
-            w.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            var o = ModelSummary.ToJson(c);
+            o["model"] = path;
+            o["storage_dtype"] = parts.StorageDtype;
+            o["tokenizer"] = tok is null ? null : new JsonObject
             {
-                ["model"] = path, ["architecture"] = c.Architecture, ["parameters"] = c.ParameterCount(), ["storage_dtype"] = parts.StorageDtype,
-                ["torch_dtype"] = c.TorchDtype, ["layers"] = c.NumLayers, ["hidden_size"] = c.HiddenSize, ["intermediate_size"] = c.IntermediateSize,
-                ["heads"] = c.NumHeads, ["kv_heads"] = c.NumKvHeads, ["head_dim"] = c.HeadDim, ["sliding_window"] = c.SlidingWindow,
-                ["rope_theta"] = c.RopeTheta, ["max_position_embeddings"] = c.MaxPositionEmbeddings, ["tie_word_embeddings"] = c.TieWordEmbeddings,
-                ["vocab_size"] = c.VocabSize,
-                ["tokenizer"] = tok is null ? null : new Dictionary<string, object?>
-                {
-                    ["kind"] = tok.Kind.ToString(), ["vocab_size"] = tok.VocabSize, ["bos"] = tok.BosId, ["eos"] = tok.EosId, ["add_bos"] = tok.AddBos,
-                    ["chat_template"] = tok.ChatTemplate != null,
-                },
-            }));
+                ["kind"] = tok.Kind.ToString(), ["vocab_size"] = tok.VocabSize, ["bos"] = tok.BosId, ["eos"] = tok.EosId, ["add_bos"] = tok.AddBos,
+                ["chat_template"] = tok.ChatTemplate != null,
+            };
+            w.WriteLine(o.ToJsonString());
             return 0;
         }
         w.WriteLine($"model:          {path}");
-        w.WriteLine($"architecture:   {c.Architecture}");
-        w.WriteLine($"parameters:     {c.ParameterCount():N0}");
-        w.WriteLine($"dtype:          {parts.StorageDtype} on disk (config says {c.TorchDtype})");
-        w.WriteLine($"layers:         {c.NumLayers}, hidden {c.HiddenSize}, FFN {c.IntermediateSize}");
-        w.WriteLine($"attention:      {c.NumHeads} heads, {c.NumKvHeads} KV heads, head dim {c.HeadDim}"
-            + (c.SlidingWindow is int sw ? $", sliding window {sw}" : ""));
-        w.WriteLine($"rope:           theta {c.RopeTheta}" + (c.RopeScaling == RopeScalingKind.Linear ? $", linear scaling ×{c.RopeScalingFactor}" : ""));
-        w.WriteLine($"context:        {c.MaxPositionEmbeddings}");
-        w.WriteLine($"embeddings:     {(c.TieWordEmbeddings ? "tied" : "untied")}");
-        w.WriteLine($"vocab:          {c.VocabSize}");
+        foreach (var (label, value) in ModelSummary.Lines(c))
+        {
+            w.WriteLine($"{label + ":",-16}{value}");
+            if (label == "parameters") w.WriteLine($"dtype:          {parts.StorageDtype} on disk (config says {c.TorchDtype})");
+        }
         if (tok is not null)
             w.WriteLine($"tokenizer:      {tok.Kind}, {tok.VocabSize} tokens, bos {tok.BosId?.ToString() ?? "-"}, eos {tok.EosId?.ToString() ?? "-"}, add_bos {tok.AddBos}"
                 + (tok.ChatTemplate != null ? ", chat template" : ""));

@@ -15,6 +15,7 @@ public static class PlanReport
         {
             ["model"] = model,
             ["parameters"] = plan.Parameters,
+            ["architecture"] = Engine.Models.ModelSummary.ToJson(plan.Request.Config),
             ["method"] = s.Method.Name,
             ["seq_len"] = s.MaxLength,
             ["device"] = Spelling.Of(plan.Request.Device),

@@ -29,8 +29,10 @@ public sealed record GgufExportResult(string OutputPath, GgufExportType Type, IR
 }
 
 /// <summary>
-/// Writes a Llama/Mistral model as a llama.cpp GGUF file: llama-architecture metadata, the tokenizer, tensors
-/// renamed, q/k rows permuted for llama.cpp's RoPE, dims innermost first, each tensor converted or quantized
+/// Writes a model as a llama.cpp GGUF file of its family's architecture (<see cref="GgufArchitectures"/>): metadata,
+/// the tokenizer, tensors renamed and changed as llama.cpp's converter changes them (q/k rows interleaved for the
+/// llama architecture's RoPE, Gemma's norms as 1 + w, llama3 RoPE scaling as rope_freqs), dims innermost first, each
+/// tensor converted or quantized
 /// (llama.cpp's type mix and fallbacks) by <see cref="GgufTensorPipeline"/>: chunks of rows read in place from the
 /// mapped source, encoded and written at their offsets, one worker per core. The file goes to a temporary sibling
 /// and is renamed into place only when complete.
@@ -72,28 +74,23 @@ public static class GgufExporter
         var config = parts.Config;
         var weights = parts.Weights;
         var tokenizer = parts.Tokenizer ?? throw new EngineException($"{source}: no tokenizer found (GGUF files carry the vocabulary; expected tokenizer.model or tokenizer.json)");
-        var notices = new List<string>();
-        if (config.SlidingWindow is int window)
-            notices.Add($"notice: this Mistral model uses a sliding attention window of {window} tokens, which the llama architecture in GGUF does not represent: llama.cpp attends over the full context, so outputs agree with this model only for sequences up to {window} tokens");
-
+        var arch = GgufArchitectures.For(config.Family);
+        var notices = GgufArchitectureMetadata.Differences(config, arch).ToList();
         if (GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer)) notices.Add(GgufTokenizerMetadata.WhitespaceNotice);
+        if (tokenizer.VocabSize > config.VocabSize && GgufTokenizerMetadata.DroppedAddedTokens(tokenizer, config.VocabSize) is { Count: > 0 } dropped)
+            notices.Add($"notice: the tokenizer's added token(s) {string.Join(", ", dropped.Take(4))} lie past the model's {config.VocabSize} embedding rows and are left out of the file");
         if (GgufTokenizerMetadata.Notice(tokenizer) is { } tokenizerNotice) notices.Add(tokenizerNotice);
         if (parts.StorageDtype.Split('/').Any(t => t.StartsWith('Q')))
             notices.Add($"notice: the source is already quantized ({parts.StorageDtype}); its dequantized weights are converted again, which adds the new type's error to the old one");
 
-        var hfNames = LlamaTensorNames.HfNames(config).ToList();
-        var available = new HashSet<string>(weights.Names);
-        var missing = hfNames.Where(n => !available.Contains(n)).ToList();
-        if (missing.Count > 0) throw new EngineException($"{weights.Description}: missing tensors: {string.Join(", ", missing.Take(8))}");
-        var plan = new List<(string Hf, TensorTypeChoice Choice)>();
+        var tensors = ExportTensors(config, arch, weights);
+        var plan = new List<(ExportTensor Tensor, TensorTypeChoice Choice)>();
         long sourceBytes = 0;
-        foreach (var hf in hfNames)
+        foreach (var t in tensors)
         {
-            string gguf = LlamaTensorNames.ToGguf(hf)!;
-            var shape = weights.Shape(hf);
-            var dims = shape.Reverse().ToArray();
-            plan.Add((hf, TensorTypePlan.Choose(options.Type, gguf, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings)));
-            sourceBytes += shape.Aggregate(4L, (a, d) => a * d);
+            var dims = t.TorchShape.Reverse().ToArray();
+            plan.Add((t, TensorTypePlan.Choose(options.Type, t.GgufName, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings)));
+            sourceBytes += t.TorchShape.Aggregate(4L, (a, d) => a * d);
         }
         bool anyQuantized = plan.Any(p => GgmlTypes.IsQuantized(p.Choice.Type));
 
@@ -111,11 +108,10 @@ public static class GgufExporter
         {
             for (int i = 0; i < plan.Count; i++)
             {
-                var (hf, c) = plan[i];
+                var (t, c) = plan[i];
                 long rowLength = c.Dims[0];
                 long rows = c.Dims.Skip(1).Aggregate(1L, (a, d) => a * d);
-                jobs.Add(new TensorJob(c.Name, c.Type, rows, rowLength, layout.TensorOffsets[i],
-                    TensorRows.For(weights, hf, RopePermutation.HeadsFor(c.Name, config), rowLength)));
+                jobs.Add(new TensorJob(c.Name, c.Type, rows, rowLength, layout.TensorOffsets[i], t.Rows(rowLength)));
             }
             using (var file = File.OpenHandle(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
@@ -143,6 +139,47 @@ public static class GgufExporter
         {
             Timings = timings,
         };
+    }
+
+    /// <summary>One tensor of the file: its name, PyTorch shape, and the source of its float32 rows.</summary>
+    sealed record ExportTensor(string GgufName, long[] TorchShape, Func<long, TensorRows> Rows);
+
+    /// <summary>
+    /// The file's tensors as llama.cpp's converter writes them: the rope_freqs divisors first for llama3 scaling, then
+    /// every checkpoint tensor renamed, with q/k rows interleaved where the architecture rotates adjacent pairs and norm
+    /// weights shifted where it stores them with their unit offset.
+    /// </summary>
+    static List<ExportTensor> ExportTensors(LlamaConfig config, GgufArchitecture arch, IWeightSource weights)
+    {
+        arch.CheckCovers(config, weights.Description);
+        var layout = HfTensorLayout.Tensors(config).ToList();
+        var available = new HashSet<string>(weights.Names);
+        var missing = layout.Where(t => !available.Contains(t.Name)).Select(t => t.Name).ToList();
+        if (missing.Count > 0) throw new EngineException($"{weights.Description}: missing tensors: {string.Join(", ", missing.Take(8))}");
+        var list = new List<ExportTensor>();
+        if (config.RopeScaling == RopeScalingKind.Llama3)
+        {
+            if (!arch.InterleavesRope) throw new EngineException($"{weights.Description}: llama3 RoPE scaling has no form in llama.cpp's {arch.Name} architecture");
+            list.Add(new ExportTensor(GgufArchitecture.RopeFrequencies, new long[] { config.HeadDim / 2 }, _ => new MaterializedRows(() =>
+            {
+                using var inv = RotaryTables.InverseFrequencies(new RopeSpec(config.RopeTheta), config.HeadDim, 0);
+                return RotaryTables.Llama3FrequencyFactors(config.GlobalRope, inv);
+            })));
+        }
+        foreach (var (hf, _) in layout)
+        {
+            string gguf = arch.ToGguf(hf)!;
+            int? heads = arch.InterleaveHeads(gguf, config);
+            bool shifted = arch.NormShift != 0 && GgufArchitecture.IsNorm(hf);
+            list.Add(new ExportTensor(gguf, weights.Shape(hf), rowLength => shifted
+                ? new MaterializedRows(() =>
+                {
+                    using var values = MaterializedRows.ReadFloat32(weights, hf, heads);
+                    return values + arch.NormShift;
+                })
+                : TensorRows.For(weights, hf, heads, rowLength)));
+        }
+        return list;
     }
 
     /// <summary>One worker per core, or fewer when <see cref="GgmlCodec.MaxDegreeOfParallelism"/> says so.</summary>

@@ -89,6 +89,12 @@ public static class GgufKeys
     public static readonly GgufKey KeyLength = Scalar("{arch}.attention.key_length", U32);
     public static readonly GgufKey ValueLength = Scalar("{arch}.attention.value_length", U32);
     public static readonly GgufKey RmsNormEpsilon = Scalar("{arch}.attention.layer_norm_rms_epsilon", F32);
+    // sliding-window layers (gemma3) and their RoPE base; soft-capped logits
+    public static readonly GgufKey RopeFreqBaseSwa = Scalar("{arch}.rope.freq_base_swa", F32);
+    public static readonly GgufKey SlidingWindow = Scalar("{arch}.attention.sliding_window", U32);
+    /// <summary>Written as "every n-th layer full"; llama.cpp also reads a per-layer array of booleans (true: sliding).</summary>
+    public static readonly GgufKey SlidingWindowPattern = Scalar("{arch}.attention.sliding_window_pattern", U32);
+    public static readonly GgufKey FinalLogitSoftcapping = Scalar("{arch}.final_logit_softcapping", F32);
 
     // tokenizer.*
     public static readonly GgufKey TokenizerModel = Scalar("tokenizer.ggml.model", Str);

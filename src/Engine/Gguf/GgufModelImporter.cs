@@ -3,7 +3,8 @@ using Engine.Models;
 namespace Engine.Gguf;
 
 /// <summary>
-/// Opens a llama-architecture GGUF file as <see cref="ModelParts"/> (registered with <see cref="ModelLoader.RegisterFileFormat"/> by <see cref="GgufRegistration"/>
+/// Opens a GGUF file of a supported architecture (<see cref="GgufArchitectures"/>) as <see cref="ModelParts"/> (registered
+/// with <see cref="ModelLoader.RegisterFileFormat"/> by <see cref="GgufRegistration"/>
 /// for ".gguf"), so `--model FILE.gguf` works wherever a model folder does.
 /// </summary>
 public static class GgufModelImporter
@@ -18,12 +19,14 @@ public static class GgufModelImporter
     /// <summary>Builds the parts from an open file; the weight source takes ownership of it.</summary>
     public static ModelParts FromFile(GgufFile file)
     {
-        var config = GgufModelMetadata.ReadConfig(file);
+        var arch = GgufModelMetadata.ArchitectureOf(file);
+        var config = GgufArchitectureMetadata.ReadConfig(file, arch);
         var tokenizer = GgufTokenizerReader.TryRead(file);
-        if (tokenizer != null && tokenizer.VocabSize != config.VocabSize)
+        // Trailing unused [PADn] entries (written to match an embedding with spare rows) need not come back as tokens.
+        if (tokenizer != null && tokenizer.VocabSize > config.VocabSize)
             throw new EngineException($"{file.Source}: the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {config.VocabSize}");
-        CheckTensors(file, config);
-        var weights = new GgufWeightSource(file, config);
+        CheckTensors(file, config, arch);
+        var weights = new GgufWeightSource(file, config, arch);
         string storage = string.Join("/", file.Tensors.Select(t => GgmlTypes.Name(t.Type).ToUpperInvariant()).Distinct().OrderBy(s => s, StringComparer.Ordinal));
         return new ModelParts(config, weights, tokenizer, storage);
     }
@@ -32,28 +35,30 @@ public static class GgufModelImporter
     /// Every tensor the config implies must be present with exactly the implied shape, before anything is built:
     /// the model's size is then bounded by the tensor data actually in the file, whatever the metadata claims.
     /// </summary>
-    static void CheckTensors(GgufFile file, LlamaConfig config)
+    static void CheckTensors(GgufFile file, LlamaConfig config, GgufArchitecture arch)
     {
         // Counted before any name is listed, so a hostile block_count costs nothing.
-        long expectedCount = 2 + 9L * config.NumLayers + (config.TieWordEmbeddings ? 0 : 1);
+        bool ropeFreqs = file.TryGetTensor(GgufArchitecture.RopeFrequencies, out _);
+        long expectedCount = HfTensorLayout.Count(config) + (ropeFreqs ? 1 : 0);
         if (file.Tensors.Count != expectedCount)
-            throw new EngineException($"{file.Source}: {file.Tensors.Count} tensors, but a llama model with {config.NumLayers} layers"
+            throw new EngineException($"{file.Source}: {file.Tensors.Count} tensors, but a {arch.Name} model with {config.NumLayers} layers"
                 + $"{(config.TieWordEmbeddings ? " and tied embeddings" : "")} has {expectedCount}");
-        var expected = LlamaTensorNames.HfNames(config).ToHashSet(StringComparer.Ordinal);
-        foreach (var hf in expected)
+        var expected = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (hf, shape) in HfTensorLayout.Tensors(config))
         {
-            string gguf = LlamaTensorNames.ToGguf(hf)!;
+            string gguf = arch.ToGguf(hf) ?? throw new EngineException($"{file.Source}: tensor '{hf}' has no name in the {arch.Name} architecture");
+            expected.Add(hf);
             if (!file.TryGetTensor(gguf, out var t))
                 throw new EngineException($"{file.Source}: missing tensor '{gguf}' (the metadata describes {config.NumLayers} layers)");
-            var shape = LlamaTensorNames.ExpectedShape(config, hf)!;
             if (!t.TorchShape.SequenceEqual(shape))
                 throw new EngineException($"{file.Source}: tensor '{gguf}' has dims [{string.Join(", ", t.Dims)}] but the metadata implies [{string.Join(", ", shape.Reverse())}]");
         }
         foreach (var t in file.Tensors)
         {
-            string? hf = LlamaTensorNames.ToHf(t.Name);
+            if (t.Name == GgufArchitecture.RopeFrequencies) continue; // read into the config's RoPE scaling
+            string? hf = arch.ToHf(t.Name);
             if (hf is null || !expected.Contains(hf))
-                throw new EngineException($"{file.Source}: unexpected tensor '{t.Name}' for a llama model with {config.NumLayers} layers");
+                throw new EngineException($"{file.Source}: unexpected tensor '{t.Name}' for a {arch.Name} model with {config.NumLayers} layers");
         }
     }
 }

@@ -196,16 +196,33 @@ internal sealed unsafe class MappedRows : TensorRows
 }
 
 /// <summary>
-/// A tensor read whole through its weight source (converted to float32, q/k permuted) by the first worker that needs
-/// it, and freed after its last chunk: as much memory as one tensor, as before, for sources that cannot be mapped.
+/// A tensor read whole through its weight source (converted to float32, q/k permuted), or computed, by the first
+/// worker that needs it, and freed after its last chunk: as much memory as one tensor, as before, for sources that
+/// cannot be mapped and for tensors the export changes (Gemma's shifted norms, llama3's rope_freqs).
 /// </summary>
-internal sealed unsafe class MaterializedRows(IWeightSource weights, string hfName, int? ropeHeads) : TensorRows
+internal sealed unsafe class MaterializedRows : TensorRows
 {
     readonly object _gate = new();
+    readonly Func<Tensor> _produce;
     Tensor? _values;
     volatile float* _data;
     long _rowLength;
     bool _disposed;
+
+    public MaterializedRows(IWeightSource weights, string hfName, int? ropeHeads) : this(() => ReadFloat32(weights, hfName, ropeHeads)) { }
+
+    /// <param name="produce">the tensor's float32 values, a new tensor the rows take ownership of</param>
+    public MaterializedRows(Func<Tensor> produce) => _produce = produce;
+
+    /// <summary>A tensor of the source as float32, its q/k rows interleaved for <paramref name="ropeHeads"/> heads.</summary>
+    public static Tensor ReadFloat32(IWeightSource weights, string hfName, int? ropeHeads)
+    {
+        using var scope = NewDisposeScope();
+        var tensor = weights.Read(hfName);
+        var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
+        if (ropeHeads is int heads) values = RopePermutation.ToInterleaved(values, heads);
+        return values.MoveToOuterDisposeScope();
+    }
 
     public override float* Row(long row, float* scratch)
     {
@@ -221,10 +238,7 @@ internal sealed unsafe class MaterializedRows(IWeightSource weights, string hfNa
     void Load()
     {
         using var scope = NewDisposeScope();
-        var tensor = weights.Read(hfName);
-        var values = tensor.dtype == ScalarType.Float32 ? tensor.contiguous() : tensor.to(ScalarType.Float32).contiguous();
-        if (ropeHeads is int heads) values = RopePermutation.ToInterleaved(values, heads);
-        _values = values.MoveToOuterDisposeScope();
+        _values = _produce().to(ScalarType.Float32).contiguous().MoveToOuterDisposeScope();
         _rowLength = _values.dim() == 0 ? 1 : _values.shape[^1];
         _data = (float*)TensorMemory.DataPointer(_values);
     }

@@ -9,16 +9,28 @@ namespace Engine.Gguf;
 /// </summary>
 public static partial class GgufTokenizerMetadata
 {
+    /// <summary>The tokens past <paramref name="vocabSize"/> when all of them are added (control or user-defined) tokens,
+    /// which can be left out of a model that has no embedding rows for them; null when there is a normal token among them.</summary>
+    public static IReadOnlyList<string>? DroppedAddedTokens(TextTokenizer tokenizer, int vocabSize)
+    {
+        var extra = Enumerable.Range(vocabSize, Math.Max(0, tokenizer.VocabSize - vocabSize)).ToList();
+        if (extra.Any(id => tokenizer.TokenTypes[id] is not (TokenType.Control or TokenType.UserDefined))) return null;
+        return extra.Select(id => tokenizer.Tokens[id]).ToList();
+    }
+
     /// <summary>
     /// Entries for <paramref name="tokenizer"/>, padded to <paramref name="vocabSize"/> with unused "[PADn]" tokens
-    /// when the model's embedding has more rows than the tokenizer has tokens (llama.cpp needs them to agree).
+    /// when the model's embedding has more rows than the tokenizer has tokens (llama.cpp needs them to agree). Added
+    /// tokens past the embedding (Gemma 3's tokenizer lists <c>&lt;image_soft_token&gt;</c> at 262144, which the
+    /// text-only 1B model has no row for) are left out, as llama.cpp's SentencePiece vocabulary of that model leaves it.
     /// </summary>
     public static IReadOnlyList<KeyValuePair<string, GgufValue>> Build(TextTokenizer tokenizer, int vocabSize, string source)
     {
         int n = tokenizer.VocabSize;
-        if (n > vocabSize)
+        if (n > vocabSize && DroppedAddedTokens(tokenizer, vocabSize) is null)
             throw new EngineException($"{source}: the tokenizer has {n} tokens but the model's vocabulary is only {vocabSize}");
-        if (tokenizer.Tokens.Count != n || tokenizer.TokenTypes.Count != n)
+        n = Math.Min(n, vocabSize);
+        if (tokenizer.Tokens.Count < n || tokenizer.TokenTypes.Count < n)
             throw new EngineException($"{source}: the tokenizer's token table is incomplete ({tokenizer.Tokens.Count} tokens, {tokenizer.TokenTypes.Count} types for {n} ids)");
         var tokens = new string[vocabSize];
         var types = new int[vocabSize];
@@ -30,7 +42,7 @@ public static partial class GgufTokenizerMetadata
         var m = new GgufMetadataBuilder();
         if (tokenizer.Kind == TokenizerKind.SentencePiece)
         {
-            if (tokenizer.Scores.Count != n) throw new EngineException($"{source}: the SentencePiece tokenizer has {tokenizer.Scores.Count} scores for {n} tokens");
+            if (tokenizer.Scores.Count < n) throw new EngineException($"{source}: the SentencePiece tokenizer has {tokenizer.Scores.Count} scores for {n} tokens");
             var scores = new float[vocabSize];
             for (int i = 0; i < vocabSize; i++) scores[i] = i < n ? tokenizer.Scores[i] : -1000f;
             m.Add(GgufKeys.TokenizerModel, "llama");

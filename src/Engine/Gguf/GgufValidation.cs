@@ -54,6 +54,13 @@ public static class GgufValidator
 
     public const int GreedySteps = 16;
 
+    /// <summary>Token texts llama.cpp's vocabulary loader makes control tokens whatever the file says (its end-of-generation
+    /// list in llama-vocab.cpp), so that without special parsing it leaves them as text.</summary>
+    public static readonly IReadOnlyList<string> LlamaCppControlTexts = new[]
+    {
+        "</s>", "<eos>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|end_of_text|>", "<EOT>",
+    };
+
     public static ValidationReport Validate(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type,
         IReadOnlyList<string>? prompts = null)
     {
@@ -64,8 +71,14 @@ public static class GgufValidator
 
         bool collapses = GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer);
         var tokenizerChecks = TokenizerTestStrings
-            .Select(s => new TokenizerComparison(s, tokenizer.Encode(s, addSpecial: true, parseSpecial: false), llama.Tokenize(s, addSpecial: true, parseSpecial: false),
-                collapses ? llama.Tokenize(CollapseSpaces(s), addSpecial: true, parseSpecial: false) : null))
+            .Select(s =>
+            {
+                bool controlText = LlamaCppControlTexts.Any(c => s.Contains(c, StringComparison.Ordinal));
+                return new TokenizerComparison(s, tokenizer.Encode(s, addSpecial: true, parseSpecial: false), llama.Tokenize(s, addSpecial: true, parseSpecial: false),
+                    collapses ? llama.Tokenize(CollapseSpaces(s), addSpecial: true, parseSpecial: false) : null,
+                    controlText ? tokenizer.Encode(s, addSpecial: true, parseSpecial: true) : null,
+                    controlText ? llama.Tokenize(s, addSpecial: true, parseSpecial: true) : null);
+            })
             .ToList();
 
         var engineGreedy = new TextGenerator(source, eosId: null)
@@ -177,7 +190,7 @@ public sealed class ValidationReference
     {
         var sequences = GgufValidator.Sequences(source, tokenizer, prompts);
         var types = GgufStoredWeights.TensorTypes(exportedPath);
-        var rounding = types.Values.Select(FaithfulnessTolerance.For).Max();
+        var rounding = types.Values.Select(FaithfulnessTolerance.For).Append(FaithfulnessTolerance.For(source.Config.Activation)).Max();
         using var stored = GgufStoredWeights.Build(source, types, exportedPath, ScalarType.Float32);
         // The model's own sensitivity to rounding (see FaithfulnessTolerance); F32 files need none.
         using var storedBf16 = rounding == ActivationRounding.None ? null : GgufStoredWeights.Build(source, types, exportedPath, ScalarType.BFloat16);

@@ -61,11 +61,22 @@ public sealed record QualityReport(int Positions, double KlMean, double KlP99, d
 
 /// <param name="LlamaCppOnCollapsed">llama.cpp's tokens for the text with runs of spaces collapsed and trimmed, when
 /// the tokenizer does that itself (SentencePiece's remove_extra_whitespaces, which llama.cpp does not apply).</param>
-public sealed record TokenizerComparison(string Text, int[] Engine, int[] LlamaCpp, int[]? LlamaCppOnCollapsed = null)
+/// <param name="EngineParsingSpecials">Engine's tokens with special tokens parsed, when the text holds a string
+/// llama.cpp makes a control token by its text (<see cref="GgufValidator.LlamaCppControlTexts"/>)</param>
+/// <param name="LlamaCppParsingSpecials">llama.cpp's tokens with special tokens parsed, likewise</param>
+public sealed record TokenizerComparison(string Text, int[] Engine, int[] LlamaCpp, int[]? LlamaCppOnCollapsed = null,
+    int[]? EngineParsingSpecials = null, int[]? LlamaCppParsingSpecials = null)
 {
     public bool Agrees => Engine.SequenceEqual(LlamaCpp);
     /// <summary>Differs only because llama.cpp does not remove extra whitespace: on the collapsed text it agrees.</summary>
     public bool ExplainedByWhitespace => !Agrees && LlamaCppOnCollapsed != null && Engine.SequenceEqual(LlamaCppOnCollapsed);
+    /// <summary>
+    /// Differs only because llama.cpp turns a token such as <c>&lt;/s&gt;</c> into a control token by its text, whatever
+    /// the file says (llama-vocab.cpp), and so leaves it as text when special tokens are not parsed, where the
+    /// reference matches it as an ordinary added token (Gemma 3's vocabulary): with special tokens parsed both agree.
+    /// </summary>
+    public bool ExplainedByControlOverride => !Agrees && !ExplainedByWhitespace && EngineParsingSpecials != null
+        && LlamaCppParsingSpecials != null && EngineParsingSpecials.SequenceEqual(LlamaCppParsingSpecials);
 }
 
 public enum ChatTemplateStatus
@@ -103,7 +114,8 @@ public sealed class ValidationReport
 
     public int TokenizerAgreements => Tokenizer.Count(t => t.Agrees);
     public int TokenizerWhitespaceDifferences => Tokenizer.Count(t => t.ExplainedByWhitespace);
-    public int TokenizerUnexplainedDifferences => Tokenizer.Count - TokenizerAgreements - TokenizerWhitespaceDifferences;
+    public int TokenizerControlOverrideDifferences => Tokenizer.Count(t => t.ExplainedByControlOverride);
+    public int TokenizerUnexplainedDifferences => Tokenizer.Count - TokenizerAgreements - TokenizerWhitespaceDifferences - TokenizerControlOverrideDifferences;
     public int GreedyMatchingPrefix => EngineGreedy.Zip(LlamaCppGreedy).TakeWhile(p => p.First == p.Second).Count();
 
     public IReadOnlyList<string> Failures
@@ -136,8 +148,9 @@ public sealed class ValidationReport
             q.Positions, q.KlMean, q.KlP99, q.Top1Agreement, q.LlamaCppPerplexity, q.SourcePerplexity, q.PerplexityRatio));
         sb.AppendLine($"    fails only on gross damage: {q.Limits}");
         sb.AppendLine($"  tokenizer: {TokenizerAgreements}/{Tokenizer.Count} test strings tokenized identically"
-            + (TokenizerWhitespaceDifferences > 0 ? $"; {TokenizerWhitespaceDifferences} differ only by SentencePiece's extra-whitespace removal, which llama.cpp does not do (identical once spaces are collapsed)" : ""));
-        foreach (var t in Tokenizer.Where(t => !t.Agrees && !t.ExplainedByWhitespace))
+            + (TokenizerWhitespaceDifferences > 0 ? $"; {TokenizerWhitespaceDifferences} differ only by SentencePiece's extra-whitespace removal, which llama.cpp does not do (identical once spaces are collapsed)" : "")
+            + (TokenizerControlOverrideDifferences > 0 ? $"; {TokenizerControlOverrideDifferences} differ only because llama.cpp makes tokens such as </s> control tokens by their text (identical with special tokens parsed)" : ""));
+        foreach (var t in Tokenizer.Where(t => !t.Agrees && !t.ExplainedByWhitespace && !t.ExplainedByControlOverride))
             sb.AppendLine($"    {Quote(t.Text)}: Engine [{string.Join(",", t.Engine)}] llama.cpp [{string.Join(",", t.LlamaCpp)}]");
         sb.AppendLine($"  greedy continuation of the source ({EngineGreedy.Length} tokens): {GreedyMatchingPrefix}/{EngineGreedy.Length} identical"
             + (GreedyMatchingPrefix < EngineGreedy.Length ? $" (first difference at step {GreedyMatchingPrefix + 1})" : ""));
@@ -216,6 +229,7 @@ public sealed class ValidationReport
                 ["strings"] = Tokenizer.Count,
                 ["identical"] = TokenizerAgreements,
                 ["whitespace_only_differences"] = TokenizerWhitespaceDifferences,
+                ["control_override_differences"] = TokenizerControlOverrideDifferences,
                 ["agrees"] = TokenizerUnexplainedDifferences == 0,
             },
             ["greedy"] = new JsonObject

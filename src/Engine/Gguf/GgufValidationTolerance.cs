@@ -1,3 +1,5 @@
+using Engine.Models;
+
 namespace Engine.Gguf;
 
 /// <summary>What llama.cpp's CPU matrix product rounds the activations to before multiplying by a weight of a given
@@ -50,6 +52,14 @@ public sealed record FaithfulnessTolerance(double MaxRelativeError, ActivationRo
         GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q5_0 => ActivationRounding.Q8_0,
         _ => ActivationRounding.Q8_K,
     };
+
+    /// <summary>
+    /// What llama.cpp rounds inside the MLP whatever the file type: ggml's CPU GELU reads a table indexed by the f16
+    /// rounding of its input and returns an f16 value (GGML_GELU_FP16 in ggml-cpu/vec.h), so a GeGLU model (Gemma 3)
+    /// is computed with F16-rounded activations even from an F32 file. SwiGLU's SiLU is computed in F32.
+    /// </summary>
+    public static ActivationRounding For(MlpActivation activation) =>
+        activation == MlpActivation.GeluTanh ? ActivationRounding.F16 : ActivationRounding.None;
 
     public static FaithfulnessTolerance For(ActivationRounding rounding, double sensitivity) =>
         new(Math.Max(F32Limit, Margin * sensitivity * Epsilon(rounding) / Epsilon(ActivationRounding.BF16)), rounding, sensitivity);

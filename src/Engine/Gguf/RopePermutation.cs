@@ -16,12 +16,14 @@ public static class RopePermutation
 
     static Tensor Permute(Tensor w, int heads, bool toInterleaved)
     {
-        long rows = w.shape[0], cols = w.shape[1];
+        // A bias [rows] permutes like a weight with one column.
+        long rows = w.shape[0], cols = w.dim() == 2 ? w.shape[1] : 1;
+        if (w.dim() is not (1 or 2)) throw new EngineException($"cannot permute a [{string.Join(", ", w.shape)}] attention tensor for RoPE");
         CheckPermutable(rows, cols, heads);
         long half = rows / heads / 2;
         using var view = toInterleaved ? w.reshape(heads, 2, half, cols) : w.reshape(heads, half, 2, cols);
         using var swapped = view.transpose(1, 2);
-        return swapped.reshape(rows, cols).contiguous();
+        return swapped.reshape(w.shape).contiguous();
     }
 
     /// <summary>
@@ -40,13 +42,5 @@ public static class RopePermutation
     {
         if (heads <= 0 || rows % (2L * heads) != 0)
             throw new EngineException($"cannot permute a [{rows}, {cols}] attention weight for RoPE with {heads} heads (rows must be a multiple of 2 × heads)");
-    }
-
-    /// <summary>The head count that governs a tensor's permutation (q: attention heads, k: KV heads), or null.</summary>
-    public static int? HeadsFor(string ggufName, Models.LlamaConfig config)
-    {
-        if (ggufName.EndsWith(".attn_q.weight", StringComparison.Ordinal)) return config.NumHeads;
-        if (ggufName.EndsWith(".attn_k.weight", StringComparison.Ordinal)) return config.NumKvHeads;
-        return null;
     }
 }

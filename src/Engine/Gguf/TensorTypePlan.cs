@@ -30,7 +30,7 @@ public static class TensorTypePlan
             else if (baseType != GgmlType.Q8_0) type = GgmlType.Q6_K;
             if (type != baseType) note = "output matrix: " + GgmlTypes.Name(type);
         }
-        else if (fileType == GgufExportType.Q4_K_M && LlamaTensorNames.LayerOf(name) is int layer
+        else if (fileType == GgufExportType.Q4_K_M && GgufArchitecture.LayerOf(name) is int layer
             && (name.EndsWith(".attn_v.weight", StringComparison.Ordinal) || name.EndsWith(".ffn_down.weight", StringComparison.Ordinal))
             && UseMoreBits(layer, layerCount))
         {

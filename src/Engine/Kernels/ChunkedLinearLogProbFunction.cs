@@ -22,9 +22,11 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
     public static long DefaultChunkRows(long rows, long vocab) => Math.Clamp(DefaultChunkBytes / (vocab * sizeof(float)), 1, Math.Max(1, rows));
 
     /// <summary>hidden [N, H] and weight [V, H] (same dtype, f32 or bf16), labels [N] int64; all contiguous, one device.</summary>
-    public static (Tensor LogProbs, Tensor LogitMeans) Apply(Tensor hidden, Tensor weight, Tensor labels, long chunkRows)
+    /// <param name="softcap">logits are cap·tanh(z / cap) of the linear ones (null: none); backward multiplies the
+    /// kernel's gradient by the cap's derivative 1 − tanh² before the two matmuls</param>
+    public static (Tensor LogProbs, Tensor LogitMeans) Apply(Tensor hidden, Tensor weight, Tensor labels, long chunkRows, double? softcap = null)
     {
-        var outputs = apply(hidden, weight, labels, chunkRows);
+        var outputs = apply(hidden, weight, labels, chunkRows, softcap ?? 0.0);
         return (outputs[0], outputs[1]);
     }
 
@@ -34,6 +36,7 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
         var weight = (Tensor)vars[1];
         var labels = (Tensor)vars[2];
         long chunkRows = (long)vars[3];
+        double softcap = (double)vars[4];
         long rows = hidden.shape[0];
         var logp = empty(new[] { rows }, ScalarType.Float32, hidden.device);
         var stats = empty(new[] { rows, 2L }, ScalarType.Float32, hidden.device);
@@ -43,10 +46,12 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
             using var scope = NewDisposeScope();
             long n = Math.Min(chunkRows, rows - start);
             var logits = nn.functional.linear(hidden.narrow(0, start, n), weight);
+            if (softcap != 0) logits = (logits / softcap).tanh_() * softcap;
             LogProbKernels.ForwardInto(logits, labels.narrow(0, start, n), logp.narrow(0, start, n), stats.narrow(0, start, n), means.narrow(0, start, n));
         }
         ctx.save_for_backward(new List<Tensor> { hidden, weight, labels, stats });
         ctx.save_data("chunkRows", chunkRows);
+        ctx.save_data("softcap", softcap);
         ctx.save_data("hiddenGrad", hidden.requires_grad);
         ctx.save_data("weightGrad", weight.requires_grad);
         // TorchSharp materialises missing output gradients from tensors it registers in the caller's dispose
@@ -58,12 +63,13 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
 
     public override List<Tensor> backward(AutogradContext ctx, List<Tensor> grad_outputs)
     {
-        if (grad_outputs[0].IsInvalid) return new List<Tensor> { null!, null!, null!, null! }; // log-probs unused: no gradient
+        if (grad_outputs[0].IsInvalid) return new List<Tensor> { null!, null!, null!, null!, null! }; // log-probs unused: no gradient
         var saved = ctx.get_saved_variables();
         try
         {
             Tensor hidden = saved[0], weight = saved[1], labels = saved[2], stats = saved[3];
             long chunkRows = (long)ctx.get_data("chunkRows");
+            double softcap = (double)ctx.get_data("softcap");
             bool needHidden = (bool)ctx.get_data("hiddenGrad"), needWeight = (bool)ctx.get_data("weightGrad");
             long rows = hidden.shape[0];
             using var noGrad = no_grad();
@@ -77,7 +83,14 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
                 long n = Math.Min(chunkRows, rows - start);
                 var h = hidden.narrow(0, start, n);
                 var logits = nn.functional.linear(h, weight);
+                Tensor? capped = null;
+                if (softcap != 0)
+                {
+                    capped = (logits / softcap).tanh_(); // tanh, kept for the derivative
+                    logits = capped * softcap;
+                }
                 LogProbKernels.Backward(logits, labels.narrow(0, start, n), stats.narrow(0, start, n), g.narrow(0, start, n), logits);
+                if (capped is not null) logits.mul_(1 - capped.square()); // d(cap·tanh(z/cap))/dz = 1 − tanh²
                 gradHidden?.narrow(0, start, n).copy_(logits.mm(weight));
                 if (gradWeight is not null)
                 {
@@ -91,7 +104,7 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
                 gradWeight.Dispose();
                 gradWeight = rounded;
             }
-            return new List<Tensor> { gradHidden!, gradWeight!, null!, null! };
+            return new List<Tensor> { gradHidden!, gradWeight!, null!, null!, null! };
         }
         finally
         {

@@ -35,8 +35,10 @@ public static class TokenLogProbs
     /// leading dimensions of hidden beyond [N, H] are flattened to match labels.
     /// Fused: one linear, then the fused kernel, whose backward overwrites the (private) logits with their gradient.
     /// Chunked: the chunked linear + log-prob; <paramref name="chunkRows"/> defaults to a 64 MiB logits block.
+    /// <paramref name="softcap"/>: the model's logits are cap·tanh(z / cap) of the linear ones (Gemma's
+    /// final_logit_softcapping); every mode applies it before the log-softmax, and the mean logits are of the capped logits.
     /// </summary>
-    public static TokenLogProbResult FromHidden(Tensor hidden, Tensor weight, Tensor labels, LogProbMode mode, long? chunkRows = null)
+    public static TokenLogProbResult FromHidden(Tensor hidden, Tensor weight, Tensor labels, LogProbMode mode, long? chunkRows = null, double? softcap = null)
     {
         using var scope = NewDisposeScope();
         long h = hidden.shape[^1];
@@ -48,11 +50,12 @@ public static class TokenLogProbs
         switch (mode)
         {
             case LogProbMode.Naive:
-                result = Naive(nn.functional.linear(hidden2, weight), labels1);
+                result = Naive(SoftCapped(nn.functional.linear(hidden2, weight), softcap), labels1);
                 break;
             case LogProbMode.Fused:
             {
-                var logits = nn.functional.linear(hidden2, weight).contiguous();
+                // The capped logits are a fresh tensor no autograd node keeps, so the kernel may still overwrite them.
+                var logits = SoftCapped(nn.functional.linear(hidden2, weight), softcap).contiguous();
                 var (lp, means) = FusedLogProbFunction.Apply(logits, labels1, inPlace: true);
                 result = new TokenLogProbResult(lp, means);
                 break;
@@ -65,7 +68,7 @@ public static class TokenLogProbs
                 long rows = hidden2.shape[0];
                 long chunk = chunkRows ?? ChunkedLinearLogProbFunction.DefaultChunkRows(rows, weight.shape[0]);
                 if (chunk < 1) throw new ArgumentException("chunkRows must be at least 1");
-                var (lp, means) = ChunkedLinearLogProbFunction.Apply(hidden2.contiguous(), weight.contiguous(), labels1, chunk);
+                var (lp, means) = ChunkedLinearLogProbFunction.Apply(hidden2.contiguous(), weight.contiguous(), labels1, chunk, softcap);
                 result = new TokenLogProbResult(lp, means);
                 break;
             }
@@ -89,6 +92,10 @@ public static class TokenLogProbs
         var (lp, means) = FusedLogProbFunction.Apply(logits2, labels1, inPlace: false);
         return Reshaped(new TokenLogProbResult(lp, means), labels.shape);
     }
+
+    /// <summary>cap·tanh(z / cap), or z itself without a cap.</summary>
+    public static Tensor SoftCapped(Tensor logits, double? softcap) =>
+        softcap is double cap ? (logits / cap).tanh_() * cap : logits;
 
     /// <summary>The reference: fp32 log_softmax over the vocabulary, then gather.</summary>
     public static TokenLogProbResult Naive(Tensor logits, Tensor labels)

@@ -72,11 +72,13 @@ public sealed class StepMemoryModel
     /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
     public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision);
 
-    /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor and rsqrt.</summary>
-    public long FinalNormSaved => Tokens * (H * 4 + H * _bytes + 4);
+    /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor (fp32 for Gemma's
+    /// (1 + w) norm, which multiplies in fp32) and rsqrt.</summary>
+    public long FinalNormSaved => Tokens * (H * 4 + H * (_c.Norm == NormStyle.UnitOffset ? 4 : _bytes) + 4);
 
-    /// <summary>RoPE cos/sin [B, 1, T, head_dim] in the compute dtype: saved by the q/k products.</summary>
-    public long RopeTables => 2 * Tokens * _c.HeadDim * _bytes;
+    /// <summary>RoPE cos/sin [B, 1, T, head_dim] in the compute dtype, saved by the q/k products: one pair per distinct RoPE
+    /// (Gemma 3's local and global layers have one each).</summary>
+    public long RopeTables => 2 * Tokens * _c.HeadDim * _bytes * Enumerable.Range(0, _c.NumLayers).Select(_c.RopeOf).Distinct().Count();
 
     /// <summary>
     /// Layer outputs that no backward needs but the forward's dispose scope keeps until ForwardHidden returns:
@@ -119,8 +121,14 @@ public sealed class StepMemoryModel
 
     long ChunkRows => Math.Min(HeadRows, ChunkedLinearLogProbFunction.DefaultChunkRows(HeadRows, V));
 
+    /// <summary>
+    /// Soft-capped logits (final_logit_softcapping) add one [rows, V] tensor: the tanh that autograd keeps for the cap's
+    /// derivative (naive, fused), or one chunk's tanh (chunked).
+    /// </summary>
+    long SoftcapBuffer => _c.FinalLogitSoftcapping is null ? 0 : (_s.Head == LogProbMode.Chunked ? ChunkRows : HeadRows) * V * _bytes;
+
     /// <summary>Head buffers at the forward's worst moment (autograd on or off; the forward allocates the same).</summary>
-    public long HeadForwardPeak => _s.Head switch
+    public long HeadForwardPeak => SoftcapBuffer + _s.Head switch
     {
         // logits (+ fp32 copy in bf16) and the fp32 log_softmax
         LogProbMode.Naive => HeadRows * V * (_bytes == 4 ? 8 : 10),
@@ -129,7 +137,7 @@ public sealed class StepMemoryModel
     };
 
     /// <summary>What the head keeps for backward: the fp32 log_softmax (naive), the logits (fused), nothing of size V (chunked).</summary>
-    public long HeadSaved => _s.Head switch
+    public long HeadSaved => (_s.Head == LogProbMode.Chunked ? 0 : SoftcapBuffer) + _s.Head switch
     {
         LogProbMode.Naive => HeadRows * V * 4,
         LogProbMode.Fused => HeadRows * V * _bytes,
@@ -211,7 +219,7 @@ public sealed class StepMemoryModel
 
         string layers = _s.ActivationCheckpointing ? "L × B·T × H × s (checkpointed layer inputs)" : "L × B·T × (per-layer table)";
         MemoryComponent Activations() => new("activations (saved)", SavedLayerActivations + RopeTables, layers + " + RoPE tables");
-        MemoryComponent FinalNorm() => new("final norm (saved)", FinalNormSaved, "B·T × (4H + sH + 4)");
+        MemoryComponent FinalNorm() => new("final norm (saved)", FinalNormSaved, "B·T × (4H + sH + 4), fp32 normalised tensor for (1 + w) norms");
 
         var points = new List<PeakPoint>();
         points.Add(new("end of decoder forward", statics.Concat(new[]

@@ -46,14 +46,16 @@ public sealed class LlamaForCausalLM : nn.Module
         Dtype = dtype;
     }
 
-    /// <summary>Initialises weights like HF (normal(0, 0.02), norms at 1) from a seeded generator.</summary>
+    /// <summary>Initialises weights like HF (normal(0, 0.02), norms at identity) from a seeded generator.</summary>
     public void InitializeWeights(long seed, double std = 0.02)
     {
         using var noGrad = torch.no_grad();
         var gen = new torch.Generator((ulong)seed);
         foreach (var (name, p) in named_parameters())
         {
-            if (name.EndsWith("norm.weight")) p.fill_(1.0);
+            // Norms start at their identity (w = 1, or 0 for Gemma's stored offset); biases at zero, as in HF.
+            if (name.EndsWith("norm.weight")) p.fill_(Config.Norm == NormStyle.UnitOffset ? 0.0 : 1.0);
+            else if (name.EndsWith(".bias")) p.zero_();
             else
             {
                 using var init = torch.randn(p.shape, dtype: ScalarType.Float32, generator: gen) * std;
@@ -86,25 +88,47 @@ public sealed class LlamaForCausalLM : nn.Module
 
         Tensor? keyValid = cache != null ? cache.KeyMask.narrow(1, 0, s) : currentMask;
         bool hasPadding = keyValid is not null && !keyValid.all().item<bool>();
-        bool windowBinds = Config.SlidingWindow is int w && s > w;
-        Tensor? mask = null;
-        if (hasPadding || windowBinds || (past > 0 && t > 1))
-            mask = BuildMask(b, t, past, hasPadding ? keyValid : null, device);
-        else if (past > 0)
-            mask = torch.ones(new long[] { 1, 1, t, s }, dtype: ScalarType.Bool, device: device); // one query sees all keys
-
-        using var rope = new RotaryTables(Config, positionIds, Dtype);
-        var x = model.embed_tokens.forward(inputIds);
-        foreach (var layer in model.layers)
+        var masks = new Dictionary<LayerAttention, Tensor?>();
+        Tensor? MaskOf(LayerAttention kind)
         {
-            x = LayerRunner != null ? LayerRunner(layer, x, rope, mask, cache) : layer.Forward(x, rope, mask, cache);
+            if (masks.TryGetValue(kind, out var mask)) return mask;
+            int? window = kind == LayerAttention.Sliding ? Config.SlidingWindow : null;
+            var ring = cache?.RingKeyPositions(kind, t);
+            mask = ring is null
+                ? BuildMask(t, past, hasPadding ? keyValid : null, window, device)
+                : BuildRingMask(t, past, ring, hasPadding ? cache!.KeyMask : null, window!.Value, device);
+            masks[kind] = mask;
+            return mask;
         }
-        cache?.Advance((int)t);
-        return model.norm.forward(x).MoveToOuterDisposeScope();
+        var ropes = new Dictionary<RopeSpec, RotaryTables>();
+        try
+        {
+            var x = model.embed_tokens.forward(inputIds);
+            for (int i = 0; i < model.layers.Count; i++)
+            {
+                var spec = Config.RopeOf(i);
+                if (!ropes.TryGetValue(spec, out var rope)) ropes[spec] = rope = new RotaryTables(spec, Config.HeadDim, positionIds, Dtype);
+                var layer = model.layers[i];
+                var mask = MaskOf(Config.AttentionOf(i));
+                x = LayerRunner != null ? LayerRunner(layer, x, rope, mask, cache) : layer.Forward(x, rope, mask, cache);
+            }
+            cache?.Advance((int)t);
+            return model.norm.forward(x).MoveToOuterDisposeScope();
+        }
+        finally
+        {
+            foreach (var rope in ropes.Values) rope.Dispose();
+        }
     }
 
-    /// <summary>Logits [.., vocab] in the compute dtype.</summary>
-    public Tensor Logits(Tensor hidden) => F.linear(hidden, LmHeadWeight);
+    /// <summary>Logits [.., vocab] in the compute dtype, soft-capped when the model caps them.</summary>
+    public Tensor Logits(Tensor hidden)
+    {
+        var logits = F.linear(hidden, LmHeadWeight);
+        if (Config.FinalLogitSoftcapping is not double cap) return logits;
+        using var scope = NewDisposeScope();
+        return ((logits / cap).tanh() * cap).MoveToOuterDisposeScope();
+    }
 
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
@@ -124,16 +148,41 @@ public sealed class LlamaForCausalLM : nn.Module
         return (realBefore + cur.cumsum(1) - 1).clamp_min(0);
     }
 
-    Tensor BuildMask(long b, long t, int past, Tensor? keyValid, Device device)
+    /// <summary>
+    /// The boolean mask [1 or B, 1, T, S] for one kind of layer over keys at positions 0 … S − 1, or null when plain
+    /// causal attention is exact (no padding, no cache, the window, if any, wider than the sequence).
+    /// </summary>
+    static Tensor? BuildMask(long t, int past, Tensor? keyValid, int? window, Device device)
     {
         long s = past + t;
-        var q = torch.arange(past, s, dtype: ScalarType.Int64, device: device).unsqueeze(1);
-        var k = torch.arange(0, s, dtype: ScalarType.Int64, device: device).unsqueeze(0);
+        bool windowBinds = window is int w0 && s > w0;
+        if (keyValid is null && !windowBinds && !(past > 0 && t > 1))
+            return past > 0 ? torch.ones(new long[] { 1, 1, t, s }, dtype: ScalarType.Bool, device: device) : null; // one query sees all keys
+        var k = torch.arange(0, s, dtype: ScalarType.Int64, device: device);
+        return Allowed(t, past, k, keyValid, window, device);
+    }
+
+    /// <summary>The mask over a ring cache's keys, whose positions <paramref name="ring"/> lists (−1: empty slot).</summary>
+    static Tensor BuildRingMask(long t, int past, Tensor ring, Tensor? keyValidByPosition, int window, Device device)
+    {
+        var filled = ring >= 0;
+        Tensor? valid = null;
+        if (keyValidByPosition is not null)
+            valid = keyValidByPosition.index_select(1, ring.clamp_min(0)) & filled.unsqueeze(0);
+        var mask = Allowed(t, past, ring, valid, window, device);
+        return mask & filled.view(1, 1, 1, -1);
+    }
+
+    /// <summary>Query q (positions past …) may attend key k: k ≤ q, within the window, a real token — or k = q itself,
+    /// so that a padded query sees at least one key instead of turning NaN.</summary>
+    static Tensor Allowed(long t, int past, Tensor keyPositions, Tensor? keyValid, int? window, Device device)
+    {
+        var q = torch.arange(past, past + t, dtype: ScalarType.Int64, device: device).unsqueeze(1);
+        var k = keyPositions.unsqueeze(0);
         var allowed = k <= q;
-        if (Config.SlidingWindow is int w) allowed = allowed & ((q - k) < w);
+        if (window is int w) allowed = allowed & ((q - k) < w);
         var full = allowed.unsqueeze(0).unsqueeze(0); // [1, 1, T, S]
         if (keyValid is not null) full = full & keyValid.unsqueeze(1).unsqueeze(1);
-        // A padded query would see no key and turn NaN; let every query see itself.
         return full | (k == q).unsqueeze(0).unsqueeze(0);
     }
 }

@@ -5,96 +5,149 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Engine.Models;
 
-// Field names below are the Hugging Face parameter names (TorchSharp names parameters after fields),
-// so state dicts map one to one onto safetensors checkpoints.
+// Field names below are the Hugging Face parameter names (TorchSharp names parameters after fields, and skips null
+// fields), so state dicts map one to one onto safetensors checkpoints.
 #pragma warning disable IDE1006 // naming: HF names
 
-/// <summary>RMSNorm as HF Llama computes it: normalise in fp32, cast back, then scale.</summary>
-public sealed class RmsNorm : nn.Module<Tensor, Tensor>
+/// <summary>An RMSNorm over the last dimension; <see cref="Create"/> picks the family's way of applying the weight.</summary>
+public abstract class RmsNorm : nn.Module<Tensor, Tensor>
 {
     public Parameter weight;
-    readonly double _eps;
+    protected readonly double Eps;
 
-    public RmsNorm(int size, double eps, ScalarType dtype) : base("RmsNorm")
+    protected RmsNorm(string name, int size, double eps, ScalarType dtype, double initialWeight) : base(name)
     {
-        weight = new Parameter(torch.ones(size, dtype: dtype));
-        _eps = eps;
+        weight = new Parameter(torch.full(size, initialWeight, dtype: dtype));
+        Eps = eps;
         RegisterComponents();
     }
+
+    /// <summary>The norm for <paramref name="c"/>'s style, with the weight at its identity value.</summary>
+    public static RmsNorm Create(LlamaConfig c, int size, ScalarType dtype) => c.Norm switch
+    {
+        NormStyle.UnitOffset => new UnitOffsetRmsNorm(size, c.RmsNormEps, dtype),
+        _ => new WeightRmsNorm(size, c.RmsNormEps, dtype),
+    };
+
+    /// <summary>The normalised input in fp32: x / √(mean(x²) + eps).</summary>
+    protected Tensor Normalise(Tensor xf) => xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + Eps);
+}
+
+/// <summary>HF Llama's RMSNorm: normalise in fp32, cast back, then scale by the weight.</summary>
+public sealed class WeightRmsNorm : RmsNorm
+{
+    public WeightRmsNorm(int size, double eps, ScalarType dtype) : base("RmsNorm", size, eps, dtype, 1.0) { }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var xf = x.to(ScalarType.Float32);
-        var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps);
-        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+        return (weight * Normalise(x.to(ScalarType.Float32)).to(x.dtype)).MoveToOuterDisposeScope();
     }
 }
 
-/// <summary>A bias-free linear layer holding its weight as [out, in] like nn.Linear.</summary>
+/// <summary>Gemma's RMSNorm: the weight is stored as an offset from 1 and applied as (1 + w) in fp32, then cast.</summary>
+public sealed class UnitOffsetRmsNorm : RmsNorm
+{
+    public UnitOffsetRmsNorm(int size, double eps, ScalarType dtype) : base("UnitOffsetRmsNorm", size, eps, dtype, 0.0) { }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var scale = weight.to(ScalarType.Float32) + 1.0;
+        return (Normalise(x.to(ScalarType.Float32)) * scale).to(x.dtype).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>A linear layer holding its weight as [out, in] like nn.Linear, with an optional bias.</summary>
 public sealed class Projection : nn.Module<Tensor, Tensor>
 {
     public Parameter weight;
+    public Parameter? bias;
 
-    public Projection(int inFeatures, int outFeatures, ScalarType dtype) : base("Projection")
+    public Projection(int inFeatures, int outFeatures, ScalarType dtype, bool hasBias = false) : base("Projection")
     {
         weight = new Parameter(torch.empty(outFeatures, inFeatures, dtype: dtype));
+        if (hasBias) bias = new Parameter(torch.zeros(outFeatures, dtype: dtype));
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => F.linear(x, weight);
+    public override Tensor forward(Tensor x) => F.linear(x, weight, bias);
 }
 
 public sealed class Embedding : nn.Module<Tensor, Tensor>
 {
     public Parameter weight;
+    readonly float? _scale;
 
-    public Embedding(int vocab, int dim, ScalarType dtype) : base("Embedding")
+    /// <param name="scale">a factor the rows are multiplied by after lookup (Gemma's √hidden), rounded to the weight's
+    /// dtype first as HF does; null for none</param>
+    public Embedding(int vocab, int dim, ScalarType dtype, float? scale = null) : base("Embedding")
     {
         weight = new Parameter(torch.empty(vocab, dim, dtype: dtype));
+        _scale = scale;
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor ids)
     {
-        using var flat = ids.reshape(-1);
+        using var scope = NewDisposeScope();
+        var flat = ids.reshape(-1);
         var shape = ids.shape.Append(weight.shape[1]).ToArray();
-        using var rows = weight.index_select(0, flat);
-        return rows.view(shape);
+        var rows = weight.index_select(0, flat).view(shape);
+        if (_scale is float s) rows = rows * torch.tensor(s, dtype: ScalarType.Float32).to(weight.dtype);
+        return rows.MoveToOuterDisposeScope();
     }
 }
 
+/// <summary>The gated MLP: down(act(gate(x)) · up(x)) with SwiGLU's silu or GeGLU's tanh-GELU.</summary>
 public sealed class Mlp : nn.Module<Tensor, Tensor>
 {
     public Projection gate_proj, up_proj, down_proj;
+
+    /// <summary>The gate activation; tests swap in other runtimes' approximations to account for differences.</summary>
+    internal Func<Tensor, Tensor> Activation { get; set; }
 
     public Mlp(LlamaConfig c, ScalarType dtype) : base("Mlp")
     {
         gate_proj = new Projection(c.HiddenSize, c.IntermediateSize, dtype);
         up_proj = new Projection(c.HiddenSize, c.IntermediateSize, dtype);
         down_proj = new Projection(c.IntermediateSize, c.HiddenSize, dtype);
+        Activation = c.Activation switch
+        {
+            MlpActivation.GeluTanh => x => F.gelu(x, GELU.Approximate.tanh, false),
+            _ => x => F.silu(x),
+        };
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        return down_proj.forward(Activation(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
     }
 }
 
 public sealed class Attention : nn.Module
 {
     public Projection q_proj, k_proj, v_proj, o_proj;
+    /// <summary>Per-head norms of q and k before RoPE (Qwen3, Gemma 3); null otherwise.</summary>
+    public RmsNorm? q_norm, k_norm;
     readonly int _heads, _kvHeads, _headDim;
+    readonly double _queryPreScale;
 
     public Attention(LlamaConfig c, ScalarType dtype) : base("Attention")
     {
         _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _headDim = c.HeadDim;
-        q_proj = new Projection(c.HiddenSize, c.QueryDim, dtype);
-        k_proj = new Projection(c.HiddenSize, c.KvDim, dtype);
-        v_proj = new Projection(c.HiddenSize, c.KvDim, dtype);
+        _queryPreScale = c.QueryPreScale;
+        q_proj = new Projection(c.HiddenSize, c.QueryDim, dtype, c.AttentionBias);
+        k_proj = new Projection(c.HiddenSize, c.KvDim, dtype, c.AttentionBias);
+        v_proj = new Projection(c.HiddenSize, c.KvDim, dtype, c.AttentionBias);
         o_proj = new Projection(c.QueryDim, c.HiddenSize, dtype);
+        if (c.QkNorm)
+        {
+            q_norm = RmsNorm.Create(c, c.HeadDim, dtype);
+            k_norm = RmsNorm.Create(c, c.HeadDim, dtype);
+        }
         RegisterComponents();
     }
 
@@ -106,11 +159,15 @@ public sealed class Attention : nn.Module
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2);
-        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var q = q_proj.forward(x).view(b, t, _heads, _headDim);
+        var k = k_proj.forward(x).view(b, t, _kvHeads, _headDim);
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        q = rope.Apply(q);
-        k = rope.Apply(k);
+        if (q_norm != null) q = q_norm.forward(q);
+        if (k_norm != null) k = k_norm.forward(k);
+        q = rope.Apply(q.transpose(1, 2));
+        k = rope.Apply(k.transpose(1, 2));
+        // SDPA scales by head_dim^-½; a model with another scale has q pre-multiplied to make up the difference.
+        if (_queryPreScale != 1.0) q = q * _queryPreScale;
         if (cache != null) (k, v) = cache.Append(layer, k, v);
         int rep = _heads / _kvHeads;
         if (rep > 1)
@@ -127,32 +184,6 @@ public sealed class Attention : nn.Module
     }
 }
 
-public sealed class DecoderLayer : nn.Module
-{
-    public RmsNorm input_layernorm, post_attention_layernorm;
-    public Attention self_attn;
-    public Mlp mlp;
-    readonly int _index;
-
-    public DecoderLayer(LlamaConfig c, int index, ScalarType dtype) : base("DecoderLayer")
-    {
-        _index = index;
-        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
-        self_attn = new Attention(c, dtype);
-        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
-        mlp = new Mlp(c, dtype);
-        RegisterComponents();
-    }
-
-    public Tensor Forward(Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache)
-    {
-        using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.forward(x), rope, mask, cache, _index);
-        var o = h + mlp.forward(post_attention_layernorm.forward(h));
-        return o.MoveToOuterDisposeScope();
-    }
-}
-
 /// <summary>The decoder stack without the LM head (HF's LlamaModel, parameter prefix <c>model.</c>).</summary>
 public sealed class LlamaDecoder : nn.Module
 {
@@ -162,9 +193,9 @@ public sealed class LlamaDecoder : nn.Module
 
     public LlamaDecoder(LlamaConfig c, ScalarType dtype) : base("LlamaModel")
     {
-        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype);
-        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(i => new DecoderLayer(c, i, dtype)).ToArray());
-        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
+        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, dtype, c.ScaleEmbeddings ? MathF.Sqrt(c.HiddenSize) : null);
+        layers = new ModuleList<DecoderLayer>(Enumerable.Range(0, c.NumLayers).Select(i => DecoderLayer.Create(c, i, dtype)).ToArray());
+        norm = RmsNorm.Create(c, c.HiddenSize, dtype);
         RegisterComponents();
     }
 }

@@ -10,12 +10,18 @@ public sealed class RotaryTables : IDisposable
 {
     readonly Tensor _cos, _sin; // [B, 1, T, headDim]
 
-    public RotaryTables(LlamaConfig c, Tensor positionIds, ScalarType dtype)
+    /// <summary>The tables of the model's full-attention layers.</summary>
+    public RotaryTables(LlamaConfig c, Tensor positionIds, ScalarType dtype) : this(c.GlobalRope, c.HeadDim, positionIds, dtype) { }
+
+    public RotaryTables(RopeSpec rope, int headDim, Tensor positionIds, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var invFreq = InverseFrequencies(c);
+        // Dynamic NTK stretches the base once the sequence outgrows the trained context, like HF's dynamic_rope_update
+        // for this forward's longest position (HF also remembers the longest sequence seen in earlier calls).
+        long seqLen = rope.Scaling == RopeScalingKind.Dynamic ? positionIds.max().item<long>() + 1 : 0;
+        var invFreq = InverseFrequencies(rope, headDim, seqLen);
         var pos = positionIds.to(ScalarType.Float32);
-        if (c.RopeScaling == RopeScalingKind.Linear) pos = pos / c.RopeScalingFactor;
+        if (rope.Scaling == RopeScalingKind.Linear) pos = pos / rope.Factor;
         var freqs = pos.unsqueeze(-1) * invFreq; // [B, T, hd/2]
         var emb = torch.cat(new[] { freqs, freqs }, -1).unsqueeze(1);
         _cos = emb.cos().to(dtype).MoveToOuterDisposeScope();
@@ -30,11 +36,41 @@ public sealed class RotaryTables : IDisposable
     /// </summary>
     public RotaryTables Retain() => new(_cos.alias().DetachFromDisposeScope(), _sin.alias().DetachFromDisposeScope());
 
-    public static Tensor InverseFrequencies(LlamaConfig c)
+    /// <summary>
+    /// 1 / theta^(2i/d) in fp32 (exponent from integer steps, as HF computes it), then the scaling's change to it:
+    /// llama3 divides low frequencies by the factor and blends the band between; dynamic NTK raises the base for
+    /// sequences longer than the trained context (<paramref name="seqLen"/>). Linear scaling divides positions instead.
+    /// </summary>
+    public static Tensor InverseFrequencies(RopeSpec rope, int headDim, long seqLen)
     {
-        // 1 / theta^(2i/d), exponent computed from integer steps as HF does.
-        var steps = torch.arange(0, c.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / c.HeadDim;
-        return torch.pow(torch.tensor(c.RopeTheta, dtype: ScalarType.Float32), steps).reciprocal();
+        using var scope = NewDisposeScope();
+        double theta = rope.Theta;
+        if (rope.Scaling == RopeScalingKind.Dynamic)
+        {
+            long len = Math.Max(seqLen, rope.MaxPositions);
+            theta *= Math.Pow(rope.Factor * len / rope.MaxPositions - (rope.Factor - 1), headDim / (headDim - 2.0));
+        }
+        var steps = torch.arange(0, headDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32) / headDim;
+        var invFreq = torch.pow(torch.tensor(theta, dtype: ScalarType.Float32), steps).reciprocal();
+        if (rope.Scaling == RopeScalingKind.Llama3) invFreq = invFreq / Llama3FrequencyFactors(rope, invFreq);
+        return invFreq.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// llama3 scaling as the divisor of each inverse frequency (1 for short wavelengths, the factor for long ones,
+    /// a blend between): exactly the <c>rope_freqs</c> tensor llama.cpp's converter writes, computed in fp32.
+    /// </summary>
+    public static Tensor Llama3FrequencyFactors(RopeSpec rope, Tensor invFreq)
+    {
+        using var scope = NewDisposeScope();
+        double old = rope.OriginalMaxPositions;
+        double lowWavelen = old / rope.LowFreqFactor, highWavelen = old / rope.HighFreqFactor;
+        var wavelen = (2 * Math.PI) / invFreq; // fp32, as the converter's 2·π / freq on an fp32 tensor element
+        var smooth = (old / wavelen - rope.LowFreqFactor) / (rope.HighFreqFactor - rope.LowFreqFactor);
+        var blended = ((1 - smooth) / rope.Factor + smooth).reciprocal();
+        var factors = torch.where(wavelen < highWavelen, torch.ones_like(invFreq),
+            torch.where(wavelen > lowWavelen, torch.full_like(invFreq, rope.Factor), blended));
+        return factors.MoveToOuterDisposeScope();
     }
 
     /// <summary>x: [B, heads, T, headDim].</summary>

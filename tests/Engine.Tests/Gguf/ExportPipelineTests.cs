@@ -70,10 +70,10 @@ public class ExportPipelineTests
         var parts = ModelLoader.OpenParts(source);
         using var weights = parts.Weights;
         var config = parts.Config;
-        var plan = LlamaTensorNames.HfNames(config).Select(hf =>
+        var plan = HfTensorLayout.Tensors(config).Select(t => t.Name).Select(hf =>
         {
             var dims = weights.Shape(hf).Reverse().ToArray();
-            return (Hf: hf, Choice: TensorTypePlan.Choose(type, LlamaTensorNames.ToGguf(hf)!, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings));
+            return (Hf: hf, Choice: TensorTypePlan.Choose(type, GgufArchitectures.Llama.ToGguf(hf)!, dims, config.NumLayers, hasOutputTensor: !config.TieWordEmbeddings));
         }).ToList();
         var writer = new GgufWriter();
         foreach (var kv in GgufModelMetadata.Build(config, "m", type, plan.Any(p => GgmlTypes.IsQuantized(p.Choice.Type)), config.VocabSize)) writer.Add(kv.Key, kv.Value);
@@ -83,7 +83,7 @@ public class ExportPipelineTests
             {
                 using var scope = NewDisposeScope();
                 var values = weights.Read(hf).to(ScalarType.Float32).contiguous();
-                if (RopePermutation.HeadsFor(c.Name, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
+                if (GgufArchitectures.Llama.InterleaveHeads(c.Name, config) is int heads) values = RopePermutation.ToInterleaved(values, heads);
                 var floats = values.data<float>().ToArray();
                 int rowLength = (int)c.Dims[0], rowBytes = (int)GgmlTypes.RowBytes(c.Type, rowLength);
                 var row = new byte[rowBytes];

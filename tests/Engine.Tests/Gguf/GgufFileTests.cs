@@ -84,10 +84,13 @@ public class GgufFileTests
         var k = TorchSharp.torch.arange(16 * 32, dtype: TorchSharp.torch.ScalarType.Float32).reshape(16, 32);
         using var permuted = RopePermutation.ToInterleaved(k, config.NumKvHeads);
         Assert.False(permuted.eq(k).all().item<bool>());
-        using var back = RopePermutation.ToRotateHalf(permuted, (int)RopePermutation.HeadsFor("blk.0.attn_k.weight", config)!);
+        var llama = GgufArchitectures.Llama;
+        using var back = RopePermutation.ToRotateHalf(permuted, (int)llama.InterleaveHeads("blk.0.attn_k.weight", config)!);
         Assert.True(back.eq(k).all().item<bool>());
-        Assert.Equal(4, RopePermutation.HeadsFor("blk.0.attn_q.weight", config));
-        Assert.Null(RopePermutation.HeadsFor("blk.0.attn_v.weight", config));
+        Assert.Equal(4, llama.InterleaveHeads("blk.0.attn_q.weight", config));
+        Assert.Null(llama.InterleaveHeads("blk.0.attn_v.weight", config));
+        // NEOX-RoPE architectures store HF's rotate-half order unchanged.
+        Assert.Null(GgufArchitectures.Qwen2.InterleaveHeads("blk.0.attn_q.weight", config));
     }
 
     [Fact]
@@ -121,10 +124,11 @@ public class GgufFileTests
             "blk.11.attn_v.weight", "blk.11.attn_output.weight", "blk.11.ffn_norm.weight",
             "blk.11.ffn_gate.weight", "blk.11.ffn_up.weight", "blk.11.ffn_down.weight",
         };
-        Assert.Equal(gguf, hf.Select(LlamaTensorNames.ToGguf));
-        Assert.Equal(hf, gguf.Select(LlamaTensorNames.ToHf));
-        Assert.Null(LlamaTensorNames.ToGguf("model.layers.0.self_attn.rotary_emb.inv_freq"));
-        Assert.Null(LlamaTensorNames.ToHf("rope_freqs.weight"));
+        var llama = GgufArchitectures.Llama;
+        Assert.Equal(gguf, hf.Select(llama.ToGguf));
+        Assert.Equal(hf, gguf.Select(llama.ToHf));
+        Assert.Null(llama.ToGguf("model.layers.0.self_attn.rotary_emb.inv_freq"));
+        Assert.Null(llama.ToHf("rope_freqs.weight"));
     }
 
     [Theory]

@@ -15,8 +15,8 @@ public class TensorTypePlanTests
     };
 
     static Dictionary<GgmlType, int> Counts(LlamaConfig c, GgufExportType type) =>
-        LlamaTensorNames.HfNames(c)
-            .Select(hf => TensorTypePlan.Choose(type, LlamaTensorNames.ToGguf(hf)!, LlamaTensorNames.ExpectedShape(c, hf)!.Reverse().ToArray(), c.NumLayers, !c.TieWordEmbeddings))
+        HfTensorLayout.Tensors(c)
+            .Select(t => TensorTypePlan.Choose(type, GgufArchitectures.Llama.ToGguf(t.Name)!, t.Shape.Reverse().ToArray(), c.NumLayers, !c.TieWordEmbeddings))
             .GroupBy(t => t.Type).ToDictionary(g => g.Key, g => g.Count());
 
     [Fact]

@@ -21,11 +21,11 @@ public class HeadLogProbModesTests
     }
 
     static HeadRun Run(Tensor hidden, Tensor weight, Tensor labels, LogProbMode mode, Func<Tensor, Tensor> objective,
-                       long? chunkRows = null, bool weightGrad = true)
+                       long? chunkRows = null, bool weightGrad = true, double? softcap = null)
     {
         var h = hidden.detach().clone().requires_grad_(true);
         var w = weight.detach().clone().requires_grad_(weightGrad);
-        var r = TokenLogProbs.FromHidden(h, w, labels, mode, chunkRows);
+        var r = TokenLogProbs.FromHidden(h, w, labels, mode, chunkRows, softcap);
         objective(r.LogProbs).backward();
         return new HeadRun(r.LogProbs.detach(), r.LogitMeans, h.grad?.clone(), weightGrad ? w.grad!.clone() : null);
     }
@@ -49,6 +49,33 @@ public class HeadLogProbModesTests
         TensorAssert.Close(other.HiddenGrad!, naive.HiddenGrad!, 1e-5, 1e-5, $"{mode} hidden gradient");
         TensorAssert.Close(other.WeightGrad!, naive.WeightGrad!, 1e-5, 1e-5, $"{mode} weight gradient");
         Assert.Equal(0f, other.LogProbs[1].item<float>());
+    }
+
+    [Theory]
+    [InlineData(LogProbMode.Naive, null)]
+    [InlineData(LogProbMode.Fused, null)]
+    [InlineData(LogProbMode.Chunked, 4L)]
+    public void SoftCappedLogitsMatchADoublePrecisionReference(LogProbMode mode, long? chunkRows)
+    {
+        // Gemma's final_logit_softcapping: log_softmax(cap·tanh(h·Wᵀ / cap)), values and gradients, against plain
+        // double-precision autograd of that formula (logits large enough for the cap to bend them).
+        using var scope = NewDisposeScope();
+        const double cap = 3.0;
+        var (hidden, weight, labels) = Inputs(13, 24, 1001, 5);
+        weight = weight * 4;
+        var run = Run(hidden, weight, labels, mode, WeightedSum, chunkRows, softcap: cap);
+
+        var h = hidden.to(ScalarType.Float64).requires_grad_(true);
+        var w = weight.to(ScalarType.Float64).requires_grad_(true);
+        var z = (nn.functional.linear(h, w) / cap).tanh() * cap;
+        var valid = labels.ne(TokenLogProbs.IgnoreIndex);
+        var lp = z.log_softmax(-1).gather(-1, labels.masked_fill(valid.logical_not(), 0).unsqueeze(-1)).squeeze(-1).masked_fill(valid.logical_not(), 0.0);
+        (lp * arange(lp.shape[0], ScalarType.Float64).sin()).sum().backward();
+        Assert.True(z.abs().max().item<double>() > 0.9 * cap, "the logits should reach the cap");
+        TensorAssert.Close(run.LogProbs, lp.detach().to(ScalarType.Float32), 1e-5, 1e-5, $"{mode} soft-capped log-probs");
+        TensorAssert.Close(run.Means, z.detach().mean(new long[] { -1 }).to(ScalarType.Float32), 1e-5, 1e-5, $"{mode} soft-capped mean logits");
+        TensorAssert.Close(run.HiddenGrad!, h.grad!.to(ScalarType.Float32), 1e-5, 1e-5, $"{mode} hidden gradient");
+        TensorAssert.Close(run.WeightGrad!, w.grad!.to(ScalarType.Float32), 1e-5, 1e-5, $"{mode} weight gradient");
     }
 
     [Theory]

@@ -59,6 +59,7 @@ public class KernelCliTests
                 if (figure != "forward_over_floor_pairs") Assert.Equal(item.GetProperty(figure + "_ms").GetDouble(), v[1]);
             }
             Assert.Equal(2, item.GetProperty("repeat").GetInt32());
+            Engine.Tests.Cli.BenchCliTests.AssertMachine(item);
         }
         Assert.Equal(new[] { "f32", "bf16", "f32", "bf16" }, items.Select(i => i.GetProperty("dtype").GetString()));
     }

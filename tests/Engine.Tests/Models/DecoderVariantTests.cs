@@ -38,6 +38,31 @@ public class DecoderVariantTests
     [Fact] public void LinearRopeScaling() => AssertMatchesReference(Tiny(scaling: RopeScalingKind.Linear, factor: 4));
     [Fact] public void MistralSlidingWindow() => AssertMatchesReference(Tiny("MistralForCausalLM", window: 3), length: 9);
 
+    /// <summary>Dynamic NTK: the sequence outgrows max_position_embeddings (5), so the RoPE base stretches.</summary>
+    [Fact]
+    public void DynamicNtkRopeScalingPastTheTrainedContext() =>
+        AssertMatchesReference(Tiny(scaling: RopeScalingKind.Dynamic, factor: 2) with { MaxPositionEmbeddings = 5 }, length: 9);
+
+    /// <summary>llama3 scaling with one frequency pair in each band (kept, blended, divided), past an original context of 32.</summary>
+    [Fact]
+    public void Llama3RopeScalingPastTheOriginalContext() =>
+        AssertMatchesReference(Tiny(scaling: RopeScalingKind.Llama3, factor: 8) with
+        {
+            RopeLowFreqFactor = 1, RopeHighFreqFactor = 4, RopeOriginalMaxPositions = 32,
+        }, length: 40);
+
+    /// <summary>Gemma 3's parts where the family fixture keeps Gemma's own values: soft-capped logits, every second layer
+    /// global, a query scale other than head_dim, and linear scaling that applies to the global layers only.</summary>
+    [Fact]
+    public void GemmaWithSoftcapsAnotherPatternAndScaledGlobalRope() =>
+        AssertMatchesReference(LlamaConfig.ForFamily(ModelFamily.Gemma3) with
+        {
+            HiddenSize = 24, IntermediateSize = 40, NumLayers = 4, NumHeads = 2, NumKvHeads = 1, HeadDim = 8, VocabSize = 50,
+            MaxPositionEmbeddings = 64, RmsNormEps = 1e-6, RopeTheta = 5000, LocalRopeTheta = 50, SlidingWindow = 3,
+            SlidingWindowPattern = 2, QueryPreAttnScalar = 5, FinalLogitSoftcapping = 1.5,
+            RopeScaling = RopeScalingKind.Linear, RopeScalingFactor = 2,
+        }, length: 9);
+
     [Fact]
     public void SlidingWindowHoldsDuringCachedDecoding()
     {
