@@ -48,6 +48,16 @@ public sealed record AdamWBenchResult
     [JsonPropertyName("min_median_max_ms")] public IReadOnlyDictionary<string, double[]> MinMedianMax { get; init; } = new Dictionary<string, double[]>();
     [JsonPropertyName("repeat")] public int Repeat { get; init; }
     [JsonPropertyName("machine")] public Dictionary<string, object>? Machine { get; init; }
+    [JsonPropertyName("warnings")] public IReadOnlyList<string> Warnings { get; init; } = Array.Empty<string>();
+
+    /// <summary>This case with the machine it ran on and a warning for each timed figure whose spread is too wide.</summary>
+    public AdamWBenchResult Described(BenchmarkMachine machine) => this with
+    {
+        Machine = machine.ToJson(),
+        Warnings = MinMedianMax.Where(f => !f.Key.EndsWith("_pairs"))
+            .Select(f => new Spread(f.Value[0], f.Value[1], f.Value[2]).WarningFor($"adamw {Dtype}/{StateDtype} {f.Key}", machine))
+            .OfType<string>().ToList(),
+    };
 }
 
 public static class AdamWBenchmark
@@ -61,13 +71,11 @@ public static class AdamWBenchmark
         NativeKernels.Threads = options.Threads ?? 0;
         if (!NativeKernels.TryForceIsa(options.Isa))
             throw new EngineException($"this CPU (or this build of the native library) has no {options.Isa} kernels");
-        if (!ModelPresets.All.TryGetValue(options.AdamWModel, out var config))
-            throw new EngineException($"bench kernels: unknown model preset '{options.AdamWModel}' (known: {string.Join(", ", ModelPresets.All.Keys)})");
         foreach (var (dtype, state) in Cases)
             if (options.Dtypes.Contains(dtype))
             {
                 log?.Invoke($"adamw {options.AdamWModel} {dtype} weights, {state} moments ...");
-                yield return RunCase(options, config, dtype, state);
+                yield return RunCase(options, dtype, state);
             }
     }
 
@@ -79,14 +87,14 @@ public static class AdamWBenchmark
         return sw.Elapsed.TotalMilliseconds;
     }
 
-    static AdamWBenchResult RunCase(KernelBenchOptions options, LlamaConfig config, string dtypeName, string stateName)
+    static AdamWBenchResult RunCase(KernelBenchOptions options, string dtypeName, string stateName)
     {
         var dtype = dtypeName == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
         var stateDtype = stateName == "bf16" ? ScalarType.BFloat16 : ScalarType.Float32;
         using var scope = NewDisposeScope();
-        // The preset's real parameter list (names, shapes, which are decayed), with random values.
+        // The model's real parameter list (names, shapes, which are decayed), with random values.
         var parameters = new List<(string, Parameter)>();
-        using (var model = new LlamaForCausalLM(config, ScalarType.Float32))
+        using (var model = TrainingSession.LoadPolicy(options.AdamWModel, ScalarType.Float32, requireTokenizer: false, seed: 7).Model)
         {
             var gen = new Generator(7);
             foreach (var (name, p) in model.named_parameters())

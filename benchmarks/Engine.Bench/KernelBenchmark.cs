@@ -81,7 +81,7 @@ public sealed record KernelBenchOptions
     /// <summary>Which kernels to measure: "logprob" (the rows × vocab grid), "adamw" (the optimizer step).</summary>
     public IReadOnlyList<string> Cases { get; init; } = DefaultCases;
     public static readonly string[] DefaultCases = { "logprob", "adamw" };
-    /// <summary>The model preset whose parameters the AdamW case updates.</summary>
+    /// <summary>The model (preset name or model folder) whose parameters the AdamW case updates.</summary>
     public string AdamWModel { get; init; } = "bench-25m";
 }
 

@@ -39,8 +39,8 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         B(Opt<KernelBenchOptions>.List("cases", "kernels to measure: logprob (the rows x vocab grid), adamw (clipping + AdamW over a model's parameters)", "logprob,adamw",
             (s, what) => KernelBenchOptions.DefaultCases.Contains(s) ? s : throw new UsageException($"{what} takes logprob and/or adamw (got '{s}')"),
             o => o.Cases, (o, v) => o with { Cases = v }, sample: "adamw")),
-        B(Opt<KernelBenchOptions>.Choice("adamw-model", "model preset whose parameters the adamw case updates", Engine.Models.ModelPresets.All.Keys.ToList(), v => v,
-            o => o.AdamWModel, (o, v) => o with { AdamWModel = v })),
+        B(Opt<KernelBenchOptions>.String("adamw-model", "model (preset name or model folder) whose parameters the adamw case updates", o => o.AdamWModel,
+            (o, v) => o with { AdamWModel = v }, valueName: "MODEL", sample: "bench-25m")),
     };
 
     protected override int Execute(Parsed<BenchKernelsArgs> parsed, CliContext context)
@@ -73,8 +73,9 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
             foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
             {
-                var r = measured with { Machine = BenchmarkMachine.Describe(KernelBenchmark.Threads, load).ToJson() };
+                var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
                 load = BenchmarkMachine.LoadAverage();
+                foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
                 if (json)
                 {
                     w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
