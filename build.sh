@@ -60,6 +60,17 @@ ensure_cross_tools() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++-aarch64-linux-gnu qemu-user >/dev/null
 }
 
+# Open MPI (Debian's openmpi-bin, libopenmpi-dev: mpirun and libmpi.so.40) for data-parallel training (train --nproc N,
+# mpirun -np N ./engine train); a one-process `train` never loads it.
+ensure_openmpi() {
+  local libs; libs=$(ldconfig -p 2>/dev/null || true)
+  if command -v mpirun >/dev/null && grep -q 'libmpi.so.40' <<<"$libs"; then return; fi
+  if [ ! -f /etc/debian_version ]; then log "not Debian: install Open MPI 4.x yourself for train --nproc N"; return; fi
+  log "installing Open MPI (openmpi-bin, libopenmpi-dev) for data-parallel training"
+  as_root apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null
+}
+
 build_native() {
   [ -f native/CMakeLists.txt ] || return 0
   log "building native/ (CMake)"
@@ -77,6 +88,7 @@ setup() {
   ensure_build_tools
   ensure_nvrtc
   ensure_cross_tools
+  ensure_openmpi
   build_native
   build_dotnet
 }

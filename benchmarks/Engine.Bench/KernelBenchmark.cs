@@ -78,9 +78,14 @@ public sealed record KernelBenchOptions
     public int? Threads { get; init; }
     /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
     public string? Isa { get; init; }
-    /// <summary>Which kernels to measure: "logprob" (the rows × vocab grid), "adamw" (the optimizer step).</summary>
-    public IReadOnlyList<string> Cases { get; init; } = DefaultCases;
-    public static readonly string[] DefaultCases = { "logprob", "adamw" };
+    /// <summary>Cases to run: "logprob" (this benchmark), "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>), the layer
+    /// kernels (<see cref="LayerKernelBenchmark.Kernels"/>) and "adamw" (<see cref="AdamWBenchmark"/>).</summary>
+    public IReadOnlyList<string> Cases { get; init; } = new[] { "logprob" };
+    public static IReadOnlyList<string> AllCases => new[] { "logprob", "qmatmul" }.Concat(LayerKernelBenchmark.Kernels).Append("adamw").ToList();
+    /// <summary>qmatmul: rows (tokens), the square weight's size, and the formats.</summary>
+    public IReadOnlyList<long> QmatmulRows { get; init; } = QuantizedMatmulBenchmark.DefaultRows;
+    public long QmatmulSize { get; init; } = 4096;
+    public IReadOnlyList<string> QmatmulFormats { get; init; } = new[] { "nf4", "nf4-dq" };
     /// <summary>The model (preset name or model folder) whose parameters the AdamW case updates.</summary>
     public string AdamWModel { get; init; } = "bench-25m";
 }
@@ -140,7 +145,7 @@ public static class KernelBenchmark
     }
 
     /// <summary>Two measurements alternated (a, b, a, b, ...), so both see the same load on a shared machine; also the per-pair ratios a/b.</summary>
-    static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
     {
         Once(a, null);
         Once(b, null);
@@ -153,6 +158,9 @@ public static class KernelBenchmark
         }
         return (Timing.Of(ta), Timing.Of(tb), Timing.Of(ta.Zip(tb, (x, y) => x / y).ToList()));
     }
+
+    /// <summary>For the other benchmarks of this assembly: <see cref="TimeAlternating"/>.</summary>
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternatingPublic(int repeat, Action a, Action b) => TimeAlternating(repeat, a, b);
 
     static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
     {

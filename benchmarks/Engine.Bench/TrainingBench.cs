@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using Engine.Data;
+using Engine.Distributed;
+using Engine.Kernels;
 using Engine.Methods;
 using Engine.Models;
 using Engine.Training;
@@ -7,10 +9,14 @@ using static TorchSharp.torch;
 
 namespace Engine.Bench;
 
-/// <summary>One configuration's throughput: spreads over the timed steps, the f32 matmul rate timed between them, and
-/// the ratio of medians (achieved 6N FLOP/s over the matmul rate).</summary>
+/// <summary>One configuration's throughput: spreads over the timed steps, the matmul rate (in the step's dtype) timed between them, and
+/// the ratio of medians (achieved 6N FLOP/s over the matmul rate). With N ranks: tokens/s over all of them
+/// (MicroBatch is per rank), torch threads per process, and rank 0's seconds per step from the end of backward until
+/// the gradient sums are in (the all-reduce not hidden by backward, plus waiting for the slower rank).</summary>
 public sealed record TrainingBenchResult(string Method, string ReferenceMode, string Model, int MicroBatch, int SeqLen, int Steps,
-    Spread TokensPerSecond, Spread StepSeconds, Spread MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes)
+    Spread TokensPerSecond, Spread StepSeconds, Spread MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes,
+    int Ranks = 1, int Threads = 0, double AllReduceSecondsPerStep = 0, int GradientBuckets = 0, int BucketsStartedInBackward = 0,
+    IReadOnlyDictionary<string, double>? Profile = null)
 {
     public double RatioToMatmul => AchievedGflops / MatmulGflops.Median;
 }
@@ -19,36 +25,49 @@ public sealed record TrainingBenchResult(string Method, string ReferenceMode, st
 /// Training throughput of a method on a random-weight preset, through <see cref="TrainingSession"/> (the code `train`
 /// runs) on random-token batches with the prompt and the completion each half of the sequence: tokens/s over the timed
 /// steps (the first step is a warm-up), the process's peak RSS (VmHWM), and the matmul rate measured in the same
-/// process. Run each configuration in its own process so peak RSS is its own.
+/// process. Run each configuration in its own process so peak RSS is its own. With more than one rank every rank trains
+/// its own micro-batch (the global batch grows with the ranks, as in data-parallel scaling runs) and the gradients are
+/// summed over ranks each step; tokens/s counts every rank's tokens, and the matmul rate and peak RSS are rank 0's.
 /// </summary>
 public static class TrainingBench
 {
-    public static TrainingBenchResult Run(StepSettings step, int steps)
+    /// <param name="profile">split the timed steps by op class (<see cref="StepProfiler"/>): ms per step per class</param>
+    public static TrainingBenchResult Run(StepSettings step, int steps, ICommunicator? ranks = null, bool profile = false)
     {
+        ranks ??= SingleProcess.Instance;
         var config = ModelPresets.Get(step.Model);
         int prompt = step.MaxLength / 2;
         var shape = new SyntheticShape(step.MicroBatch, prompt, step.MaxLength - prompt, config.VocabSize, config.BosTokenId ?? 1, Batches: steps + 1, Seed: 3);
         var options = new TrainingOptions { Step = step, Seed = 7, SaveFinal = false, Plots = false };
-        using var session = TrainingSession.Open(options, new SessionData.Synthetic(shape), SilentObserver.Instance);
+        using var session = TrainingSession.Open(options, new SessionData.Synthetic(shape), SilentObserver.Instance, ranks: ranks);
         using var batches = session.Train.Batches(1, DataPosition.Start).GetEnumerator();
         session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5); // warm-up
         var seconds = new List<double>();
         var tokensPerSecond = new List<double>();
         var matmul = new List<double>();
+        double communication = 0;
+        var profiled = new Dictionary<string, double>();
         for (int i = 0; i < steps; i++)
         {
+            var profiler = profile ? StepProfiler.Start() : null;
             var clock = Stopwatch.StartNew();
             var outcome = session.TrainStep(batches, gradAccum: 1, learningRate: 1e-5)!;
             seconds.Add(clock.Elapsed.TotalSeconds);
+            profiler?.Stop();
+            if (profiler != null) foreach (var (name, ms) in profiler.Milliseconds) profiled[name] = profiled.GetValueOrDefault(name) + ms;
             tokensPerSecond.Add(outcome.Tokens / seconds[^1]);
+            communication += session.Gradients?.FinishSeconds ?? 0;
             // Timed between steps, so the ratio compares figures measured under the same load.
-            matmul.Add(MatmulRate.Measure(ScalarType.Float32, seconds: 0.25) / 1e9);
+            // (In the step's compute dtype: bf16 steps against the bf16 rate.)
+            matmul.Add(MatmulRate.Measure(step.Dtype, seconds: 0.25) / 1e9);
         }
         var tokens = Spread.Of(tokensPerSecond);
         // Forward+backward of the policy: 6·N per token.
         double flopsPerToken = 6.0 * config.ParameterCount();
         return new TrainingBenchResult(step.Method.Name, Util.Spelling.Of(step.Reference), step.Model, step.MicroBatch, step.MaxLength, steps,
-            tokens, Spread.Of(seconds), Spread.Of(matmul), flopsPerToken * tokens.Median / 1e9, PeakRss(), config.ParameterCount() * 4);
+            tokens, Spread.Of(seconds), Spread.Of(matmul), flopsPerToken * tokens.Median / 1e9, PeakRss(), config.ParameterCount() * 4,
+            ranks.Size, get_num_threads(), communication / steps, session.Gradients?.Count ?? 0, session.Gradients?.StartedDuringBackward ?? 0,
+            profile ? profiled.ToDictionary(kv => kv.Key, kv => kv.Value / steps) : null);
     }
 
     /// <summary>Peak resident set size of this process (Linux VmHWM), 0 where unavailable.</summary>

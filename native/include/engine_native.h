@@ -18,6 +18,14 @@ extern "C" {
 #define ENGINE_DTYPE_F32 0
 #define ENGINE_DTYPE_BF16 1
 
+/* How an RMSNorm applies its weight: HF Llama's w · (x̂ rounded to the dtype), or Gemma's (1 + w) · x̂ in fp32. */
+#define ENGINE_NORM_WEIGHT 0
+#define ENGINE_NORM_UNIT_OFFSET 1
+
+/* Gated MLP activations: h = act(gate) · up. */
+#define ENGINE_GLU_SWIGLU 0 /* silu */
+#define ENGINE_GLU_GEGLU 1  /* tanh-approximated GELU */
+
 /* Instruction sets of the CPU row kernels. */
 #define ENGINE_ISA_SCALAR 0
 #define ENGINE_ISA_AVX2 1
@@ -59,6 +67,28 @@ int32_t engine_floor_exp_sum(const void* logits, int32_t dtype, int64_t rows, in
  * Advisory: returns 0, or errno when the kernel refuses (the buffer works either way). */
 int32_t engine_advise_huge_pages(void* p, int64_t bytes);
 
+/* Fused RMSNorm over the last dimension of x [rows, n] (dtype: ENGINE_DTYPE_*; w has x's dtype, [n]):
+ *   inv_rms[r] = 1 / sqrt(mean(x[r]^2) + eps); y = w · x̂ (mode ENGINE_NORM_WEIGHT, x̂ rounded to the dtype first,
+ *   as HF Llama) or (1 + w) · x̂ (ENGINE_NORM_UNIT_OFFSET, Gemma). All arithmetic in fp32. */
+int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int64_t rows, int64_t n, float eps, int32_t mode,
+                               void* y, float* inv_rms);
+/* Backward from the saved inv_rms: dx [rows, n] in x's dtype (may be dy itself), dw [n] fp32. dw is summed over
+ * fixed chunks of rows in a fixed order, so it does not depend on the thread count. */
+int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_rms, const void* dy, int32_t dtype, int64_t rows,
+                                int64_t n, int32_t mode, void* dx, float* dw);
+
+/* RoPE in place on x [tokens, heads, head_dim] (HF's rotate-half layout) with fp32 cos/sin [tokens, head_dim / 2]:
+ * (x1, x2) -> (x1 c - x2 s, x2 c + x1 s); inverse = 1 applies the transposed rotation (the backward on the gradient). */
+int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
+                    int32_t inverse);
+
+/* Gated activation h = act(gate) · up over count elements (act: ENGINE_GLU_*). */
+int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h);
+/* Its backward, recomputing act from gate: d_gate = dh · up · act'(gate), d_up = dh · act(gate). d_gate may be gate and
+ * d_up may be up (in place). */
+int32_t engine_glu_backward(int32_t act, const void* gate, const void* up, const void* dh, int32_t dtype, int64_t count,
+                            void* d_gate, void* d_up);
+
 /* KTO z0 reduction over a microbatch of mismatched pairs, deterministic (fixed order, double accumulation):
  *   policy_sums[b] = sum_t mask[b,t] ? policy[b,t] : 0, likewise reference from ref_tokens [B,T];
  *   or, when ref_tokens is NULL, the reference sums are taken from ref_sums_in [B].
@@ -67,6 +97,60 @@ int32_t engine_advise_huge_pages(void* p, int64_t bytes);
  * give identical bits. */
 int32_t engine_kl_z0(const float* policy, const float* ref_tokens, const float* ref_sums_in, const uint8_t* mask,
                      int64_t batch, int64_t tokens, float* policy_sums, float* ref_sums, double* out);
+
+
+/* ---- Quantized weights (docs/kernels.md, "Quantized weights") ----
+ * A weight W [rows = out features, cols = in features], row-major, quantized in blocks of ENGINE_QUANT_BLOCK
+ * consecutive values of the flattened weight (bitsandbytes' layout):
+ *   ENGINE_QUANT_NF4     4-bit NF4 codes, two per byte (element 2i in the high nibble, 2i+1 in the low one);
+ *                        absmax: fp32 per block; value = nf4_code[q] * absmax[block].
+ *   ENGINE_QUANT_NF4_DQ  the same codes with the absmax double-quantized: qabsmax (uint8 index into code2, the
+ *                        256-entry signed dynamic code) per block, absmax2 (fp32) per group of
+ *                        ENGINE_QUANT_DQ_GROUP blocks, one fp32 offset (the mean absmax);
+ *                        absmax[block] = code2[qabsmax[block]] * absmax2[block / 256] + offset.
+ *   ENGINE_QUANT_INT8    int8 codes, one per byte; absmax holds the fp32 scale (block absmax / 127) per block;
+ *                        value = q * scale[block].
+ * Every value is computed in fp32 without fused multiply-adds, so every path gives the same bits. */
+#define ENGINE_QUANT_NF4 0
+#define ENGINE_QUANT_NF4_DQ 1
+#define ENGINE_QUANT_INT8 2
+#define ENGINE_QUANT_BLOCK 64
+#define ENGINE_QUANT_DQ_GROUP 256
+
+typedef struct EngineQuantWeight
+{
+    int32_t format;
+    int32_t reserved;
+    int64_t rows, cols;
+    uint8_t* data;      /* NF4: ceil(rows*cols/2) bytes; INT8: rows*cols bytes (int8) */
+    float* absmax;      /* NF4, INT8: one per block; NF4_DQ: unused (NULL) */
+    uint8_t* qabsmax;   /* NF4_DQ: one per block */
+    float* absmax2;     /* NF4_DQ: one per group of 256 blocks */
+    float* code2;       /* NF4_DQ: 256 entries */
+    float offset;       /* NF4_DQ */
+} EngineQuantWeight;
+
+/* The NF4 code book (16 values) and the signed 8-bit dynamic code of the double-quantized absmax (256 values,
+ * ascending), as bitsandbytes defines them. */
+void engine_quant_nf4_code(float* out16);
+void engine_quant_dynamic_code(float* out256);
+
+/* Quantizes w [rows, cols] (f32 or bf16) into q, whose format, shape and buffers the caller set (sizes as above;
+ * code2 is filled with the dynamic code). Deterministic. ENGINE_BAD_ARGUMENT for a bad format, shape or NULL
+ * buffer, or a non-finite weight. */
+int32_t engine_quantize(const void* w, int32_t dtype, EngineQuantWeight* q);
+
+/* out [rows, cols] = the dequantized weight, f32, or rounded to bf16 (nearest even) when dtype is bf16. */
+int32_t engine_dequantize(const EngineQuantWeight* q, int32_t dtype, void* out);
+
+/* Dequantizing matmul, forward: y [m, rows] = x [m, cols] . dequant(W)^T. Input gradient (W is frozen):
+ * dx [m, cols] = dy [m, rows] . dequant(W). Activations f32 or bf16 (then W is dequantized to bf16, as
+ * dequantize-then-matmul in bf16 does); products accumulated in f32; the output in out_dtype. */
+int32_t engine_qmatmul_forward(const void* x, int32_t x_dtype, int64_t m, const EngineQuantWeight* q, void* y, int32_t out_dtype);
+int32_t engine_qmatmul_backward_input(const void* dy, int32_t dy_dtype, int64_t m, const EngineQuantWeight* q, void* dx,
+                                      int32_t out_dtype);
+/* 1 when bf16 activations use the AVX512-BF16 dot-product kernel (ISA avx512 on a CPU that has it), else 0. */
+int32_t engine_qmatmul_bf16_dot_available(void);
 
 /* Multi-tensor AdamW (docs/kernels.md, "Multi-tensor AdamW"). One tensor of the update: every array holds numel
  * contiguous elements. param and grad are f32 or bf16 (param_dtype; the gradient has the weights' dtype); master,

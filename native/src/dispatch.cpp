@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 // x86 CPU-feature checks exist only for x86 targets; elsewhere (ARM, ...) only the scalar kernels are built.
 // ENGINE_NO_X86 (CMake's ENGINE_SCALAR_ONLY) compiles an x86 target exactly as a non-x86 one: the check of that path.
@@ -60,6 +61,20 @@ const EngineRowKernels* kernels_for(int32_t isa)
     }
 }
 
+const EngineFusedKernels* fused_kernels_for(int32_t isa)
+{
+    switch (isa)
+    {
+#ifdef ENGINE_HAVE_AVX512
+    case ENGINE_ISA_AVX512: return engine_fused_kernels_avx512();
+#endif
+#ifdef ENGINE_HAVE_AVX2
+    case ENGINE_ISA_AVX2: return engine_fused_kernels_avx2();
+#endif
+    default: return engine_fused_kernels_scalar();
+    }
+}
+
 std::atomic<int32_t> g_isa{-1};
 
 int32_t current_isa()
@@ -88,7 +103,7 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 2; }
+int32_t engine_native_abi_version(void) { return 3; }
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 
@@ -169,6 +184,109 @@ int32_t engine_floor_exp_sum(const void* logits, int32_t dtype, int64_t rows, in
     parallel_rows(rows, vocab, [&](int64_t begin, int64_t end) {
         if (dtype == ENGINE_DTYPE_F32) k->floor_f32(static_cast<const float*>(logits), begin, end, vocab, out);
         else k->floor_bf16(static_cast<const uint16_t*>(logits), begin, end, vocab, out);
+    });
+    return ENGINE_OK;
+}
+
+int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int64_t rows, int64_t n, float eps, int32_t mode,
+                               void* y, float* inv_rms)
+{
+    if (rows < 0 || n <= 0 || !valid_dtype(dtype) || (mode != ENGINE_NORM_WEIGHT && mode != ENGINE_NORM_UNIT_OFFSET) || !(eps >= 0))
+        return ENGINE_BAD_ARGUMENT;
+    if (rows == 0) return ENGINE_OK;
+    if (!x || !w || !y || !inv_rms) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    parallel_rows(rows, n, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32)
+            k->rmsnorm_forward_f32(static_cast<const float*>(x), static_cast<const float*>(w), begin, end, n, eps, mode,
+                                   static_cast<float*>(y), inv_rms);
+        else
+            k->rmsnorm_forward_bf16(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), begin, end, n, eps, mode,
+                                    static_cast<uint16_t*>(y), inv_rms);
+    });
+    return ENGINE_OK;
+}
+
+int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_rms, const void* dy, int32_t dtype, int64_t rows,
+                                int64_t n, int32_t mode, void* dx, float* dw)
+{
+    if (rows < 0 || n <= 0 || !valid_dtype(dtype) || (mode != ENGINE_NORM_WEIGHT && mode != ENGINE_NORM_UNIT_OFFSET))
+        return ENGINE_BAD_ARGUMENT;
+    if (!dw) return ENGINE_BAD_ARGUMENT;
+    std::fill(dw, dw + n, 0.0f);
+    if (rows == 0) return ENGINE_OK;
+    if (!x || !w || !inv_rms || !dy || !dx) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    // The weight gradient is summed per chunk of rows, then the chunks in order: the chunks depend only on the
+    // shape, so the result has the same bits for any thread count.
+    constexpr int64_t kMaxChunks = 64;
+    const int64_t chunks = std::min<int64_t>(kMaxChunks, rows);
+    const int64_t chunk_rows = (rows + chunks - 1) / chunks;
+    std::vector<float> partial(static_cast<size_t>(chunks * n), 0.0f);
+    engine::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+        for (int64_t c = c_begin; c < c_end; ++c)
+        {
+            const int64_t begin = c * chunk_rows, end = std::min(rows, begin + chunk_rows);
+            if (begin >= end) continue;
+            float* acc = partial.data() + c * n;
+            if (dtype == ENGINE_DTYPE_F32)
+                k->rmsnorm_backward_f32(static_cast<const float*>(x), static_cast<const float*>(w), inv_rms,
+                                        static_cast<const float*>(dy), begin, end, n, mode, static_cast<float*>(dx), acc);
+            else
+                k->rmsnorm_backward_bf16(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), inv_rms,
+                                         static_cast<const uint16_t*>(dy), begin, end, n, mode, static_cast<uint16_t*>(dx), acc);
+        }
+    });
+    for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t j = 0; j < n; ++j) dw[j] += partial[static_cast<size_t>(c * n + j)];
+    return ENGINE_OK;
+}
+
+int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
+                    int32_t inverse)
+{
+    if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !valid_dtype(dtype)) return ENGINE_BAD_ARGUMENT;
+    if (tokens == 0) return ENGINE_OK;
+    if (!x || !cos || !sin) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    parallel_rows(tokens, heads * head_dim, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32) k->rope_f32(static_cast<float*>(x), cos, sin, begin, end, heads, head_dim, inverse);
+        else k->rope_bf16(static_cast<uint16_t*>(x), cos, sin, begin, end, heads, head_dim, inverse);
+    });
+    return ENGINE_OK;
+}
+
+int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h)
+{
+    if (count < 0 || (act != ENGINE_GLU_SWIGLU && act != ENGINE_GLU_GEGLU) || !valid_dtype(dtype)) return ENGINE_BAD_ARGUMENT;
+    if (count == 0) return ENGINE_OK;
+    if (!gate || !up || !h) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    engine::parallel_for(0, count, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32)
+            k->glu_forward_f32[act](static_cast<const float*>(gate), static_cast<const float*>(up), begin, end, static_cast<float*>(h));
+        else
+            k->glu_forward_bf16[act](static_cast<const uint16_t*>(gate), static_cast<const uint16_t*>(up), begin, end,
+                                     static_cast<uint16_t*>(h));
+    });
+    return ENGINE_OK;
+}
+
+int32_t engine_glu_backward(int32_t act, const void* gate, const void* up, const void* dh, int32_t dtype, int64_t count,
+                            void* d_gate, void* d_up)
+{
+    if (count < 0 || (act != ENGINE_GLU_SWIGLU && act != ENGINE_GLU_GEGLU) || !valid_dtype(dtype)) return ENGINE_BAD_ARGUMENT;
+    if (count == 0) return ENGINE_OK;
+    if (!gate || !up || !dh || !d_gate || !d_up) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    engine::parallel_for(0, count, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32)
+            k->glu_backward_f32[act](static_cast<const float*>(gate), static_cast<const float*>(up), static_cast<const float*>(dh),
+                                     begin, end, static_cast<float*>(d_gate), static_cast<float*>(d_up));
+        else
+            k->glu_backward_bf16[act](static_cast<const uint16_t*>(gate), static_cast<const uint16_t*>(up),
+                                      static_cast<const uint16_t*>(dh), begin, end, static_cast<uint16_t*>(d_gate),
+                                      static_cast<uint16_t*>(d_up));
     });
     return ENGINE_OK;
 }

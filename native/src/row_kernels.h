@@ -2,6 +2,7 @@
 // inline code compiled for one ISA can be merged into (and executed from) another.
 #pragma once
 #include <stdint.h>
+#include "engine_native.h"
 
 struct EngineRowKernels
 {
@@ -18,6 +19,32 @@ struct EngineRowKernels
     void (*floor_bf16)(const uint16_t* logits, int64_t row_begin, int64_t row_end, int64_t vocab, float* out);
 };
 
+// Fused RMSNorm / RoPE / gated activations (fused_rows.h), same per-ISA arrangement. Ranges are rows for the
+// norm, tokens for RoPE, elements for the activations; index [0] of the activations is SwiGLU, [1] GeGLU.
+struct EngineFusedKernels
+{
+    void (*rmsnorm_forward_f32)(const float* x, const float* w, int64_t row_begin, int64_t row_end, int64_t n, float eps,
+                                int32_t mode, float* y, float* inv_rms);
+    void (*rmsnorm_forward_bf16)(const uint16_t* x, const uint16_t* w, int64_t row_begin, int64_t row_end, int64_t n, float eps,
+                                 int32_t mode, uint16_t* y, float* inv_rms);
+    void (*rmsnorm_backward_f32)(const float* x, const float* w, const float* inv_rms, const float* dy, int64_t row_begin,
+                                 int64_t row_end, int64_t n, int32_t mode, float* dx, float* dw_acc);
+    void (*rmsnorm_backward_bf16)(const uint16_t* x, const uint16_t* w, const float* inv_rms, const uint16_t* dy,
+                                  int64_t row_begin, int64_t row_end, int64_t n, int32_t mode, uint16_t* dx, float* dw_acc);
+    void (*rope_f32)(float* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
+                     int64_t head_dim, int32_t inverse);
+    void (*rope_bf16)(uint16_t* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
+                      int64_t head_dim, int32_t inverse);
+    void (*glu_forward_f32[2])(const float* g, const float* u, int64_t begin, int64_t end, float* h);
+    void (*glu_forward_bf16[2])(const uint16_t* g, const uint16_t* u, int64_t begin, int64_t end, uint16_t* h);
+    void (*glu_backward_f32[2])(const float* g, const float* u, const float* dh, int64_t begin, int64_t end, float* dg, float* du);
+    void (*glu_backward_bf16[2])(const uint16_t* g, const uint16_t* u, const uint16_t* dh, int64_t begin, int64_t end,
+                                 uint16_t* dg, uint16_t* du);
+};
+
 const EngineRowKernels* engine_row_kernels_scalar();
 const EngineRowKernels* engine_row_kernels_avx2();
 const EngineRowKernels* engine_row_kernels_avx512();
+const EngineFusedKernels* engine_fused_kernels_scalar();
+const EngineFusedKernels* engine_fused_kernels_avx2();
+const EngineFusedKernels* engine_fused_kernels_avx512();

@@ -43,7 +43,17 @@ struct SimdAvx2
     static V add(V a, V b) { return _mm256_add_ps(a, b); }
     static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
     static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
+    static V round_bf16(V v)
+    {
+        __m256i u = _mm256_castps_si256(v);
+        __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        u = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+        return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    }
     static V sqrt(V a) { return _mm256_sqrt_ps(a); }
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
     static float hmax(V a)

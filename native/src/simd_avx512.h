@@ -44,7 +44,17 @@ struct SimdAvx512
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     static V div(V a, V b) { return _mm512_div_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
+    static V round_bf16(V v)
+    {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+        return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    }
     static V sqrt(V a) { return _mm512_sqrt_ps(a); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
     static float hmax(V a) { return _mm512_reduce_max_ps(a); }

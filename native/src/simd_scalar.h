@@ -32,7 +32,15 @@ struct SimdScalar
     static V add(V a, V b) { return a + b; }
     static V sub(V a, V b) { return a - b; }
     static V mul(V a, V b) { return a * b; }
+    static V fma(V a, V b, V c) { return a * b + c; }
     static V div(V a, V b) { return a / b; }
+    static V fmadd(V a, V b, V c) { return a * b + c; }
+    // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
+    static V round_bf16(V v)
+    {
+        uint32_t u = float_to_bits(v);
+        return bits_to_float((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+    }
     static V sqrt(V a) { return __builtin_sqrtf(a); }
     static V max(V a, V b) { return a > b ? a : b; }
     static float hmax(V a) { return a; }

@@ -6,14 +6,18 @@ using Engine.Cli.Options;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory;
-/// the multi-tensor AdamW vs the composite optimizer step, with the memory-bandwidth floor.</summary>
-public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false);
+/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory; the
+/// dequantizing matmul, the fused layer kernels and the multi-tensor AdamW against their composites.</summary>
+public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false)
+{
+    /// <summary>Tokens per layer-kernel case (bench-25m's DPO step: 4 pairs × 2 × 256).</summary>
+    public long Tokens { get; init; } = 2048;
+}
 
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, and the multi-tensor AdamW against the composite optimizer (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, the dequantizing matmul against the bf16 matmul, the fused RMSNorm/RoPE/SwiGLU/GeGLU and the multi-tensor AdamW against their composites (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -25,6 +29,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
     protected override IReadOnlyList<CliOption<BenchKernelsArgs>> Options { get; } = new[]
     {
         Opt<BenchKernelsArgs>.Flag("json", "stream one JSON object per case", a => a.Json, (a, v) => a with { Json = v }),
+        Opt<BenchKernelsArgs>.Int("tokens", "tokens per layer-kernel case (shapes of bench-25m)", a => (int)a.Tokens, (a, v) => a with { Tokens = v }, min: 8),
         B(Opt<KernelBenchOptions>.List("rows", "rows (tokens) per case", "N,N,...", PositiveLong, o => o.Rows, (o, v) => o with { Rows = v }, sample: "64")),
         B(Opt<KernelBenchOptions>.List("vocab", "vocabulary sizes", "V,V,...", PositiveLong, o => o.Vocab, (o, v) => o with { Vocab = v }, sample: "512")),
         B(Opt<KernelBenchOptions>.List("dtype", "logit dtypes", "f32,bf16", (s, what) => s is "f32" or "bf16" ? s : throw new UsageException($"{what} takes f32 and/or bf16 (got '{s}')"),
@@ -34,11 +39,17 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             (o, v) => o with { HeadHidden = v }, min: 0)),
         B(Opt<KernelBenchOptions>.Flag("no-memory", "skip the extra-memory measurements", o => !o.MeasureMemory, (o, v) => o with { MeasureMemory = !v })),
         B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.List("case", "cases: logprob (fused log-prob vs naive), qmatmul (dequantizing matmul vs bf16 matmul), " +
+            "rmsnorm, rope, swiglu, geglu (fused layer kernels vs their composites), adamw (clipping + AdamW over a model's parameters)", string.Join(",", KernelBenchOptions.AllCases),
+            (s, what) => KernelBenchOptions.AllCases.Contains(s) ? s : throw new UsageException($"{what} takes {string.Join(", ", KernelBenchOptions.AllCases)} (got '{s}')"),
+            o => o.Cases, (o, v) => o with { Cases = v }, sample: "qmatmul")),
+        B(Opt<KernelBenchOptions>.List("qmatmul-rows", "qmatmul: rows (tokens) per case", "N,N,...", PositiveLong, o => o.QmatmulRows, (o, v) => o with { QmatmulRows = v }, sample: "16")),
+        B(Opt<KernelBenchOptions>.Int("qmatmul-size", "qmatmul: out = in features of the weight", o => (int)o.QmatmulSize, (o, v) => o with { QmatmulSize = v }, min: 1)),
+        B(Opt<KernelBenchOptions>.List("qmatmul-format", "qmatmul: weight formats", "nf4,nf4-dq,int8",
+            (s, what) => s is "nf4" or "nf4-dq" or "int8" ? s : throw new UsageException($"{what} takes nf4, nf4-dq and/or int8 (got '{s}')"),
+            o => o.QmatmulFormats, (o, v) => o with { QmatmulFormats = v }, sample: "nf4")),
         B(Opt<KernelBenchOptions>.Choice("isa", "force the CPU kernels' instruction set (default: the best available)", new[] { "scalar", "avx2", "avx512" }, v => v,
             o => o.Isa, (o, v) => o with { Isa = v })),
-        B(Opt<KernelBenchOptions>.List("cases", "kernels to measure: logprob (the rows x vocab grid), adamw (clipping + AdamW over a model's parameters)", "logprob,adamw",
-            (s, what) => KernelBenchOptions.DefaultCases.Contains(s) ? s : throw new UsageException($"{what} takes logprob and/or adamw (got '{s}')"),
-            o => o.Cases, (o, v) => o with { Cases = v }, sample: "adamw")),
         B(Opt<KernelBenchOptions>.String("adamw-model", "model (preset name or model folder) whose parameters the adamw case updates", o => o.AdamWModel,
             (o, v) => o with { AdamWModel = v }, valueName: "MODEL", sample: "bench-25m")),
     };
@@ -49,11 +60,23 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         var w = context.Out;
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
         if (json) w.WriteLine("[");
-        else w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         bool first = true;
         string load = BenchmarkMachine.LoadAverage();
-        var logprob = options.Cases.Contains("logprob") ? KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)) : Enumerable.Empty<KernelBenchResult>();
-        foreach (var measured in logprob)
+        if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
+        if (options.Cases.Contains("qmatmul")) first = RunQuantizedMatmul(options, json, context, first);
+        var layerKernels = LayerKernelBenchmark.Kernels.Where(options.Cases.Contains).ToList();
+        if (layerKernels.Count > 0) first = RunLayerKernels(layerKernels, parsed.Value.Tokens, options, json, context, first);
+        if (options.Cases.Contains("adamw")) load = RunAdamW(options, json, context, first, load);
+        if (json) w.WriteLine("]");
+        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
+        return 0;
+    }
+
+    static (bool First, string Load) RunLogProb(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
+        foreach (var measured in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
             var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
             load = BenchmarkMachine.LoadAverage();
@@ -68,27 +91,69 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                                   $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
             w.Flush();
         }
-        if (options.Cases.Contains("adamw"))
+        return (first, load);
+    }
+
+    static bool RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
+    {
+        var w = context.Out;
+        if (!json)
+            w.WriteLine($"{"rows",6} {"out x in",11} {"format",6} {"bf16 ms",8} {"q ms",8} {"rate",6} {"pairs min-max",14} {"bf16 dx ms",10} {"q dx ms",8} {"rate",6}");
+        foreach (var r in QuantizedMatmulBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
-            if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
-            foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+            if (json)
             {
-                var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
-                load = BenchmarkMachine.LoadAverage();
-                foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
-                if (json)
-                {
-                    w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
-                    first = false;
-                }
-                else
-                    w.WriteLine($"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
-                w.Flush();
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
             }
+            else
+            {
+                var pairs = r.MinMedianMax["forward_rate_ratio_pairs"];
+                w.WriteLine($"{r.Rows,6} {$"{r.OutFeatures}x{r.InFeatures}",11} {r.Format,6} {F(r.Bf16MatmulMs),8} {F(r.QmatmulMs),8} {F(r.ForwardRateRatio),6} " +
+                            $"{$"{F(pairs[0])}-{F(pairs[2])}",14} {F(r.Bf16InputGradMs),10} {F(r.QmatmulInputGradMs),8} {F(r.InputGradRateRatio),6}");
+            }
+            w.Flush();
         }
-        if (json) w.WriteLine("]");
-        else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
-        return 0;
+        return first;
+    }
+
+    static bool RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, bool json, CliContext context, bool first)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
+        foreach (var r in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
+        {
+            if (json)
+            {
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
+            else
+                w.WriteLine($"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
+            w.Flush();
+        }
+        return first;
+    }
+
+    static string RunAdamW(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
+        foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        {
+            var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
+            load = BenchmarkMachine.LoadAverage();
+            foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
+            if (json)
+            {
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
+            else
+                w.WriteLine($"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
+            w.Flush();
+        }
+        return load;
     }
 
     static readonly JsonSerializerOptions JsonOptions = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };

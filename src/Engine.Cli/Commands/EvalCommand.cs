@@ -21,7 +21,7 @@ public sealed class EvalCommand : CliCommand<EvalArgs>
         Step(new[]
         {
             StepOptions.Method(ModelEvaluation.Methods), StepOptions.Model, StepOptions.Reference.With(help: "the reference model (required unless --reference-free)"),
-            StepOptions.MicroBatch, StepOptions.Head, StepOptions.Precision,
+            StepOptions.MicroBatch, StepOptions.Head, StepOptions.Kernels, StepOptions.Precision,
         }.Concat(StepOptions.Lengths).Concat(new[]
         {
             StepOptions.Beta, StepOptions.LossType, StepOptions.LabelSmoothing, StepOptions.ReferenceFree, StepOptions.NoZ0,
@@ -31,6 +31,8 @@ public sealed class EvalCommand : CliCommand<EvalArgs>
         {
             Opt<EvalArgs>.String("data", "preference data to score", a => a.Eval.DataPath, (a, v) => a with { Eval = a.Eval with { DataPath = v } },
                 valueName: "FILE", required: true),
+            Opt<EvalArgs>.String("adapter", "a PEFT LoRA adapter folder applied to --model; without --ref the reference is the base model",
+                a => a.Eval.Adapter, (a, v) => a with { Eval = a.Eval with { Adapter = v } }, valueName: "DIR"),
             Opt<EvalArgs>.Flag("json", "print the metrics as one JSON object", a => a.Json, (a, v) => a with { Json = v }),
         }).ToList();
 

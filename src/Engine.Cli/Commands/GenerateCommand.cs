@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Cli.Options;
 using Engine.Generation;
 using Engine.Models;
@@ -11,6 +12,7 @@ public sealed record GenerateArgs
     public string? Prompt { get; init; }
     public SamplingOptions Sampling { get; init; } = new();
     public string Dtype { get; init; } = "f32";
+    public string? Adapter { get; init; }
 }
 
 public sealed class GenerateCommand : CliCommand<GenerateArgs>
@@ -24,6 +26,7 @@ public sealed class GenerateCommand : CliCommand<GenerateArgs>
     protected override IReadOnlyList<CliOption<GenerateArgs>> Options { get; } = new[]
     {
         Opt<GenerateArgs>.String("model", "a Hugging Face folder or a GGUF file", a => a.Model, (a, v) => a with { Model = v }, valueName: "DIR|FILE.gguf", required: true),
+        Opt<GenerateArgs>.String("adapter", "a PEFT LoRA adapter folder applied to --model", a => a.Adapter, (a, v) => a with { Adapter = v }, valueName: "DIR"),
         Opt<GenerateArgs>.String("prompt", "the text to continue (\"\" starts from BOS)", a => a.Prompt, (a, v) => a with { Prompt = v }, required: true),
         Sampling(Opt<SamplingOptions>.Int("max-new-tokens", "tokens to generate", s => s.MaxNewTokens, (s, v) => s with { MaxNewTokens = v }, min: 0)),
         Sampling(Opt<SamplingOptions>.Double("temperature", "sampling temperature (0: greedy)", s => s.Temperature, (s, v) => s with { Temperature = v }, valueName: "T")),
@@ -37,7 +40,8 @@ public sealed class GenerateCommand : CliCommand<GenerateArgs>
     {
         var a = parsed.Value;
         a.Sampling.Validate();
-        using var loaded = ModelLoader.Load(a.Model, TensorMemory.ParseDtype(a.Dtype), requireTokenizer: true);
+        using var adapted = AdaptedModel.Load(a.Model, a.Adapter, TensorMemory.ParseDtype(a.Dtype), requireTokenizer: true);
+        var loaded = adapted.Base;
         var tokenizer = loaded.RequireTokenizer();
         var ids = tokenizer.Encode(a.Prompt!, addSpecial: true);
         if (ids.Length == 0)

@@ -1,12 +1,13 @@
 using Engine.Cli.Options;
+using Engine.Distributed;
 using Engine.Memory;
 using Engine.Methods;
 using Engine.Training;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`train`'s settings: the run, plus the VRAM budget it may be planned for.</summary>
-public sealed record TrainArgs(TrainingOptions Run, string? Vram = null, int? TargetBatch = null);
+/// <summary>`train`'s settings: the run, plus the VRAM budget it may be planned for, and the local ranks to start.</summary>
+public sealed record TrainArgs(TrainingOptions Run, string? Vram = null, int? TargetBatch = null, int Nproc = 1, int? ThreadsPerRank = null);
 
 public sealed class TrainCommand : CliCommand<TrainArgs>
 {
@@ -59,6 +60,12 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
             Run(Opt<TrainingOptions>.Int("max-nonfinite", "stop after K consecutive steps with a non-finite loss or gradient", o => o.MaxConsecutiveNonFinite,
                 (o, v) => o with { MaxConsecutiveNonFinite = v }, min: 1, valueName: "K")),
             Run(Opt<TrainingOptions>.Flag("no-plots", "do not write PNG plots of the metrics", o => !o.Plots, (o, v) => o with { Plots = !v })),
+            Opt<TrainArgs>.Int("nproc", "data-parallel ranks on this machine, started through Open MPI's mpirun (or start them yourself: mpirun -np N engine train ...); " +
+                "--batch-size is per rank", a => a.Nproc, (a, v) => a with { Nproc = v }, min: 1),
+            Opt<TrainArgs>.OptionalInt("threads-per-rank", "with --nproc: torch threads of each rank (default: the cores shared out)", a => a.ThreadsPerRank,
+                (a, v) => a with { ThreadsPerRank = v }, min: 1),
+            Run(Opt<TrainingOptions>.Double("ddp-bucket-cap-mb", "data-parallel runs: MiB of fp32 gradients per all-reduce bucket (HF's ddp_bucket_cap_mb)",
+                o => o.DdpBucketCapMb, (o, v) => o with { DdpBucketCapMb = v }, valueName: "MB")),
             Opt<TrainArgs>.String("vram", "plan micro-batch, accumulation, precision, checkpointing, head and reference to fit this budget (see `engine plan`)",
                 a => a.Vram, (a, v) => a with { Vram = v }, valueName: "SIZE", sample: "8GiB"),
             Opt<TrainArgs>.OptionalInt("target-batch", $"with --vram: pairs/rows per optimizer step (default: --batch-size × --grad-accum when both are given, else {TrainingPlanner.DefaultTargetBatch})",
@@ -67,7 +74,12 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
 
     protected override int Execute(Parsed<TrainArgs> parsed, CliContext context)
     {
-        var (options, vram, target) = parsed.Value;
+        var (options, vram, target, nproc, threads) = parsed.Value;
+        int launched = Launch.RanksFromEnvironment();
+        if (nproc > 1 && launched == 1)
+            return LocalMpiJob.Run(nproc, LocalMpiJob.WithoutOption(parsed.Args, "nproc").Prepend(Name), threads, context, options.OutputDir);
+        if (parsed.Given.Contains("nproc") && launched > 1 && nproc != launched)
+            throw new UsageException($"train: --nproc {nproc} inside a job its launcher started with {launched} ranks (drop --nproc under mpirun)");
         if (target is not null && vram is null) throw new UsageException("train: --target-batch goes with --vram");
         if (vram is not null)
         {
@@ -77,9 +89,20 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
                 StepOptions.FixedKnobs(parsed.Given), accumulationFixed: parsed.Given.Contains("grad-accum"));
             context.Out.WriteLine(summary);
         }
+        using var ranks = Launch.Communicator();
         var observer = new ConsoleTrainingObserver(context);
-        using var stop = StopSignal.ListenToProcess(observer.Notice, options.OutputDir);
-        new AlignmentTrainer(options, observer, stop).Run();
+        // Under mpirun every rank gets the launcher's signals; only rank 0 says so.
+        using var stop = StopSignal.ListenToProcess(ranks.IsRoot ? observer.Notice : _ => { }, options.OutputDir);
+        try
+        {
+            new AlignmentTrainer(options, observer, stop, ranks).Run();
+        }
+        catch when (ranks is MpiCommunicator mpi)
+        {
+            // MPI_Finalize would wait for ranks that may never get there: exit without it, and the launcher ends the job.
+            mpi.Fail();
+            throw;
+        }
         return 0;
     }
 }

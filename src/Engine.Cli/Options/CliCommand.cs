@@ -154,6 +154,8 @@ public abstract class CliCommand<T> : ICliCommand
                 float f => f.ToString("R", CultureInfo.InvariantCulture),
                 long l => l.ToString(CultureInfo.InvariantCulture),
                 int n => n.ToString(CultureInfo.InvariantCulture),
+                // A list option (TRL's lora_target_modules = ["q_proj", "v_proj"]) is its comma-separated form.
+                System.Collections.IEnumerable items when items.Cast<object?>().All(i => i is string) => string.Join(",", items.Cast<string>()),
                 _ => throw new EngineException($"{path}: '{rawKey}' must be a string, number or boolean (tables and arrays are not options)"),
             };
             if (given.ContainsKey(option)) continue; // the command line wins

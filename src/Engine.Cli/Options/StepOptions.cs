@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Kernels;
 using Engine.Memory;
 using Engine.Methods;
@@ -55,6 +56,10 @@ public static class StepOptions
         Opt<StepSettings>.Enum("logprob", "how per-token log-probs are computed (fused kernel, chunked, or naive log_softmax)", s => s.Head,
             (s, v) => s with { Head = v }).With(tag: PlanKnob.Head);
 
+    public static readonly CliOption<StepSettings> Kernels =
+        Opt<StepSettings>.Enum("kernels", "RMSNorm, RoPE and SwiGLU/GeGLU as fused native kernels or TorchSharp composites", s => s.Kernels,
+            (s, v) => s with { Kernels = v });
+
     public static readonly CliOption<StepSettings> ReferenceMode =
         Opt<StepSettings>.Enum("ref-mode", "cached reference log-probs (one pre-pass) or a resident reference model", s => s.Reference,
             (s, v) => s with { Reference = v }).With(tag: PlanKnob.Reference);
@@ -80,6 +85,35 @@ public static class StepOptions
     public static readonly CliOption<StepSettings> SimpoGamma = Objective(Opt<ObjectiveOptions>.OptionalDouble("simpo-gamma",
         "SimPO: target margin γ (default 1.0)", o => o.SimpoGamma, (o, v) => o with { SimpoGamma = v }, valueName: "G"));
 
+    static CliOption<StepSettings> Lora(CliOption<LoraSettings> o) => o.Lift<StepSettings>(s => s.Lora, (s, v) => s with { Lora = v });
+
+    public static readonly CliOption<StepSettings> UsePeft = Lora(Opt<LoraSettings>.Flag("use-peft",
+        "train LoRA adapters on a frozen base (PEFT) instead of every weight", l => l.Enabled, (l, v) => l with { Enabled = v }));
+    public static readonly CliOption<StepSettings> LoraR = Lora(Opt<LoraSettings>.Int("lora-r", "LoRA rank r", l => l.Rank, (l, v) => l with { Rank = v }, min: 1, valueName: "R"));
+    public static readonly CliOption<StepSettings> LoraAlpha = Lora(Opt<LoraSettings>.Double("lora-alpha", "LoRA alpha: the update B·A is scaled by alpha/r",
+        l => l.Alpha, (l, v) => l with { Alpha = v }, valueName: "A"));
+    public static readonly CliOption<StepSettings> LoraDropout = Lora(Opt<LoraSettings>.Double("lora-dropout", "dropout on the adapters' input while training",
+        l => l.Dropout, (l, v) => l with { Dropout = v }, valueName: "P"));
+    public static readonly CliOption<StepSettings> LoraTargetModules = Lora(Opt<LoraSettings>.List("lora-target-modules",
+        $"linear layers that get adapters: {string.Join(",", LoraSettings.LinearModules)} or {LoraSettings.AllLinear}", "MODULES", (v, what) => v,
+        l => l.Targets, (l, v) => l with { TargetModules = v }, sample: "q_proj,v_proj"));
+    public static readonly CliOption<StepSettings> UseRslora = Lora(Opt<LoraSettings>.Flag("use-rslora", "rsLoRA: scale by alpha/√r instead of alpha/r",
+        l => l.UseRslora, (l, v) => l with { UseRslora = v }));
+    public static readonly CliOption<StepSettings> LoadIn4Bit = Lora(Opt<LoraSettings>.Flag("load-in-4bit", "QLoRA: keep the frozen base in NF4 (4-bit), dequantized inside the matmul",
+        l => l.LoadIn4Bit, (l, v) => l with { LoadIn4Bit = v }));
+    public static readonly CliOption<StepSettings> LoadIn8Bit = Lora(Opt<LoraSettings>.Flag("load-in-8bit", "keep the frozen base in blockwise int8",
+        l => l.LoadIn8Bit, (l, v) => l with { LoadIn8Bit = v }));
+    public static readonly CliOption<StepSettings> FourBitQuantType = Lora(Opt<LoraSettings>.Choice("bnb-4bit-quant-type", "the 4-bit format", new[] { "nf4" }, v => v,
+        l => l.FourBitQuantType, (l, v) => l with { FourBitQuantType = v }));
+    public static readonly CliOption<StepSettings> NestedQuant = Lora(Opt<LoraSettings>.Flag("use-bnb-nested-quant", "4-bit: quantize the block scales too (double quantization)",
+        l => l.NestedQuantization, (l, v) => l with { NestedQuantization = v }));
+
+    /// <summary>LoRA / QLoRA, with TRL's option names (its ModelConfig).</summary>
+    public static IReadOnlyList<CliOption<StepSettings>> Peft { get; } = new[]
+    {
+        UsePeft, LoraR, LoraAlpha, LoraDropout, LoraTargetModules, UseRslora, LoadIn4Bit, LoadIn8Bit, FourBitQuantType, NestedQuant,
+    };
+
     public static IReadOnlyList<CliOption<StepSettings>> ObjectiveKnobs { get; } = new[]
     {
         Beta, LossType, LabelSmoothing, RpoAlpha, ReferenceFree, NoZ0, DesirableWeight, UndesirableWeight, SimpoGamma,
@@ -92,7 +126,7 @@ public static class StepOptions
 
     /// <summary>Every step option, for the commands that run or plan a training step.</summary>
     public static IReadOnlyList<CliOption<StepSettings>> All(IReadOnlyList<AlignmentMethod> methods) =>
-        new[] { Method(methods), Model, Reference }.Concat(MemoryKnobs).Concat(Lengths).Concat(ObjectiveKnobs).ToList();
+        new[] { Method(methods), Model, Reference }.Concat(MemoryKnobs).Append(Kernels).Concat(Lengths).Concat(ObjectiveKnobs).Concat(Peft).ToList();
 
     /// <summary>The planner knobs fixed by the options given.</summary>
     public static IReadOnlySet<PlanKnob> FixedKnobs(IReadOnlySet<string> given) =>

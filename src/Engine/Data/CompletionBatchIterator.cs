@@ -11,6 +11,7 @@ public sealed class CompletionBatch : ITrainBatch
     /// <summary>Indices of the rows in the iterator's list.</summary>
     public required IReadOnlyList<int> RowIndices { get; init; }
     public int Examples => Sequences.Rows;
+    public required int GlobalExamples { get; init; }
     public long Tokens => (long)Sequences.Rows * Sequences.Length;
     public void Dispose() => Sequences.Dispose();
 }
@@ -25,14 +26,19 @@ public sealed class CompletionBatchIterator : IBatchSource<CompletionBatch>
     public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
     public int Rows => _rows.Count;
 
-    public CompletionBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, bool shuffle = true)
+    readonly DataShard _shard;
+
+    /// <param name="microBatchSize">rows per micro-batch of one rank; the schedule cuts micro-batch × ranks rows per global batch</param>
+    public CompletionBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, bool shuffle = true, DataShard? shard = null)
     {
         if (microBatchSize < 1) throw new EngineException($"the microbatch size must be at least 1 (got {microBatchSize})");
         if (rows.Count == 0) throw new EngineException("no completions to train on");
+        _shard = shard ?? DataShard.Whole;
+        _shard.Validate();
         _rows = rows;
         _padId = padId;
         int n = rows.Count;
-        _schedule = new BatchSchedule(n, microBatchSize, 1,
+        _schedule = new BatchSchedule(n, microBatchSize * _shard.Ranks, _shard.Ranks,
             epoch => shuffle ? SeededShuffle.Permutation(n, seed, epoch) : Enumerable.Range(0, n).ToArray());
     }
 
@@ -40,12 +46,13 @@ public sealed class CompletionBatchIterator : IBatchSource<CompletionBatch>
 
     public IEnumerable<CompletionBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
     {
-        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        foreach (var (position, next, global) in _schedule.From(start, epochs))
         {
+            var rows = _shard.Slice(global);
             var sequences = rows.Select(i => (_rows[i].Prompt, _rows[i].Completion)).ToList();
             yield return new CompletionBatch
             {
-                Sequences = SequenceBatch.Build(sequences, _padId, device), Position = position, Next = next, RowIndices = rows,
+                Sequences = SequenceBatch.Build(sequences, _padId, device), Position = position, Next = next, RowIndices = rows, GlobalExamples = global.Length,
             };
         }
     }

@@ -16,10 +16,12 @@ public sealed class PairedBatch : ITrainBatch
     public IReadOnlyList<RowSource?> Sources { get; }
     /// <summary>Indices of the pairs in the iterator's list (the reference cache is keyed by them).</summary>
     public IReadOnlyList<int> RowIndices { get; }
+    public int GlobalExamples { get; }
 
-    internal PairedBatch(SequenceBatch sequences, int pairs, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources, IReadOnlyList<int> rowIndices)
+    internal PairedBatch(SequenceBatch sequences, int pairs, DataPosition position, DataPosition next, IReadOnlyList<RowSource?> sources, IReadOnlyList<int> rowIndices,
+        int globalPairs)
     {
-        Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources; RowIndices = rowIndices;
+        Sequences = sequences; Pairs = pairs; Position = position; Next = next; Sources = sources; RowIndices = rowIndices; GlobalExamples = globalPairs;
     }
 
     public int Examples => Pairs;

@@ -17,17 +17,26 @@ public sealed class PairedBatchIterator : IBatchSource<PairedBatch>
     public int BatchesPerEpoch => _schedule.BatchesPerEpoch;
     public int Rows => _pairs.Count;
 
-    public PairedBatchIterator(IReadOnlyList<TokenizedPair> pairs, int microBatchSize, long seed, long padId, bool shuffle = true, bool dropLast = false)
+    readonly DataShard _shard;
+
+    /// <param name="microBatchSize">pairs per micro-batch of one rank; the schedule cuts micro-batch × ranks pairs per global batch</param>
+    /// <param name="shard">this rank's part of each global batch (a last partial batch that cannot give every rank a pair is dropped)</param>
+    public PairedBatchIterator(IReadOnlyList<TokenizedPair> pairs, int microBatchSize, long seed, long padId, bool shuffle = true, bool dropLast = false,
+        DataShard? shard = null)
     {
         if (microBatchSize < 1) throw new EngineException($"the microbatch size must be at least 1 (got {microBatchSize})");
         if (pairs.Count == 0) throw new EngineException("no preference pairs to train on");
-        if (dropLast && pairs.Count < microBatchSize)
-            throw new EngineException($"{pairs.Count} pairs do not fill one microbatch of {microBatchSize} (and the last partial batch is dropped)");
+        _shard = shard ?? DataShard.Whole;
+        _shard.Validate();
+        int global = microBatchSize * _shard.Ranks;
+        if (dropLast && pairs.Count < global)
+            throw new EngineException($"{pairs.Count} pairs do not fill one microbatch of {global} (and the last partial batch is dropped)");
+        if (pairs.Count < _shard.Ranks) throw new EngineException($"{pairs.Count} pairs cannot give each of {_shard.Ranks} ranks one");
         _pairs = pairs;
         _padId = padId;
         MicroBatchSize = microBatchSize;
         int n = pairs.Count;
-        _schedule = new BatchSchedule(n, microBatchSize, dropLast ? microBatchSize : 1,
+        _schedule = new BatchSchedule(n, global, dropLast ? global : _shard.Ranks,
             epoch => shuffle ? SeededShuffle.Permutation(n, seed, epoch) : Enumerable.Range(0, n).ToArray());
     }
 
@@ -39,13 +48,14 @@ public sealed class PairedBatchIterator : IBatchSource<PairedBatch>
     /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
     public IEnumerable<PairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
     {
-        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        foreach (var (position, next, global) in _schedule.From(start, epochs))
         {
+            var rows = _shard.Slice(global);
             var sequences = new List<(int[], int[])>(rows.Length * 2);
             foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Chosen));
             foreach (int i in rows) sequences.Add((_pairs[i].Prompt, _pairs[i].Rejected));
             yield return new PairedBatch(SequenceBatch.Build(sequences, _padId, device), rows.Length, position, next,
-                rows.Select(i => _pairs[i].Source).ToList(), rows);
+                rows.Select(i => _pairs[i].Source).ToList(), rows, global.Length);
         }
     }
 }

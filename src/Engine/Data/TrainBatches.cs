@@ -7,17 +7,23 @@ public interface ITrainBatch : IDisposable
     DataPosition Next { get; }
     /// <summary>Examples in the batch: pairs for paired data, rows otherwise.</summary>
     int Examples { get; }
+    /// <summary>Examples in the global micro-batch this batch is a rank's shard of (<see cref="Examples"/> on one rank).</summary>
+    int GlobalExamples { get; }
     /// <summary>Tokens the policy's forward passes process (for tokens/s), KTO's mismatched pairs included.</summary>
     long Tokens { get; }
     /// <summary>Indices of the examples in their source's list (reference log-probs are keyed by them).</summary>
     IReadOnlyList<int> RowIndices { get; }
 }
 
-/// <summary>Seeded, resumable microbatches of one split.</summary>
+/// <summary>
+/// Seeded, resumable microbatches of one split. In a data-parallel run each rank's source yields its
+/// <see cref="DataShard"/> of every global micro-batch, so positions and batch counts are those of the global batches.
+/// </summary>
 public interface IBatchSource<out TBatch> where TBatch : ITrainBatch
 {
-    /// <summary>Examples the row indices of the batches refer to.</summary>
+    /// <summary>Examples the row indices of the batches refer to (the whole split, on every rank).</summary>
     int Rows { get; }
+    /// <summary>Global micro-batches per epoch.</summary>
     int BatchesPerEpoch { get; }
     /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
     IEnumerable<TBatch> Batches(int epochs, DataPosition start);

@@ -25,22 +25,31 @@ public sealed class UnpairedBatchIterator : IBatchSource<UnpairedBatch>
     public int Rows => _rows.Count;
 
     /// <param name="maxLength">Mismatched prompt + completion rows are cut to this (the completion's end goes), as matched rows were.</param>
+    readonly DataShard _shard;
+
+    /// <param name="microBatchSize">rows per micro-batch of one rank; the schedule cuts micro-batch × ranks rows per global batch, and the
+    /// mismatched pairs are formed over the global batch, so z0 and every row's pair do not depend on the number of ranks</param>
+    /// <param name="shard">this rank's part of each global batch (a last partial batch that cannot give every rank 2 rows is dropped)</param>
     public UnpairedBatchIterator(IReadOnlyList<TokenizedUnpaired> rows, int microBatchSize, long seed, long padId, int? maxLength,
-                                 bool shuffle = true, bool dropLast = false)
+                                 bool shuffle = true, bool dropLast = false, DataShard? shard = null)
     {
         if (microBatchSize < 2)
             throw new EngineException($"KTO needs a microbatch of at least 2 rows (got {microBatchSize}): its KL term z0 is estimated from " +
                                       "each prompt paired with another row's completion in the same microbatch, and a batch of 1 has no other row");
-        if (rows.Count < 2) throw new EngineException($"KTO needs at least 2 rows (got {rows.Count})");
-        if (dropLast && rows.Count < microBatchSize)
-            throw new EngineException($"{rows.Count} rows do not fill one microbatch of {microBatchSize} (and the last partial batch is dropped)");
+        _shard = shard ?? DataShard.Whole;
+        _shard.Validate();
+        int global = microBatchSize * _shard.Ranks, smallest = 2 * _shard.Ranks;
+        if (rows.Count < smallest) throw new EngineException($"KTO needs at least {smallest} rows (got {rows.Count})" +
+            (_shard.IsWhole ? "" : $": 2 for each of {_shard.Ranks} ranks"));
+        if (dropLast && rows.Count < global)
+            throw new EngineException($"{rows.Count} rows do not fill one microbatch of {global} (and the last partial batch is dropped)");
         _rows = rows;
         _padId = padId;
         _maxLength = maxLength;
         MicroBatchSize = microBatchSize;
         int n = rows.Count;
         var order = shuffle ? SeededShuffle.Permutation(n, seed) : Enumerable.Range(0, n).ToArray();
-        _schedule = new BatchSchedule(n, microBatchSize, dropLast ? microBatchSize : 2, _ => order);
+        _schedule = new BatchSchedule(n, global, dropLast ? global : smallest, _ => order);
     }
 
     /// <summary>Row indices of each batch of an epoch.</summary>
@@ -54,16 +63,20 @@ public sealed class UnpairedBatchIterator : IBatchSource<UnpairedBatch>
     /// <summary>The batches from <paramref name="start"/> to the end of <paramref name="epochs"/> epochs. The caller disposes each.</summary>
     public IEnumerable<UnpairedBatch> Batches(int epochs, DataPosition start = default, Device? device = null)
     {
-        foreach (var (position, next, rows) in _schedule.From(start, epochs))
+        foreach (var (position, next, global) in _schedule.From(start, epochs))
         {
-            int m = rows.Length;
-            var matched = new List<(int[], int[])>(m);
-            var mismatched = new List<(int[], int[])>(m);
-            for (int i = 0; i < m; i++)
+            int m = global.Length;
+            var (first, count) = _shard.Range(m);
+            var rows = global[first..(first + count)];
+            var partners = new int[count];
+            var matched = new List<(int[], int[])>(count);
+            var mismatched = new List<(int[], int[])>(count);
+            for (int k = 0; k < count; k++)
             {
-                var row = _rows[rows[i]];
+                var row = _rows[rows[k]];
                 matched.Add((row.Prompt, row.Completion));
-                var other = _rows[rows[MismatchedPairs.CompletionRow(i, m)]].Completion;
+                partners[k] = global[MismatchedPairs.CompletionRow(first + k, m)];
+                var other = _rows[partners[k]].Completion;
                 if (_maxLength is int max && row.Prompt.Length + other.Length > max)
                     other = other[..Math.Max(1, max - row.Prompt.Length)];
                 mismatched.Add((row.Prompt, other));
@@ -73,7 +86,7 @@ public sealed class UnpairedBatchIterator : IBatchSource<UnpairedBatch>
             SequenceBatch kl;
             try { kl = SequenceBatch.Build(mismatched, _padId, device); }
             catch { sequences.Dispose(); throw; }
-            yield return new UnpairedBatch(sequences, kl, desirable, position, next, rows.Select(i => _rows[i].Source).ToList(), rows);
+            yield return new UnpairedBatch(sequences, kl, desirable, position, next, rows.Select(i => _rows[i].Source).ToList(), rows, partners, m);
         }
     }
 }

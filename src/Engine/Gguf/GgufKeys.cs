@@ -70,6 +70,11 @@ public static class GgufKeys
     // general.*
     public static readonly GgufKey Architecture = Scalar("general.architecture", Str);
     public static readonly GgufKey ModelName = Scalar("general.name", Str);
+    /// <summary>"adapter" in a llama.cpp LoRA adapter file (a model file leaves it out).</summary>
+    public static readonly GgufKey FileKind = Scalar("general.type", Str);
+    public static readonly GgufKey AdapterType = Scalar("adapter.type", Str);
+    /// <summary>llama.cpp scales an adapter by alpha / rank, the rank read from the lora_a tensors.</summary>
+    public static readonly GgufKey AdapterLoraAlpha = Scalar("adapter.lora.alpha", F32);
     public static readonly GgufKey FileType = Scalar("general.file_type", U32);
     public static readonly GgufKey QuantizationVersion = Scalar("general.quantization_version", U32);
     public static readonly GgufKey Alignment = Scalar("general.alignment", U32);

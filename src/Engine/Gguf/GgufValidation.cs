@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Data;
 using Engine.Data.ChatTemplates;
 using Engine.Generation;
@@ -61,12 +62,15 @@ public static class GgufValidator
         "</s>", "<eos>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<|end_of_text|>", "<EOT>",
     };
 
+    /// <param name="adapter">a llama.cpp LoRA adapter GGUF that llama.cpp applies on top of <paramref name="exportedPath"/>, and
+    /// the adapters it was written from, which Engine applies to the stored weights; the source is the base with them attached</param>
     public static ValidationReport Validate(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type,
-        IReadOnlyList<string>? prompts = null)
+        IReadOnlyList<string>? prompts = null, AppliedAdapter? adapter = null)
     {
-        var reference = ValidationReference.Compute(source, tokenizer, exportedPath, type, prompts ?? DefaultPrompts);
+        var reference = ValidationReference.Compute(source, tokenizer, exportedPath, type, prompts ?? DefaultPrompts, adapter?.Adapters);
         var greedyPrompt = reference.Sequences[0].Ids;
-        using var llama = LlamaCppModel.Load(exportedPath, contextLength: Math.Max(reference.ContextLength, greedyPrompt.Length + GreedySteps + 8));
+        using var llama = LlamaCppModel.Load(exportedPath, contextLength: Math.Max(reference.ContextLength, greedyPrompt.Length + GreedySteps + 8),
+            loraAdapter: adapter?.GgufPath);
         var (faithfulness, quality) = reference.Compare(llama);
 
         bool collapses = GgufTokenizerMetadata.RemovesExtraWhitespace(tokenizer);
@@ -186,7 +190,8 @@ public sealed class ValidationReference
         _type = type; _vocabSize = vocabSize; _tolerance = tolerance; Sequences = sequences; _stored = stored; _source = source;
     }
 
-    internal static ValidationReference Compute(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type, IReadOnlyList<string> prompts)
+    internal static ValidationReference Compute(LlamaForCausalLM source, TextTokenizer tokenizer, string exportedPath, GgufExportType type, IReadOnlyList<string> prompts,
+        LoraAdapters? adapters = null)
     {
         var sequences = GgufValidator.Sequences(source, tokenizer, prompts);
         var types = GgufStoredWeights.TensorTypes(exportedPath);
@@ -194,6 +199,10 @@ public sealed class ValidationReference
         using var stored = GgufStoredWeights.Build(source, types, exportedPath, ScalarType.Float32);
         // The model's own sensitivity to rounding (see FaithfulnessTolerance); F32 files need none.
         using var storedBf16 = rounding == ActivationRounding.None ? null : GgufStoredWeights.Build(source, types, exportedPath, ScalarType.BFloat16);
+        // An adapter llama.cpp applies on top of the file is applied to the stored weights here too.
+        using var storedAdapters = adapters?.CopyTo(stored);
+        using var storedBf16Adapters = storedBf16 is null ? null : adapters?.CopyTo(storedBf16);
+        storedBf16Adapters?.ConvertTo(ScalarType.BFloat16);
         double sensitivity = 0;
         var storedLogits = new float[sequences.Count][][];
         var sourceLogits = new float[sequences.Count][][];
@@ -275,3 +284,6 @@ public sealed class ValidationReference
         return (faithfulness, quality);
     }
 }
+
+/// <summary>A llama.cpp LoRA adapter file and the adapters it was written from (validation of an adapter export).</summary>
+public sealed record AppliedAdapter(string GgufPath, LoraAdapters Adapters);

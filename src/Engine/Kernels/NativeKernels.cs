@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 2;
+    const int ExpectedAbi = 3;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -27,6 +27,11 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<void*, int, long, long, float*, int> FloorExpSum;
         public delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int> KlZ0;
         public delegate* unmanaged<void*, long, int> AdviseHugePages;
+        public delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int> RmsNormForward;
+        public delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int> RmsNormBackward;
+        public delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int> Rope;
+        public delegate* unmanaged<int, void*, void*, int, long, void*, int> GluForward;
+        public delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int> GluBackward;
         public delegate* unmanaged<AdamWTensor*, long, double*, int> AdamWGradSumSquares;
         public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWStep;
         public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWFloor;
@@ -86,6 +91,11 @@ internal static unsafe class NativeKernels
                     FloorExpSum = (delegate* unmanaged<void*, int, long, long, float*, int>)NativeLibrary.GetExport(handle, "engine_floor_exp_sum"),
                     KlZ0 = (delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int>)NativeLibrary.GetExport(handle, "engine_kl_z0"),
                     AdviseHugePages = (delegate* unmanaged<void*, long, int>)NativeLibrary.GetExport(handle, "engine_advise_huge_pages"),
+                    RmsNormForward = (delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_forward"),
+                    RmsNormBackward = (delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_backward"),
+                    Rope = (delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope"),
+                    GluForward = (delegate* unmanaged<int, void*, void*, int, long, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_forward"),
+                    GluBackward = (delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_backward"),
                     AdamWGradSumSquares = (delegate* unmanaged<AdamWTensor*, long, double*, int>)NativeLibrary.GetExport(handle, "engine_adamw_grad_sum_squares"),
                     AdamWStep = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_step"),
                     AdamWFloor = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_floor"),
@@ -202,6 +212,34 @@ internal static unsafe class NativeKernels
     /// <summary>Transparent huge pages for a fresh, untouched buffer (advisory; see engine_native.h).</summary>
     public static void AdviseHugePages(IntPtr buffer, long bytes) => Require().AdviseHugePages((void*)buffer, bytes);
 
+    public static void RmsNormForward(IntPtr x, IntPtr w, int dtype, long rows, long n, float eps, int mode, IntPtr y, IntPtr invRms)
+    {
+        FollowTorchThreads();
+        Check(Require().RmsNormForward((void*)x, (void*)w, dtype, rows, n, eps, mode, (void*)y, (float*)invRms), "engine_rmsnorm_forward");
+    }
+
+    public static void RmsNormBackward(IntPtr x, IntPtr w, IntPtr invRms, IntPtr dy, int dtype, long rows, long n, int mode, IntPtr dx, IntPtr dw)
+    {
+        FollowTorchThreads();
+        Check(Require().RmsNormBackward((void*)x, (void*)w, (float*)invRms, (void*)dy, dtype, rows, n, mode, (void*)dx, (float*)dw), "engine_rmsnorm_backward");
+    }
+
+    public static void Rope(IntPtr x, int dtype, IntPtr cos, IntPtr sin, long tokens, long heads, long headDim, bool inverse)
+    {
+        FollowTorchThreads();
+        Check(Require().Rope((void*)x, dtype, (float*)cos, (float*)sin, tokens, heads, headDim, inverse ? 1 : 0), "engine_rope");
+    }
+
+    public static void GluForward(int activation, IntPtr gate, IntPtr up, int dtype, long count, IntPtr h)
+    {
+        FollowTorchThreads();
+        Check(Require().GluForward(activation, (void*)gate, (void*)up, dtype, count, (void*)h), "engine_glu_forward");
+    }
+
+    public static void GluBackward(int activation, IntPtr gate, IntPtr up, IntPtr dh, int dtype, long count, IntPtr dGate, IntPtr dUp)
+    {
+        FollowTorchThreads();
+        Check(Require().GluBackward(activation, (void*)gate, (void*)up, (void*)dh, dtype, count, (void*)dGate, (void*)dUp), "engine_glu_backward");
     /// <summary>One tensor of the multi-tensor AdamW (EngineAdamWTensor in engine_native.h).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct AdamWTensor

@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Models;
 using Engine.Training;
 
@@ -34,13 +35,18 @@ public sealed record SavedTensor(string Name, long ElementsPerToken, int BytesPe
 /// f32 input), in bf16 the norm saves its own fp32 copy instead. Gemma's output norms of the attention and MLP branches
 /// save their inputs (o_proj's and down_proj's outputs) in fp32 the same way.</item>
 /// </list>
+/// With the fused kernels (<see cref="KernelChoice.Fused"/>) each norm saves only its input (in the compute dtype)
+/// and one fp32 inverse RMS per token, RoPE rotates q and k in place (nothing saved but the tables), and the gated
+/// activation saves gate and up and recomputes the activation: the silu output and the norms' fp32/normalised
+/// copies are gone.
 /// </summary>
 public static class LayerActivations
 {
-    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision)
+    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Torch)
     {
         int s = ComputeBytes(precision);
         bool f32 = s == 4;
+        if (kernels == KernelChoice.Fused) return FusedPerLayer(c, s);
         bool offset = c.Norm == NormStyle.UnitOffset;
         long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, i = c.IntermediateSize;
         long kvSaved = c.NumHeads > c.NumKvHeads ? q : kv; // the expanded copies, or k/v themselves without GQA
@@ -82,6 +88,38 @@ public static class LayerActivations
         return list;
     }
 
+    static IReadOnlyList<SavedTensor> FusedPerLayer(LlamaConfig c, int s)
+    {
+        long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, i = c.IntermediateSize;
+        long kvSaved = c.NumHeads > c.NumKvHeads ? q : kv;
+        IEnumerable<SavedTensor> Norm(string name, string input, long size, long groups) => new SavedTensor[]
+        {
+            new($"{name}: its input ({input})", size, s),
+            new($"{name}: inverse RMS [N, {(groups == 1 ? "1" : "heads")}] fp32", groups, 4),
+        };
+        var list = new List<SavedTensor>();
+        list.AddRange(Norm("input_layernorm", "the layer input", h, 1));
+        list.Add(new("q/k/v_proj input (the norm's output)", h, s));
+        if (c.QkNorm)
+        {
+            list.AddRange(Norm("q_norm", "q_proj output", q, c.NumHeads));
+            list.AddRange(Norm("k_norm", "k_proj output", kv, c.NumKvHeads));
+        }
+        list.Add(new("q rotated in place (SDPA input)", q, s));
+        list.Add(new("k rotated in place, expanded to all heads (SDPA input)", kvSaved, s));
+        list.Add(new("v expanded to all heads (SDPA input)", kvSaved, s));
+        list.Add(new("SDPA output (o_proj input, a view of it)", q, s));
+        list.Add(new("SDPA log-sum-exp [B, heads, T] fp32", c.NumHeads, 4));
+        if (c.SandwichNorms) list.AddRange(Norm("post_attention_layernorm", "o_proj output", h, 1));
+        list.AddRange(Norm(c.SandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm", "the attention residual", h, 1));
+        list.Add(new("gate/up_proj input (the norm's output)", h, s));
+        list.Add(new("gate_proj output (saved by the fused activation)", i, s));
+        list.Add(new("up_proj output (saved by the fused activation)", i, s));
+        list.Add(new("act(gate)·up (down_proj input)", i, s));
+        if (c.SandwichNorms) list.AddRange(Norm("post_feedforward_layernorm", "down_proj output", h, 1));
+        return list;
+    }
+
     /// <param name="groups">rows normalised per token (heads for q/k norms)</param>
     /// <param name="copyCounted">the fp32 input is listed by the caller (the norm's input is no saved tensor of its own)</param>
     static IEnumerable<SavedTensor> Norm(string name, long size, long groups, bool f32, bool offset, bool copyCounted = false)
@@ -92,7 +130,8 @@ public static class LayerActivations
     }
 
     /// <summary>Bytes per token saved by one layer without checkpointing.</summary>
-    public static long BytesPerToken(LlamaConfig c, Precision precision) => PerLayer(c, precision).Sum(t => t.BytesPerToken);
+    public static long BytesPerToken(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Torch) =>
+        PerLayer(c, precision, kernels).Sum(t => t.BytesPerToken);
 
     public static int ComputeBytes(Precision p) => p == Precision.F32 ? 4 : 2;
 }

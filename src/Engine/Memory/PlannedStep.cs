@@ -31,6 +31,7 @@ public sealed record PlannedStep(StepSettings Step, MemoryDevice Device = Memory
     public bool Bf16OptimizerStates => Step.Bf16OptimizerStates;
     public bool ActivationCheckpointing => Step.ActivationCheckpointing;
     public LogProbMode Head => Step.Head;
+    public Engine.Kernels.KernelChoice Kernels => Step.Kernels;
     public ReferenceMode Reference => Step.Reference;
     public bool ReferenceFree => !Step.UsesReference;
 

@@ -67,18 +67,20 @@ public sealed class StepMemoryModel
     /// <summary>All decoder layers' saved tensors: the full table per layer, or only each layer's input with checkpointing.</summary>
     public long SavedLayerActivations => _s.ActivationCheckpointing
         ? L * Tokens * H * _bytes
-        : L * Tokens * LayerActivations.BytesPerToken(_c, _s.Precision);
+        : L * Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels);
 
     /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
-    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision);
+    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels);
 
     /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor (fp32 for Gemma's
-    /// (1 + w) norm, which multiplies in fp32) and rsqrt.</summary>
-    public long FinalNormSaved => Tokens * (H * 4 + H * (_c.Norm == NormStyle.UnitOffset ? 4 : _bytes) + 4);
+    /// (1 + w) norm, which multiplies in fp32) and rsqrt; fused: its input and the inverse RMS.</summary>
+    public long FinalNormSaved => _s.Kernels == KernelChoice.Fused ? Tokens * (H * _bytes + 4)
+        : Tokens * (H * 4 + H * (_c.Norm == NormStyle.UnitOffset ? 4 : _bytes) + 4);
 
     /// <summary>RoPE cos/sin [B, 1, T, head_dim] in the compute dtype, saved by the q/k products: one pair per distinct RoPE
-    /// (Gemma 3's local and global layers have one each).</summary>
-    public long RopeTables => 2 * Tokens * _c.HeadDim * _bytes * Enumerable.Range(0, _c.NumLayers).Select(_c.RopeOf).Distinct().Count();
+    /// (Gemma 3's local and global layers have one each); the fused kernel adds fp32 half tables [B·T, head_dim/2] per pair.</summary>
+    public long RopeTables => (2 * Tokens * _c.HeadDim * _bytes + (_s.Kernels == KernelChoice.Fused ? Tokens * _c.HeadDim * 4 : 0))
+        * Enumerable.Range(0, _c.NumLayers).Select(_c.RopeOf).Distinct().Count();
 
     /// <summary>
     /// Layer outputs that no backward needs but the forward's dispose scope keeps until ForwardHidden returns:
@@ -259,7 +261,9 @@ public sealed class StepMemoryModel
         {
             // The last layer is rebuilt with autograd on while every checkpointed input is still held; in f32 its input
             // entry is the checkpoint's own saved tensor (already counted).
-            long rebuilt = OneLayerActivations - (_bytes == 4 ? Tokens * H * 4 : 0) + Tokens * H * _bytes;
+            // (The fused table counts the layer input in every precision.)
+            bool tableHasInput = _bytes == 4 || _s.Kernels == KernelChoice.Fused;
+            long rebuilt = OneLayerActivations - (tableHasInput ? Tokens * H * _bytes : 0) + Tokens * H * _bytes;
             decoderBackward.Add(new("recomputed layer (checkpointing)", rebuilt, "one layer's saved set + its output"));
         }
         points.Add(new("decoder backward", decoderBackward));

@@ -1,4 +1,5 @@
 using Engine.Data;
+using Engine.Distributed;
 using Engine.Kernels;
 using Engine.Models;
 using Engine.Objectives;
@@ -28,7 +29,11 @@ public interface IReferenceLogps : IDisposable
 }
 
 /// <summary>What a method's step runs on: the policy, its reference (null when the method needs none) and the head mode.</summary>
-public sealed record StepContext(LlamaForCausalLM Policy, IReferenceLogps? Reference, LogProbMode Head);
+public sealed record StepContext(LlamaForCausalLM Policy, IReferenceLogps? Reference, LogProbMode Head)
+{
+    /// <summary>The ranks of a data-parallel run, for statistics over the global batch (KTO's z0); one process by default.</summary>
+    public ICommunicator Ranks { get; init; } = SingleProcess.Instance;
+}
 
 /// <summary>One microbatch → loss and metrics, for training (autograd on) and evaluation (autograd off).</summary>
 public interface IMethodStep
@@ -49,8 +54,11 @@ public sealed record MethodCost(int PolicyRows, int NoGradPolicyRows, int Refere
 /// <summary>Batches of one split for a method, and what preparing them found.</summary>
 public sealed record PreparedSplit(IBatchSource<ITrainBatch> Batches, TruncationReport Truncation, IReadOnlyList<string> Notices);
 
-/// <summary>How a split is cut into microbatches.</summary>
-public sealed record Batching(int MicroBatch, long Seed, bool Shuffle = true);
+/// <summary>How a split is cut into microbatches: <paramref name="MicroBatch"/> per rank, this rank's <paramref name="Shard"/> of each global batch.</summary>
+public sealed record Batching(int MicroBatch, long Seed, bool Shuffle = true)
+{
+    public DataShard Shard { get; init; } = DataShard.Whole;
+}
 
 /// <summary>
 /// One alignment method: the data it accepts and its batches, whether and how it needs reference log-probs, its
@@ -106,9 +114,10 @@ public abstract class AlignmentMethod
     /// units_m / Σ units (TrainingSession.TrainStep applies it through MicroBatchWeights).
     /// 1 for every method whose loss is a mean per micro-batch (TRL's DPO/KTO/ORPO/CPO divide each micro-batch's
     /// loss by the number of micro-batches, as transformers does when model_accepts_loss_kwargs is false);
-    /// token-level losses count their scored tokens (SFT: HF's num_items_in_batch).
+    /// token-level losses count their scored tokens (SFT: HF's num_items_in_batch). A rank's shard of a data-parallel
+    /// global micro-batch counts its share of that micro-batch's 1, so the global micro-batch still counts 1.
     /// </summary>
-    public virtual double LossUnits(ITrainBatch batch) => 1;
+    public virtual double LossUnits(ITrainBatch batch) => (double)batch.Examples / batch.GlobalExamples;
 
     /// <summary>The sequences of <paramref name="batch"/> whose reference log-probs the step will ask for.</summary>
     public virtual IEnumerable<ReferenceQuery> ReferenceQueries(ITrainBatch batch, ObjectiveOptions options) => Array.Empty<ReferenceQuery>();

@@ -1,4 +1,5 @@
 using Engine.Data;
+using Engine.Distributed;
 using Engine.Kernels;
 using Engine.Objectives;
 using Engine.Util;
@@ -51,7 +52,7 @@ public sealed class KtoMethod : AlignmentMethod
         var o = Options(options);
         if (KtoClassBalance.Of(rows.Select(r => r.Desirable), o.DesirableWeight, o.UndesirableWeight).Warning is { } warning)
             notices.Add($"warning: {data.Origin}: kto {warning}");
-        var batches = new UnpairedBatchIterator(rows, batching.MicroBatch, batching.Seed, tokenizer.PadId, tokenizer.Settings.MaxLength, batching.Shuffle);
+        var batches = new UnpairedBatchIterator(rows, batching.MicroBatch, batching.Seed, tokenizer.PadId, tokenizer.Settings.MaxLength, batching.Shuffle, shard: batching.Shard);
         return new PreparedSplit(batches, report, notices);
     }
 
@@ -70,8 +71,23 @@ public sealed class KtoMethod : AlignmentMethod
         });
     }
 
-    /// <summary>z0 from the mismatched pairs, without gradient (TRL and the paper).</summary>
-    static Z0Estimate EstimateZ0(UnpairedBatch batch, StepContext c, bool eval)
+    /// <summary>z0 from the mismatched pairs of the global micro-batch, without gradient (TRL and the paper).</summary>
+    static Z0Estimate EstimateZ0(UnpairedBatch batch, StepContext c, bool eval) => AcrossRanks(LocalZ0(batch, c, eval), batch.Rows, c.Ranks);
+
+    /// <summary>
+    /// z0 over the global micro-batch: every rank's Σ log-ratio and row count are summed before the mean is clamped,
+    /// as TRL gathers the KL terms of all processes (a NaN on any rank makes z0 NaN everywhere).
+    /// </summary>
+    static Z0Estimate AcrossRanks(Z0Estimate local, int rows, ICommunicator ranks)
+    {
+        if (ranks.Size == 1) return local;
+        Span<double> sums = stackalloc double[] { local.Raw * rows, rows };
+        ranks.AllReduceSum(sums);
+        double raw = sums[0] / sums[1];
+        return new Z0Estimate(raw, double.IsNaN(raw) ? double.NaN : Math.Max(0.0, raw));
+    }
+
+    static Z0Estimate LocalZ0(UnpairedBatch batch, StepContext c, bool eval)
     {
         var (tokenLogps, mask) = SequenceScorer.TokenLogps(c.Policy, batch.MismatchedSequences, c.Head);
         using (tokenLogps)
@@ -95,7 +111,7 @@ public sealed class KtoMethod : AlignmentMethod
     {
         int m = batch.Rows;
         var keys = new long[m];
-        for (int i = 0; i < m; i++) keys[i] = SequenceKey(batch.RowIndices[i], batch.RowIndices[MismatchedPairs.CompletionRow(i, m)]);
+        for (int i = 0; i < m; i++) keys[i] = SequenceKey(batch.RowIndices[i], batch.MismatchedRowIndices[i]);
         return new ReferenceQuery(batch.MismatchedSequences, keys);
     }
 

@@ -14,7 +14,7 @@ public abstract class PairedMethod : AlignmentMethod
         var pairs = tokenizer.TokenizeAll(data.ToPaired(), report);
         if (pairs.Count == 0) throw new EngineException($"{data.Origin}: no usable rows after tokenization ({report})");
         var notices = report.Any ? new[] { $"{data.Origin}: {report}" } : Array.Empty<string>();
-        return new PreparedSplit(new PairedBatchIterator(pairs, batching.MicroBatch, batching.Seed, tokenizer.PadId, batching.Shuffle), report, notices);
+        return new PreparedSplit(new PairedBatchIterator(pairs, batching.MicroBatch, batching.Seed, tokenizer.PadId, batching.Shuffle, shard: batching.Shard), report, notices);
     }
 
     public override IBatchSource<ITrainBatch> Synthetic(SyntheticShape shape) =>

@@ -89,7 +89,9 @@ public static class SequenceScorer
         }
         var positions = selected.reshape(-1).nonzero().squeeze(1);
         var selectedHidden = hidden.narrow(1, 0, t - 1).reshape(-1, hidden.shape[2]).index_select(0, positions);
-        var token = TokenLogProbs.FromHidden(selectedHidden, model.LmHeadWeight, targets.reshape(-1).index_select(0, positions), mode, softcap: model.Config.FinalLogitSoftcapping);
+        var token = TokenLogProbs.FromHidden(StepProfiler.Enter(OpClass.Head, selectedHidden), model.LmHeadWeight,
+            targets.reshape(-1).index_select(0, positions), mode, softcap: model.Config.FinalLogitSoftcapping);
+        token = token with { LogProbs = StepProfiler.Exit(OpClass.Head, token.LogProbs) };
         return (token, positions, promptMask?.reshape(-1).index_select(0, positions));
     }
 

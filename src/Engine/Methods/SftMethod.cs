@@ -36,7 +36,7 @@ public sealed class SftMethod : AlignmentMethod
         }
         if (rows.Count == 0) throw new EngineException($"{data.Origin}: no completions to train on");
         if (report.Any) notices.Add($"{data.Origin}: {report}");
-        return new PreparedSplit(new CompletionBatchIterator(rows, batching.MicroBatch, batching.Seed, tokenizer.PadId, batching.Shuffle), report, notices);
+        return new PreparedSplit(new CompletionBatchIterator(rows, batching.MicroBatch, batching.Seed, tokenizer.PadId, batching.Shuffle, batching.Shard), report, notices);
     }
 
     public override IBatchSource<ITrainBatch> Synthetic(SyntheticShape shape) =>

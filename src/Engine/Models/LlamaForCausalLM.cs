@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -23,6 +24,9 @@ public sealed class LlamaForCausalLM : nn.Module
     /// function that recomputes the layer in backward.
     /// </summary>
     public Func<DecoderLayer, Tensor, RotaryTables, Tensor?, KvCache?, Tensor>? LayerRunner { get; set; }
+
+    /// <summary>Fused kernels or TorchSharp's composites for norms, RoPE and the MLP activation; null: <see cref="FusedKernels.Default"/>.</summary>
+    public KernelChoice? Kernels { get; set; }
 
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype = ScalarType.Float32) : base("LlamaForCausalLM")
     {
@@ -75,6 +79,7 @@ public sealed class LlamaForCausalLM : nn.Module
     public Tensor ForwardHidden(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)
     {
         using var scope = NewDisposeScope();
+        using var kernels = FusedKernels.Use(Kernels ?? FusedKernels.Default);
         long b = inputIds.shape[0], t = inputIds.shape[1];
         int past = cache?.Length ?? 0;
         long s = past + t;

@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -38,10 +39,14 @@ public sealed class WeightRmsNorm : RmsNorm
 {
     public WeightRmsNorm(int size, double eps, ScalarType dtype) : base("RmsNorm", size, eps, dtype, 1.0) { }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => StepProfiler.Run(OpClass.Norm, x, Apply);
+
+    Tensor Apply(Tensor x)
     {
+        if (LayerKernels.RmsNorm(x, weight, Eps, unitOffset: false) is { } fused) return fused;
         using var scope = NewDisposeScope();
-        return (weight * Normalise(x.to(ScalarType.Float32)).to(x.dtype)).MoveToOuterDisposeScope();
+        var normed = Normalise(StepProfiler.Run(OpClass.Conversion, x, t => t.to(ScalarType.Float32)));
+        return (weight * StepProfiler.Run(OpClass.Conversion, normed, t => t.to(x.dtype))).MoveToOuterDisposeScope();
     }
 }
 
@@ -50,8 +55,11 @@ public sealed class UnitOffsetRmsNorm : RmsNorm
 {
     public UnitOffsetRmsNorm(int size, double eps, ScalarType dtype) : base("UnitOffsetRmsNorm", size, eps, dtype, 0.0) { }
 
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => StepProfiler.Run(OpClass.Norm, x, Apply);
+
+    Tensor Apply(Tensor x)
     {
+        if (LayerKernels.RmsNorm(x, weight, Eps, unitOffset: true) is { } fused) return fused;
         using var scope = NewDisposeScope();
         var scale = weight.to(ScalarType.Float32) + 1.0;
         return (Normalise(x.to(ScalarType.Float32)) * scale).to(x.dtype).MoveToOuterDisposeScope();
@@ -64,6 +72,12 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     public Parameter weight;
     public Parameter? bias;
 
+    /// <summary>Replaces the dense weight in the product when the frozen base is stored another way (quantized); null: dense.</summary>
+    public IFrozenLinearBase? FrozenBase { get; set; }
+    /// <summary>A low-rank update added to the output (LoRA); null: none. Not a registered module, so the model's own
+    /// parameters, state dict and exports stay the base model's.</summary>
+    public ILinearAdapter? Adapter { get; set; }
+
     public Projection(int inFeatures, int outFeatures, ScalarType dtype, bool hasBias = false) : base("Projection")
     {
         weight = new Parameter(torch.empty(outFeatures, inFeatures, dtype: dtype));
@@ -71,7 +85,14 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => F.linear(x, weight, bias);
+    public override Tensor forward(Tensor x)
+    {
+        if (FrozenBase is null && Adapter is null) return StepProfiler.Run(OpClass.Matmul, x, t => F.linear(t, weight, bias));
+        using var scope = NewDisposeScope();
+        var y = FrozenBase is { } frozen ? (bias is null ? frozen.Forward(x) : frozen.Forward(x) + bias) : F.linear(x, weight, bias);
+        if (Adapter is { } a) y = a.Forward(x, y);
+        return y.MoveToOuterDisposeScope();
+    }
 }
 
 public sealed class Embedding : nn.Module<Tensor, Tensor>
@@ -106,6 +127,8 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
 
     /// <summary>The gate activation; tests swap in other runtimes' approximations to account for differences.</summary>
     internal Func<Tensor, Tensor> Activation { get; set; }
+    readonly Func<Tensor, Tensor> _familyActivation;
+    readonly GatedActivation _gated;
 
     public Mlp(LlamaConfig c, ScalarType dtype) : base("Mlp")
     {
@@ -117,13 +140,19 @@ public sealed class Mlp : nn.Module<Tensor, Tensor>
             MlpActivation.GeluTanh => x => F.gelu(x, GELU.Approximate.tanh, false),
             _ => x => F.silu(x),
         };
+        _familyActivation = Activation;
+        _gated = c.Activation == MlpActivation.GeluTanh ? GatedActivation.GeGlu : GatedActivation.SwiGlu;
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(Activation(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        Tensor gate = gate_proj.forward(x), up = up_proj.forward(x);
+        // The fused kernel computes the family's own activation; a swapped-in one (tests) runs as given.
+        var h = StepProfiler.Run(OpClass.Activation, gate, g =>
+            (ReferenceEquals(Activation, _familyActivation) ? LayerKernels.Gated(g, up, _gated) : null) ?? Activation(g) * up);
+        return down_proj.forward(h).MoveToOuterDisposeScope();
     }
 }
 
@@ -164,8 +193,7 @@ public sealed class Attention : nn.Module
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
         if (q_norm != null) q = q_norm.forward(q);
         if (k_norm != null) k = k_norm.forward(k);
-        q = rope.Apply(q.transpose(1, 2));
-        k = rope.Apply(k.transpose(1, 2));
+        (q, k) = rope.ApplyToQueryKey(q, k);
         // SDPA scales by head_dim^-½; a model with another scale has q pre-multiplied to make up the difference.
         if (_queryPreScale != 1.0) q = q * _queryPreScale;
         if (cache != null) (k, v) = cache.Append(layer, k, v);
@@ -176,9 +204,9 @@ public sealed class Attention : nn.Module
             k = k.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
             v = v.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
         }
-        var attn = mask is null
-            ? F.scaled_dot_product_attention(q, k, v, null, 0.0, true)
-            : F.scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+        var attn = StepProfiler.Run(OpClass.Attention, q, qq => mask is null
+            ? F.scaled_dot_product_attention(qq, k, v, null, 0.0, true)
+            : F.scaled_dot_product_attention(qq, k, v, mask, 0.0, false));
         var merged = attn.transpose(1, 2).reshape(b, t, _heads * _headDim);
         return o_proj.forward(merged).MoveToOuterDisposeScope();
     }

@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using static TorchSharp.torch;
 
 namespace Engine.Models;
@@ -84,9 +85,42 @@ public sealed class RotaryTables : IDisposable
         return (x * _cos + rotated * _sin).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Queries [B, T, heads, headDim] and keys [B, T, kvHeads, headDim] rotated and returned as [B, heads, T, headDim]:
+    /// by the fused in-place kernel when it applies (<see cref="LayerKernels.TryRope"/>), else by <see cref="Apply"/>.
+    /// </summary>
+    public (Tensor Q, Tensor K) ApplyToQueryKey(Tensor q, Tensor k) =>
+        (StepProfiler.Run(OpClass.Rope, q, ApplyBthd), StepProfiler.Run(OpClass.Rope, k, ApplyBthd));
+
+    Tensor ApplyBthd(Tensor x)
+    {
+        if (LayerKernels.Applies(x))
+        {
+            var (cos, sin) = HalfTables();
+            if (LayerKernels.Rope(x, cos, sin) is { } rotated) return rotated.transpose(1, 2);
+        }
+        return Apply(x.transpose(1, 2));
+    }
+
+    Tensor? _cosHalf, _sinHalf;
+
+    /// <summary>cos/sin as the fused kernel reads them: fp32 [B·T, headDim/2] (the tables repeat over the two halves).</summary>
+    (Tensor Cos, Tensor Sin) HalfTables()
+    {
+        if (_cosHalf is null || _sinHalf is null)
+        {
+            long half = _cos.shape[^1] / 2;
+            _cosHalf = _cos.squeeze(1).narrow(-1, 0, half).to(ScalarType.Float32).contiguous().reshape(-1, half).DetachFromDisposeScope();
+            _sinHalf = _sin.squeeze(1).narrow(-1, 0, half).to(ScalarType.Float32).contiguous().reshape(-1, half).DetachFromDisposeScope();
+        }
+        return (_cosHalf, _sinHalf);
+    }
+
     public void Dispose()
     {
         _cos.Dispose();
         _sin.Dispose();
+        _cosHalf?.Dispose();
+        _sinHalf?.Dispose();
     }
 }

@@ -93,6 +93,9 @@ public sealed class ObjectiveMetrics : IEnumerable<string>
     }
 
     public MetricKind KindOf(string name) => Get(name).Kind;
+    /// <summary>The two metrics a <see cref="MetricKind.Difference"/> subtracts.</summary>
+    public (string Minuend, string Subtrahend) DifferenceOf(string name) => Get(name) is { Kind: MetricKind.Difference } e
+        ? (e.Minuend!, e.Subtrahend!) : throw new InvalidOperationException($"metric '{name}' is not a difference");
     public double Sum(string name) => Get(name).Sum;
     public double Count(string name) => Get(name).Count;
 

@@ -1,3 +1,4 @@
+using Engine.Kernels;
 using Engine.Models;
 using static TorchSharp.torch;
 
@@ -11,22 +12,36 @@ namespace Engine.Training;
 /// </summary>
 public static class ActivationCheckpointing
 {
-    public static void Enable(LlamaForCausalLM model) => model.LayerRunner = Run;
+    /// <param name="replayRandomness">the layers draw random numbers (LoRA dropout): the forward and its recompute are seeded alike</param>
+    public static void Enable(LlamaForCausalLM model, bool replayRandomness = false) =>
+        model.LayerRunner = (layer, x, rope, mask, cache) => Run(layer, x, rope, mask, cache, replayRandomness);
 
     public static void Disable(LlamaForCausalLM model) => model.LayerRunner = null;
 
-    static Tensor Run(DecoderLayer layer, Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache)
+    static Tensor Run(DecoderLayer layer, Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache, bool replayRandomness)
     {
         // Nothing to save when no gradient is wanted (eval, reference pre-pass) or when decoding with a cache.
         if (!is_grad_enabled() || cache != null) return layer.Forward(x, rope, mask, cache);
         // Backward runs after the forward's scope has released rope and mask: keep handles of our own.
         var keptRope = rope.Retain();
         var keptMask = mask?.alias().DetachFromDisposeScope();
-        var recompute = new Recompute(input => layer.Forward(input, keptRope, keptMask, null), () =>
+        // The recompute must draw the same random numbers (LoRA dropout) as the forward did: both start from one fresh seed.
+        long? seed = replayRandomness ? randint(long.MaxValue, new long[] { 1 }, dtype: ScalarType.Int64).item<long>() : null;
+        var kernels = FusedKernels.Current; // the recompute in backward runs outside the model's forward
+        var recompute = new Recompute(input =>
+        {
+            using var sameKernels = FusedKernels.Use(kernels);
+            if (seed is long sd) manual_seed(sd);
+            return layer.Forward(input, keptRope, keptMask, null);
+        }, () =>
         {
             keptRope.Dispose();
             keptMask?.Dispose();
         });
+        // Autograd runs a function's backward only when an input requires grad. With a frozen base (LoRA) the first layer's
+        // input does not, yet the adapters inside the layer need that backward: mark the input (PEFT's enable_input_require_grads).
+        if (!x.requires_grad) x = x.detach().requires_grad_(true);
+        if (seed is long forwardSeed) manual_seed(forwardSeed);
         return CheckpointFunction.apply(x, recompute);
     }
 

@@ -134,7 +134,9 @@ public sealed class AdamW : IDisposable
     /// leaves the gradients as they are and applies the clipping factor in the next <see cref="Step"/> (cleared by
     /// <see cref="ZeroGrad"/>); the composite path scales them in place.
     /// </summary>
-    public double ClipGradients(double maxNorm)
+    /// <param name="agree">maps this process's norm to the one every rank of a data-parallel run uses (rank 0's), so that
+    /// clipping and the non-finite guard decide identically everywhere</param>
+    public double ClipGradients(double maxNorm, Func<double, double>? agree = null)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -142,6 +144,7 @@ public sealed class AdamW : IDisposable
         if (FusedTensors() is { } fused)
         {
             double norm = Math.Sqrt(NativeKernels.AdamWGradSumSquares(fused));
+            if (agree != null) norm = agree(norm);
             if (maxNorm > 0 && double.IsFinite(norm) && norm > maxNorm) _pendingGradScale = maxNorm / (norm + 1e-6);
             return norm;
         }
@@ -155,7 +158,8 @@ public sealed class AdamW : IDisposable
             using var inner = NewDisposeScope();
             sumSquares.add_(g!.to(ScalarType.Float32).pow(2).sum());
         }
-        var total = sumSquares.sqrt().item<float>();
+        double total = sumSquares.sqrt().item<float>();
+        if (agree != null) total = agree(total);
         if (maxNorm > 0 && double.IsFinite(total) && total > maxNorm)
         {
             double scale = maxNorm / (total + 1e-6);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Engine.Adapters;
 using Engine.Models;
 using Engine.Tokenization;
 using Engine.Util;
@@ -19,6 +20,10 @@ public sealed record TrainerState
     public int SkippedSteps { get; init; }
     public long TokensSeen { get; init; }
     public string Method { get; init; } = "";
+    /// <summary>Examples per global micro-batch (micro-batch × ranks), the unit of <see cref="BatchIndex"/>; 0 in older checkpoints.</summary>
+    public int GlobalMicroBatch { get; init; }
+    /// <summary>Ranks of the run that wrote the checkpoint (it may be resumed with any number).</summary>
+    public int Ranks { get; init; } = 1;
     /// <summary>Set when a run starts and kept through its resumes: checkpoint retention deletes only its own run's checkpoints.</summary>
     public string? RunId { get; init; }
     /// <summary>The best value of --metric-for-best-model so far, and the checkpoint folder's name that had it.</summary>
@@ -46,14 +51,21 @@ public static class CheckpointStore
 
     public const string Prefix = "checkpoint-";
 
-    public static string Save(string outputDir, TrainerState state, LlamaForCausalLM model, TextTokenizer? tokenizer, AdamW optimizer)
+    /// <param name="adapters">a LoRA run's adapters: the checkpoint then holds them in PEFT's layout (beside the optimizer
+    /// state) instead of the model, whose base <paramref name="baseModel"/> stays frozen</param>
+    public static string Save(string outputDir, TrainerState state, LlamaForCausalLM model, TextTokenizer? tokenizer, AdamW optimizer,
+        LoraAdapters? adapters = null, string baseModel = "")
     {
         string dir = Path.Combine(outputDir, Prefix + state.Step);
         AtomicDirectory.Write(dir, tmp =>
         {
-            string modelDir = Path.Combine(tmp, "model");
-            Directory.CreateDirectory(modelDir);
-            ModelLoader.SaveInto(model, tokenizer, modelDir, model.Dtype);
+            if (adapters != null) PeftAdapterFolder.WriteInto(tmp, adapters, baseModel, model.Dtype);
+            else
+            {
+                string modelDir = Path.Combine(tmp, "model");
+                Directory.CreateDirectory(modelDir);
+                ModelLoader.SaveInto(model, tokenizer, modelDir, model.Dtype);
+            }
             if (Environment.GetEnvironmentVariable(CrashHookVariable) == state.Step.ToString())
                 Environment.FailFast($"test hook: simulated crash while writing checkpoint {state.Step}");
             SafetensorsWriter.Write(Path.Combine(tmp, "optimizer.safetensors"), optimizer.StateTensors().ToList());
@@ -129,6 +141,23 @@ public static class CheckpointStore
     }
 
     public static string ModelDir(string checkpointDir) => Path.Combine(checkpointDir, "model");
+
+    /// <summary>A LoRA checkpoint's adapter attached to <paramref name="model"/>; its shape must be the run's.</summary>
+    public static LoraAdapters LoadAdapters(string checkpointDir, LlamaForCausalLM model, LoraSettings run)
+    {
+        if (!PeftAdapterFolder.IsAdapterFolder(checkpointDir))
+            throw new EngineException($"{checkpointDir}: not a LoRA checkpoint (no {PeftAdapterFolder.ConfigFile}); resume a full fine-tuning run without --use-peft");
+        var adapters = PeftAdapterFolder.Load(model, checkpointDir);
+        var saved = adapters.Settings;
+        var expected = LoraAdapters.Targets(model, run).Select(t => t.Module).ToHashSet();
+        if (saved.Rank != run.Rank || saved.Alpha != run.Alpha || saved.UseRslora != run.UseRslora || !expected.SetEquals(adapters.Layers.Select(l => l.Module)))
+        {
+            adapters.Dispose();
+            throw new EngineException($"{checkpointDir}: the checkpoint's adapter (r={saved.Rank}, alpha={saved.Alpha}, rslora={saved.UseRslora}, " +
+                $"{string.Join(",", saved.Targets)}) differs from this run's --lora-* options");
+        }
+        return adapters;
+    }
 
     public static void LoadOptimizer(string checkpointDir, AdamW optimizer, TrainerState state)
     {

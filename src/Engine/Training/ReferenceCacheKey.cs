@@ -26,7 +26,12 @@ public sealed record ReferenceCacheKey
     /// <summary>Options that change which sequences are scored (KTO without z0 scores no mismatched pairs).</summary>
     public required bool ReferenceFree { get; init; }
     public required bool NoZ0 { get; init; }
+    /// <summary>Examples per global micro-batch (micro-batch × ranks): KTO's mismatched pairs are formed over it.</summary>
     public required int MicroBatch { get; init; }
+    /// <summary>Global micro-batches per epoch of the training and eval splits: a last partial batch too small to give every
+    /// rank its share is dropped, so a different number of ranks can change which batches exist.</summary>
+    public required int TrainBatches { get; init; }
+    public required int EvalBatches { get; init; }
     public required long Seed { get; init; }
     public required int MaxLength { get; init; }
     public required int? MaxPromptLength { get; init; }
@@ -35,14 +40,16 @@ public sealed record ReferenceCacheKey
     public required Training.Precision Precision { get; init; }
     public required LogProbMode Head { get; init; }
 
-    public static ReferenceCacheKey For(TrainingOptions o, IReadOnlyList<string> dataFiles) => new()
+    public static ReferenceCacheKey For(TrainingOptions o, IReadOnlyList<string> dataFiles, int ranks = 1, int trainBatches = 0, int evalBatches = 0) => new()
     {
         ReferenceModel = o.Step.ReferenceModel ?? o.Step.Model,
         DataFiles = dataFiles,
         Method = o.Step.Method.Name,
         ReferenceFree = o.Step.Objective.ReferenceFree,
         NoZ0 = o.Step.Objective.NoZ0,
-        MicroBatch = o.Step.MicroBatch,
+        MicroBatch = o.Step.MicroBatch * ranks,
+        TrainBatches = trainBatches,
+        EvalBatches = evalBatches,
         Seed = o.Seed,
         MaxLength = o.Step.MaxLength,
         MaxPromptLength = o.Step.Tokenization.MaxPromptLength,
@@ -69,7 +76,7 @@ public sealed record ReferenceCacheKey
         var settings = new SortedDictionary<string, string?>(StringComparer.Ordinal)
         {
             ["format"] = FormatVersion.ToString(), ["method"] = Method, ["reference_free"] = ReferenceFree.ToString(),
-            ["no_z0"] = NoZ0.ToString(), ["micro_batch"] = MicroBatch.ToString(), ["seed"] = Seed.ToString(),
+            ["no_z0"] = NoZ0.ToString(), ["micro_batch"] = MicroBatch.ToString(), ["train_batches"] = TrainBatches.ToString(), ["eval_batches"] = EvalBatches.ToString(), ["seed"] = Seed.ToString(),
             ["max_length"] = MaxLength.ToString(), ["max_prompt_length"] = MaxPromptLength?.ToString(),
             ["truncation_mode"] = Spelling.Of(TruncationMode), ["eval_fraction"] = EvalFraction.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
             ["precision"] = Spelling.Of(Precision), ["head"] = Spelling.Of(Head),

@@ -1,4 +1,5 @@
 using Engine.Data;
+using Engine.Distributed;
 using Engine.Kernels;
 using Engine.Methods;
 using Engine.Models;
@@ -35,7 +36,8 @@ public sealed class ResidentReference : IReferenceLogps
 /// Reference log-probs computed once, before training, by asking the method which sequences of each batch it will
 /// need (<see cref="AlignmentMethod.ReferenceQueries"/>), and stored beside the run
 /// (<c>OUT/reference-logps-KEY.safetensors</c>, <see cref="ReferenceCacheKey"/>) as sequence key → Σ log π_ref.
-/// Training then runs no reference forward and holds no reference weights.
+/// Training then runs no reference forward and holds no reference weights. On a data-parallel run each rank scores its
+/// shard of the batches, the sums are gathered on every rank, and rank 0 alone reads and writes the file.
 /// </summary>
 public sealed class CachedReference : IReferenceLogps
 {
@@ -68,21 +70,30 @@ public sealed class CachedReference : IReferenceLogps
     /// </summary>
     public static CachedReference LoadOrCompute(string? directory, string key, Func<(LlamaForCausalLM Model, bool Owned)> loadReference,
         AlignmentMethod method, ObjectiveOptions options, IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval,
-        LogProbMode mode, Action<string>? report)
+        LogProbMode mode, Action<string>? report, ICommunicator? ranks = null)
     {
+        ranks ??= SingleProcess.Instance;
         string? path = directory is null ? null : System.IO.Path.Combine(directory, $"reference-logps-{key}.safetensors");
-        if (path != null && File.Exists(path) && TryLoad(path, key, train, eval) is { } loaded)
+        var loaded = ranks.IsRoot && path != null && File.Exists(path) ? TryLoad(path, key, train, eval) : null;
+        if (ranks.Size > 1)
+        {
+            var found = new byte[] { (byte)(loaded is null ? 0 : 1) };
+            ranks.Broadcast(found, root: 0);
+            if (found[0] == 1) loaded = (Share(ranks, loaded?.Train), Share(ranks, loaded?.Eval));
+        }
+        if (loaded is { } cached)
         {
             report?.Invoke($"reference log-probs: cached ({path})");
-            return loaded;
+            return new CachedReference(cached.Train, cached.Eval, path, true);
         }
         var (model, owned) = loadReference();
         try
         {
-            report?.Invoke("reference log-probs: one pre-pass over the data (then no reference model while training)");
-            var trainSums = Compute(model, method, options, train, mode);
-            var evalSums = eval is null ? new Dictionary<long, float>() : Compute(model, method, options, eval, mode);
-            if (path != null) Save(path, key, trainSums, train.Rows, evalSums, eval?.Rows ?? 0);
+            report?.Invoke("reference log-probs: one pre-pass over the data (then no reference model while training)" +
+                (ranks.Size > 1 ? $", split over {ranks.Size} ranks" : ""));
+            var trainSums = Gather(ranks, Compute(model, method, options, train, mode));
+            var evalSums = eval is null ? new Dictionary<long, float>() : Gather(ranks, Compute(model, method, options, eval, mode));
+            if (path != null && ranks.IsRoot) Save(path, key, trainSums, train.Rows, evalSums, eval?.Rows ?? 0);
             return new CachedReference(trainSums, evalSums, path, false);
         }
         finally
@@ -110,6 +121,27 @@ public sealed class CachedReference : IReferenceLogps
         return sums;
     }
 
+    /// <summary>Every rank's part of the pre-pass (each scored its shard of the batches), on every rank.</summary>
+    static Dictionary<long, float> Gather(ICommunicator ranks, Dictionary<long, float> mine)
+    {
+        if (ranks.Size == 1) return mine;
+        var keys = ranks.AllGatherConcat(mine.Keys.ToArray());
+        var values = ranks.AllGatherConcat(mine.Values.ToArray());
+        var all = new Dictionary<long, float>(keys.Length);
+        for (int i = 0; i < keys.Length; i++) all[keys[i]] = values[i];
+        return all;
+    }
+
+    /// <summary>Rank 0's loaded sums on every rank.</summary>
+    static Dictionary<long, float> Share(ICommunicator ranks, Dictionary<long, float>? fromRoot)
+    {
+        var keys = ranks.BroadcastArray(fromRoot?.Keys.ToArray());
+        var values = ranks.BroadcastArray(fromRoot?.Values.ToArray());
+        var all = new Dictionary<long, float>(keys.Length);
+        for (int i = 0; i < keys.Length; i++) all[keys[i]] = values[i];
+        return all;
+    }
+
     static void Save(string path, string key, Dictionary<long, float> train, int trainRows, Dictionary<long, float> eval, int evalRows)
     {
         var tensors = new List<(string, Tensor)>
@@ -121,7 +153,7 @@ public sealed class CachedReference : IReferenceLogps
         foreach (var (_, t) in tensors) t.Dispose();
     }
 
-    static CachedReference? TryLoad(string path, string key, IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval)
+    static (Dictionary<long, float> Train, Dictionary<long, float> Eval)? TryLoad(string path, string key, IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval)
     {
         using var file = SafetensorsFile.Open(path);
         if (!file.Metadata.TryGetValue("key", out var stored) || stored != key) return null;
@@ -139,6 +171,6 @@ public sealed class CachedReference : IReferenceLogps
         var (trainSums, trainRows) = Read("train");
         var (evalSums, evalRows) = Read("eval");
         if (trainRows != train.Rows || (eval != null && evalRows != eval.Rows)) return null;
-        return new CachedReference(trainSums, evalSums, path, true);
+        return (trainSums, evalSums);
     }
 }

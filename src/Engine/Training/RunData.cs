@@ -12,7 +12,9 @@ public static class RunData
 {
     public sealed record Prepared(PreparedSplit Train, PreparedSplit? Eval, IReadOnlyList<string> Notices, IReadOnlyList<string> DataFiles);
 
-    public static Prepared Prepare(TrainingOptions o, TextTokenizer tokenizer)
+    /// <param name="shard">this rank's part of every global micro-batch; every rank reads and tokenizes the whole data, so
+    /// dataset-wide checks (KTO's class balance) and the seeded order are the same on every rank</param>
+    public static Prepared Prepare(TrainingOptions o, TextTokenizer tokenizer, DataShard? shard = null)
     {
         var method = o.Step.Method;
         var notices = new List<string>();
@@ -32,7 +34,7 @@ public static class RunData
         }
         var renderer = ChatRenderer(tokenizer, train, eval);
         var exampleTokenizer = new ExampleTokenizer(tokenizer, o.Step.Tokenization, renderer);
-        var batching = new Batching(o.Step.MicroBatch, o.Seed);
+        var batching = new Batching(o.Step.MicroBatch, o.Seed) { Shard = shard ?? DataShard.Whole };
         var trainSplit = method.Prepare(train, exampleTokenizer, batching, o.Step.Objective);
         notices.AddRange(trainSplit.Notices);
         // Eval batches are shuffled too (seeded): unpaired data converted from pairs lists all chosen rows first, and

@@ -1,3 +1,4 @@
+using Engine.Adapters;
 using Engine.Data;
 using Engine.Kernels;
 using Engine.Methods;
@@ -46,9 +47,16 @@ public sealed record StepSettings
     public bool Bf16OptimizerStates { get; init; }
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
-    /// <summary>How AdamW's update runs: the multi-tensor native kernel or libtorch's ops (same results and state).</summary>
-    public OptimizerKernel OptimizerKernel { get; init; } = OptimizerKernel.Fused;
+    /// <summary>Fused native kernels or TorchSharp composites for RMSNorm, RoPE and the MLP activation.</summary>
+    // Torch until the fused kernels are measured faster on a quiet machine (docs/kernels.md); --kernels fused opts in (layers and the AdamW update).
+    public KernelChoice Kernels { get; init; } = KernelChoice.Torch;
+    /// <summary>How AdamW's update runs: the multi-tensor native kernel or libtorch's ops (same results and state); null
+    /// follows <see cref="Kernels"/>.</summary>
+    public OptimizerKernel? OptimizerKernel { get; init; }
+    public OptimizerKernel EffectiveOptimizerKernel => OptimizerKernel ?? (Kernels == KernelChoice.Fused ? Training.OptimizerKernel.Fused : Training.OptimizerKernel.Torch);
     public ReferenceMode Reference { get; init; } = ReferenceMode.Cached;
+    /// <summary>LoRA / QLoRA (TRL's --use-peft and its options); disabled: full fine-tuning.</summary>
+    public LoraSettings Lora { get; init; } = new();
 
     public bool UsesReference => Method.UsesReference(Objective);
     public MethodCost Cost => Method.Cost(Objective);
@@ -73,10 +81,12 @@ public sealed record StepSettings
                 : $"the micro-batch must be at least 1 (got {MicroBatch})");
         Method.Validate(Objective);
         Tokenization.Validate();
+        Lora.Validate();
     }
 
     public string Describe() =>
         $"{Method.Name}, {MicroBatch} {Method.ExampleNoun} × {MaxLength} tokens, {Spelling.Of(Precision)}" +
         $"{(Bf16OptimizerStates ? " + bf16 Adam states" : "")}, checkpointing {(ActivationCheckpointing ? "on" : "off")}, " +
-        $"{Spelling.Of(Head)} head, {(!UsesReference ? "no reference" : Reference == ReferenceMode.Cached ? "cached reference log-probs" : "resident reference model")}";
+        $"{Spelling.Of(Head)} head, {(!UsesReference ? "no reference" : Reference == ReferenceMode.Cached ? "cached reference log-probs" : "resident reference model")}" +
+        (Lora.Enabled ? $", {Lora.Describe()}" : "");
 }

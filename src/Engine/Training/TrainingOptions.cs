@@ -32,6 +32,8 @@ public sealed record TrainingOptions
     public int WarmupSteps { get; init; }
     public double WeightDecay { get; init; }
     public double MaxGradNorm { get; init; } = 1.0;
+    /// <summary>Data-parallel runs: MiB of fp32 gradients per all-reduce bucket (HF's ddp_bucket_cap_mb).</summary>
+    public double DdpBucketCapMb { get; init; } = Distributed.GradientBuckets.DefaultCapBytes / 1048576.0;
 
     public int SaveSteps { get; init; }
     public int EvalSteps { get; init; }
@@ -69,6 +71,7 @@ public sealed record TrainingOptions
         if (WarmupSteps < 0) throw new EngineException($"--warmup-steps must be >= 0 (got {WarmupSteps})");
         if (!(EvalFraction >= 0 && EvalFraction < 1)) throw new EngineException($"--eval-fraction must be in [0, 1) (got {EvalFraction})");
         if (MaxConsecutiveNonFinite < 1) throw new EngineException("--max-nonfinite must be at least 1");
+        if (!(DdpBucketCapMb > 0) || !double.IsFinite(DdpBucketCapMb)) throw new EngineException($"--ddp-bucket-cap-mb must be positive (got {DdpBucketCapMb})");
         if (LoggingSteps < 1) throw new EngineException($"--logging-steps must be at least 1 (got {LoggingSteps})");
         if (SaveTotalLimit is int limit && limit < 1) throw new EngineException($"--save-total-limit must be at least 1 (got {limit})");
         if (OverwriteOutputDir && ResumeFrom is not null)

@@ -17,12 +17,14 @@ public class LayeringTests
         ["Kernels"] = new[] { "", "Util" },
         ["Models"] = new[] { "", "Util", "Tokenization", "Kernels" },
         ["Data"] = new[] { "", "Util", "Tokenization" },
+        ["Adapters"] = new[] { "", "Util", "Kernels", "Models" },
         ["Generation"] = new[] { "", "Util", "Tokenization", "Models", "Kernels" },
-        ["Objectives"] = new[] { "", "Util", "Kernels" },
-        ["Methods"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives" },
-        ["Training"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation" },
-        ["Memory"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training" },
-        ["Gguf"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Generation" },
+        ["Distributed"] = new[] { "", "Util" },
+        ["Objectives"] = new[] { "", "Util", "Kernels", "Distributed" },
+        ["Methods"] = new[] { "", "Util", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Distributed" },
+        ["Training"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Generation", "Distributed" },
+        ["Memory"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Objectives", "Methods", "Training", "Distributed" },
+        ["Gguf"] = new[] { "", "Util", "Adapters", "Tokenization", "Kernels", "Models", "Data", "Generation" },
     };
 
     static string? Folder(Type t)

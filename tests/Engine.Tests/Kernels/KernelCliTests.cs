@@ -13,9 +13,12 @@ public class KernelCliTests
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
-        Assert.Equal(8 * 2, items.Count); // 8 kernels x (sm_89 cubin, compute_80 PTX)
+        int kernels = Engine.Kernels.Cuda.KernelSources.Kernels.Values.Sum(k => k.Length);
+        Assert.Equal(23, kernels); // log-prob (4), z0 (1), dequantizing matmul (4), layer kernels (11), AdamW (3)
+        Assert.Equal(kernels * 2, items.Count); // each kernel x (sm_89 cubin, compute_80 PTX)
         var cubins = items.Where(i => i.GetProperty("arch").GetString() == "sm_89").ToList();
-        Assert.Equal(8, cubins.Count);
+        Assert.Equal(kernels, cubins.Count);
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "qmatmul_backward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "adamw_step");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "token_logprob_forward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "kl_z0_reduce");
@@ -37,7 +40,7 @@ public class KernelCliTests
     [Fact]
     public void BenchKernelsJsonReportsEveryField()
     {
-        var r = CliRunner.Run("bench", "kernels", "--json", "--cases", "logprob", "--rows", "8", "--vocab", "1000,333", "--dtype", "f32,bf16",
+        var r = CliRunner.Run("bench", "kernels", "--json", "--case", "logprob", "--rows", "8", "--vocab", "1000,333", "--dtype", "f32,bf16",
             "--repeat", "2", "--head-hidden", "8");
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
@@ -68,7 +71,7 @@ public class KernelCliTests
     [SkippableFact]
     public void BenchKernelsAdamWRowsReportEveryField()
     {
-        var r = CliRunner.Run("bench", "kernels", "--json", "--cases", "adamw", "--adamw-model", SharedData.Require(SharedData.Stories), "--repeat", "2");
+        var r = CliRunner.Run("bench", "kernels", "--json", "--case", "adamw", "--adamw-model", SharedData.Require(SharedData.Stories), "--repeat", "2");
         Assert.True(r.ExitCode == 0, r.ToString());
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
@@ -91,6 +94,31 @@ public class KernelCliTests
             }
             Engine.Tests.Cli.BenchCliTests.AssertMachine(item);
         }
+    }
+
+    [Fact]
+    public void BenchKernelsReportsTheLayerKernels()
+    {
+        var r = CliRunner.Run("bench", "kernels", "--json", "--case", "rmsnorm,rope,swiglu,geglu", "--tokens", "16", "--dtype", "f32,bf16", "--repeat", "2");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var items = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(new[] { "rmsnorm", "rmsnorm", "rope", "rope", "swiglu", "swiglu", "geglu", "geglu" }, items.Select(i => i.GetProperty("kernel").GetString()));
+        foreach (var item in items)
+        {
+            foreach (string field in new[] { "fused_ms", "composite_ms", "speedup", "floor_ms", "fused_over_floor", "copy_bandwidth_gb_s" })
+                Assert.True(item.GetProperty(field).GetDouble() > 0, $"{field} in {item}");
+            Assert.True(item.GetProperty("bytes_moved").GetInt64() > 0);
+            var spread = item.GetProperty("min_median_max_ms");
+            foreach (string figure in new[] { "fused", "composite" })
+            {
+                var v = spread.GetProperty(figure).EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                Assert.True(v.Length == 3 && v[0] <= v[1] && v[1] <= v[2], $"{figure}: {string.Join(", ", v)}");
+            }
+        }
+        // 16 tokens of bench-25m: RMSNorm moves 5 × 16 × 512 elements.
+        Assert.Equal(5L * 16 * 512 * 4, items[0].GetProperty("bytes_moved").GetInt64());
+        Assert.Equal(5L * 16 * 512 * 2, items[1].GetProperty("bytes_moved").GetInt64());
     }
 
     [Fact]

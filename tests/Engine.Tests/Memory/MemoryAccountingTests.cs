@@ -61,11 +61,16 @@ public class MemoryAccountingTests
     {
         // f32: input 32 + rsqrt 4 + normed 32 + norm out 32 + q/k/v/out 4×32 + lse 2×4 + residual 32 + rsqrt 4 + normed 32
         //      + norm out 32 + MLP 4 × 12 × 4 = 528 bytes per token
-        Assert.Equal(528, LayerActivations.BytesPerToken(Tiny, Precision.F32));
+        Assert.Equal(528, LayerActivations.BytesPerToken(Tiny, Precision.F32, KernelChoice.Torch));
         // bf16: fp32 copy 32 + rsqrt 4 + normed 16 + norm out 16 + q/k/v/out 4×16 + lse 8 + fp32 copy 32 + rsqrt 4
         //       + normed 16 + norm out 16 + MLP 4 × 12 × 2 = 304
-        Assert.Equal(304, LayerActivations.BytesPerToken(Tiny, Precision.Bf16Mixed));
-        var s = new PlannedStep(new StepSettings { Method = AlignmentMethods.Kto, MaxLength = 10, MicroBatch = 2, Precision = Precision.F32 }, MemoryDevice.Cpu);
+        Assert.Equal(304, LayerActivations.BytesPerToken(Tiny, Precision.Bf16Mixed, KernelChoice.Torch));
+        // Fused f32: input 32 + inv 4 + norm out 32 + q/k/v/out 4×32 + lse 8 + residual 32 + inv 4 + norm out 32
+        //            + gate, up, product 3 × 12 × 4 = 416 (no silu output, no normalised copies)
+        Assert.Equal(416, LayerActivations.BytesPerToken(Tiny, Precision.F32, KernelChoice.Fused));
+        // Fused bf16: 16 + 4 + 16 + 4×16 + 8 + 16 + 4 + 16 + 3 × 12 × 2 = 216
+        Assert.Equal(216, LayerActivations.BytesPerToken(Tiny, Precision.Bf16Mixed, KernelChoice.Fused));
+        var s = new PlannedStep(new StepSettings { Method = AlignmentMethods.Kto, MaxLength = 10, MicroBatch = 2, Precision = Precision.F32, Kernels = KernelChoice.Torch }, MemoryDevice.Cpu);
         Assert.Equal(3L * 20 * 528, new StepMemoryModel(Tiny, s).SavedLayerActivations);
         Assert.Equal(3L * 20 * 8 * 4, new StepMemoryModel(Tiny, With(s, x => x with { ActivationCheckpointing = true })).SavedLayerActivations);
     }
@@ -118,8 +123,10 @@ public class LayerActivationMeasurementTests
             QueryPreAttnScalar = family == ModelFamily.Gemma3 ? 24 : null, SlidingWindowPattern = null, SlidingWindow = null,
         };
         const long b = 4, t = 256;
+        foreach (var kernels in new[] { KernelChoice.Torch, KernelChoice.Fused })
         foreach (var precision in new[] { Precision.F32, Precision.Bf16Mixed })
         {
+            using var choice = FusedKernels.Use(kernels);
             var dtype = StepSettings.ComputeDtype(precision);
             using var layer = DecoderLayer.Create(c, 0, dtype);
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
@@ -138,9 +145,11 @@ public class LayerActivationMeasurementTests
                 output.Dispose();
             }
             long measured = measurements.Min();
-            // The f32 table counts the layer input, which exists before the forward here.
-            long predicted = b * t * LayerActivations.BytesPerToken(c, precision) - (precision == Precision.F32 ? b * t * c.HiddenSize * 4 : 0);
-            Assert.True(measured / (double)predicted is > 0.97 and < 1.03, $"{family} {precision}: measured {string.Join(", ", measurements.Select(m => m.ToString("N0")))} bytes, predicted {predicted:N0}");
+            // The f32 and fused tables count the layer input, which exists before the forward here.
+            bool tableHasInput = precision == Precision.F32 || kernels == KernelChoice.Fused;
+            long s = precision == Precision.F32 ? 4 : 2;
+            long predicted = b * t * LayerActivations.BytesPerToken(c, precision, kernels) - (tableHasInput ? b * t * c.HiddenSize * s : 0);
+            Assert.True(measured / (double)predicted is > 0.97 and < 1.03, $"{family} {kernels} {precision}: measured {string.Join(", ", measurements.Select(m => m.ToString("N0")))} bytes, predicted {predicted:N0}");
         }
     }
 

@@ -33,7 +33,8 @@ public sealed class LlamaCppModel : IDisposable
     }
 
     /// <summary>Loads <paramref name="path"/>; errors (llama.cpp's own messages included) become EngineExceptions.</summary>
-    public static LlamaCppModel Load(string path, int contextLength = 512, int? threads = null)
+    /// <param name="loraAdapter">a llama.cpp LoRA adapter GGUF applied (scale 1) on top of the model</param>
+    public static LlamaCppModel Load(string path, int contextLength = 512, int? threads = null, string? loraAdapter = null)
     {
         if (!File.Exists(path)) throw new EngineException($"{path}: file not found");
         LlamaCppRuntime.EnsureLoaded();
@@ -64,12 +65,30 @@ public sealed class LlamaCppModel : IDisposable
         contextParams.no_perf = true;
         try
         {
-            return new LlamaCppModel(path, model, SafeLLamaContextHandle.Create(model, contextParams));
+            var context = SafeLLamaContextHandle.Create(model, contextParams);
+            if (loraAdapter != null) ApplyAdapter(model, context, loraAdapter);
+            return new LlamaCppModel(path, model, context);
         }
         catch (RuntimeError)
         {
             model.Dispose();
             throw new EngineException($"{path}: llama.cpp could not create a context {Describe()}");
+        }
+    }
+
+    static void ApplyAdapter(SafeLlamaModelHandle model, SafeLLamaContextHandle context, string adapterPath)
+    {
+        if (!File.Exists(adapterPath)) { context.Dispose(); model.Dispose(); throw new EngineException($"{adapterPath}: file not found"); }
+        try
+        {
+            var adapter = model.LoadLoraFromFile(adapterPath);
+            context.SetLoraAdapters(new[] { (adapter, 1.0f) });
+        }
+        catch (Exception e) when (e is RuntimeError or ArgumentException or InvalidOperationException or LoadWeightsFailedException)
+        {
+            context.Dispose();
+            model.Dispose();
+            throw new EngineException($"{adapterPath}: llama.cpp could not apply the LoRA adapter {Describe()}");
         }
     }
 

@@ -7,6 +7,8 @@ internal static class KernelSources
 {
     public const string TokenLogProb = "token_logprob.cu";
     public const string KlReduction = "kl_reduction.cu";
+    public const string QuantizedMatmul = "qmatmul.cu";
+    public const string FusedLayers = "fused_layers.cu";
     public const string AdamW = "adamw.cu";
 
     /// <summary>The kernels each source defines (their extern "C" names).</summary>
@@ -14,6 +16,12 @@ internal static class KernelSources
     {
         [TokenLogProb] = new[] { "token_logprob_forward_f32", "token_logprob_forward_bf16", "token_logprob_backward_f32", "token_logprob_backward_bf16" },
         [KlReduction] = new[] { "kl_z0_reduce" },
+        [QuantizedMatmul] = new[] { "qmatmul_forward_f32", "qmatmul_forward_bf16", "qmatmul_backward_f32", "qmatmul_backward_bf16" },
+        [FusedLayers] = new[]
+        {
+            "rmsnorm_forward_f32", "rmsnorm_forward_bf16", "rmsnorm_backward_f32", "rmsnorm_backward_bf16", "rmsnorm_dw_reduce",
+            "rope_f32", "rope_bf16", "glu_forward_f32", "glu_forward_bf16", "glu_backward_f32", "glu_backward_bf16",
+        },
         [AdamW] = new[] { "adamw_grad_sum_squares", "adamw_clip_scale", "adamw_step" },
     };
 

@@ -1,0 +1,231 @@
+// Fused RMSNorm, RoPE and gated-MLP activations (SwiGLU, GeGLU), written once over a SIMD abstraction S
+// (SimdScalar, SimdAvx2, SimdAvx512) and an element type T (float, or uint16_t holding bf16 bits). Every kernel
+// computes in fp32 and rounds once on store. Included by each ISA translation unit inside an anonymous namespace.
+#pragma once
+#include "simd_scalar.h"
+#include "row_kernels.h"
+#include <stdint.h>
+#include <type_traits>
+
+namespace {
+
+template <class T>
+constexpr bool kIsBf16 = std::is_same_v<T, uint16_t>;
+
+// Calls f(Q{}, i) for i in [begin, end): vectors of S::Width, then single elements with SimdScalar, so the
+// vector body and its tail are one piece of code.
+template <class S, class F>
+inline void for_lanes(int64_t begin, int64_t end, F&& f)
+{
+    int64_t i = begin;
+    for (; i + S::Width <= end; i += S::Width) f(S{}, i);
+    for (; i < end; ++i) f(SimdScalar{}, i);
+}
+
+// ---- RMSNorm -------------------------------------------------------------------------------------------------
+// mode ENGINE_NORM_WEIGHT (HF Llama):   y = w · bf16(x̂)        (x̂ rounded to T first, as HF casts before scaling)
+// mode ENGINE_NORM_UNIT_OFFSET (Gemma): y = (1 + w) · x̂       (in fp32, rounded once)
+// with x̂ = x · inv, inv = 1 / sqrt(mean(x²) + eps). Only inv (one float per row) is saved for the backward.
+
+template <class S, class T>
+float sum_of_squares(const T* x, int64_t n)
+{
+    using V = typename S::V;
+    V acc0 = S::zero(), acc1 = S::zero();
+    int64_t i = 0;
+    for (; i + 2 * S::Width <= n; i += 2 * S::Width)
+    {
+        const V a = S::load(x + i), b = S::load(x + i + S::Width);
+        acc0 = S::fmadd(a, a, acc0);
+        acc1 = S::fmadd(b, b, acc1);
+    }
+    float s = S::hsum(S::add(acc0, acc1));
+    for (; i < n; ++i)
+    {
+        const float v = SimdScalar::load(x + i);
+        s += v * v;
+    }
+    return s;
+}
+
+template <class S, class T>
+void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row_end, int64_t n, float eps, int32_t mode,
+                          T* y, float* inv_rms)
+{
+    for (int64_t r = row_begin; r < row_end; ++r)
+    {
+        const T* xr = x + r * n;
+        T* yr = y + r * n;
+        const float inv = 1.0f / __builtin_sqrtf(sum_of_squares<S>(xr, n) / static_cast<float>(n) + eps);
+        inv_rms[r] = inv;
+        for_lanes<S>(0, n, [&](auto q, int64_t i) {
+            using Q = decltype(q);
+            auto xhat = Q::mul(Q::load(xr + i), Q::set1(inv));
+            auto wv = Q::load(w + i);
+            if (mode == ENGINE_NORM_UNIT_OFFSET)
+                Q::store(yr + i, Q::mul(xhat, Q::add(wv, Q::set1(1.0f))));
+            else
+            {
+                if constexpr (kIsBf16<T>) xhat = Q::round_bf16(xhat);
+                Q::store(yr + i, Q::mul(wv, xhat));
+            }
+        });
+    }
+}
+
+// dx = inv · (ĝ − x̂ · mean(ĝ · x̂)) with ĝ = dy · w' (w' = w, or 1 + w); dw_acc += dy · x̂ (fp32, per chunk of rows).
+// dx may be dy itself: each element of dy is read before the same element of dx is written.
+template <class S, class T>
+void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T* dy, int64_t row_begin, int64_t row_end,
+                           int64_t n, int32_t mode, T* dx, float* dw_acc)
+{
+    using V = typename S::V;
+    const float offset = mode == ENGINE_NORM_UNIT_OFFSET ? 1.0f : 0.0f;
+    for (int64_t r = row_begin; r < row_end; ++r)
+    {
+        const T* xr = x + r * n;
+        const T* gr = dy + r * n;
+        T* dxr = dx + r * n;
+        const float inv = inv_rms[r];
+        // Σ ĝ·x (the x̂ factor inv is applied once after the sum).
+        V acc = S::zero();
+        int64_t i = 0;
+        for (; i + S::Width <= n; i += S::Width)
+            acc = S::fmadd(S::mul(S::load(gr + i), S::add(S::load(w + i), S::set1(offset))), S::load(xr + i), acc);
+        float dot = S::hsum(acc);
+        for (; i < n; ++i)
+            dot += SimdScalar::load(gr + i) * (SimdScalar::load(w + i) + offset) * SimdScalar::load(xr + i);
+        const float c = dot * inv * inv / static_cast<float>(n); // mean(ĝ·x̂) · inv, applied to x (not x̂) below
+        for_lanes<S>(0, n, [&](auto q, int64_t j) {
+            using Q = decltype(q);
+            const auto xv = Q::load(xr + j);
+            const auto gv = Q::load(gr + j);
+            const auto ghat = Q::mul(gv, Q::add(Q::load(w + j), Q::set1(offset)));
+            Q::store(dw_acc + j, Q::fmadd(gv, Q::mul(xv, Q::set1(inv)), Q::load(dw_acc + j)));
+            Q::store(dxr + j, Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c)))));
+        });
+    }
+}
+
+// ---- RoPE ----------------------------------------------------------------------------------------------------
+// x: [tokens, heads, head_dim] in place; cos/sin: [tokens, head_dim / 2] fp32 (HF's rotate-half layout repeats
+// the frequencies over the two halves, so half a row is the whole table). inverse = 1 rotates back (the backward).
+template <class S, class T>
+void rope_rows(T* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
+               int64_t head_dim, int32_t inverse)
+{
+    const int64_t half = head_dim / 2;
+    const float sign = inverse ? -1.0f : 1.0f;
+    for (int64_t t = token_begin; t < token_end; ++t)
+    {
+        const float* c = cos + t * half;
+        const float* s = sin + t * half;
+        for (int64_t h = 0; h < heads; ++h)
+        {
+            T* x1 = x + (t * heads + h) * head_dim;
+            T* x2 = x1 + half;
+            for_lanes<S>(0, half, [&](auto q, int64_t i) {
+                using Q = decltype(q);
+                const auto a = Q::load(x1 + i), b = Q::load(x2 + i);
+                const auto cv = Q::load(c + i), sv = Q::mul(Q::load(s + i), Q::set1(sign));
+                Q::store(x1 + i, Q::sub(Q::mul(a, cv), Q::mul(b, sv)));
+                Q::store(x2 + i, Q::fmadd(a, sv, Q::mul(b, cv)));
+            });
+        }
+    }
+}
+
+// ---- Gated activations ---------------------------------------------------------------------------------------
+// h = act(g) · u, with act = silu (SwiGLU) or tanh-GELU (GeGLU); the backward recomputes act from g.
+
+struct Silu
+{
+    template <class Q>
+    static typename Q::V sigmoid(typename Q::V g)
+    {
+        return Q::div(Q::set1(1.0f), Q::add(Q::set1(1.0f), Q::exp(Q::sub(Q::zero(), g))));
+    }
+    template <class Q>
+    static typename Q::V value(typename Q::V g) { return Q::mul(g, sigmoid<Q>(g)); }
+    // d silu / dg = s · (1 + g · (1 − s))
+    template <class Q>
+    static void value_and_slope(typename Q::V g, typename Q::V& v, typename Q::V& d)
+    {
+        const auto s = sigmoid<Q>(g);
+        v = Q::mul(g, s);
+        d = Q::mul(s, Q::fmadd(g, Q::sub(Q::set1(1.0f), s), Q::set1(1.0f)));
+    }
+};
+
+struct GeluTanh
+{
+    static constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+    // With a = √(2/π)(g + 0.044715 g³) and e = e^(−2a): 1 + tanh(a) = 2 / (1 + e) and 1 − tanh²(a) = (1 + tanh)² · e.
+    // Both forms stay accurate where tanh is near ±1 (no 1 − t cancellation), and exp's clamp at 88 keeps e finite.
+    template <class Q>
+    static typename Q::V one_plus_tanh(typename Q::V g, typename Q::V& e)
+    {
+        const auto a = Q::mul(Q::set1(kSqrt2OverPi), Q::fmadd(Q::mul(Q::set1(kCubic), g), Q::mul(g, g), g));
+        e = Q::exp(Q::mul(Q::set1(-2.0f), a));
+        return Q::div(Q::set1(2.0f), Q::add(Q::set1(1.0f), e));
+    }
+    template <class Q>
+    static typename Q::V value(typename Q::V g)
+    {
+        typename Q::V e;
+        return Q::mul(Q::mul(Q::set1(0.5f), g), one_plus_tanh<Q>(g, e));
+    }
+    // d/dg = ½(1 + t) + ½ g (1 − t²) √(2/π) (1 + 3 · 0.044715 g²)
+    template <class Q>
+    static void value_and_slope(typename Q::V g, typename Q::V& v, typename Q::V& d)
+    {
+        typename Q::V e;
+        const auto p = one_plus_tanh<Q>(g, e);
+        const auto half = Q::set1(0.5f);
+        v = Q::mul(Q::mul(half, g), p);
+        const auto inner = Q::mul(Q::set1(kSqrt2OverPi), Q::fmadd(Q::set1(3.0f * kCubic), Q::mul(g, g), Q::set1(1.0f)));
+        const auto sech2 = Q::mul(Q::mul(p, p), e);
+        d = Q::mul(half, Q::fmadd(Q::mul(g, sech2), inner, p));
+    }
+};
+
+template <class S, class T, class Act>
+void glu_forward_range(const T* g, const T* u, int64_t begin, int64_t end, T* h)
+{
+    for_lanes<S>(begin, end, [&](auto q, int64_t i) {
+        using Q = decltype(q);
+        Q::store(h + i, Q::mul(Act::template value<Q>(Q::load(g + i)), Q::load(u + i)));
+    });
+}
+
+// dg = dh · u · act'(g), du = dh · act(g). dg may be g and du may be u (element i is read before it is written).
+template <class S, class T, class Act>
+void glu_backward_range(const T* g, const T* u, const T* dh, int64_t begin, int64_t end, T* dg, T* du)
+{
+    for_lanes<S>(begin, end, [&](auto q, int64_t i) {
+        using Q = decltype(q);
+        typename Q::V v, d;
+        Act::template value_and_slope<Q>(Q::load(g + i), v, d);
+        const auto gh = Q::load(dh + i);
+        const auto uv = Q::load(u + i);
+        Q::store(dg + i, Q::mul(Q::mul(gh, uv), d));
+        Q::store(du + i, Q::mul(gh, v));
+    });
+}
+
+template <class S>
+const EngineFusedKernels* make_fused_kernels()
+{
+    static const EngineFusedKernels table = {
+        &rmsnorm_forward_rows<S, float>, &rmsnorm_forward_rows<S, uint16_t>,
+        &rmsnorm_backward_rows<S, float>, &rmsnorm_backward_rows<S, uint16_t>,
+        &rope_rows<S, float>, &rope_rows<S, uint16_t>,
+        {&glu_forward_range<S, float, Silu>, &glu_forward_range<S, float, GeluTanh>},
+        {&glu_forward_range<S, uint16_t, Silu>, &glu_forward_range<S, uint16_t, GeluTanh>},
+        {&glu_backward_range<S, float, Silu>, &glu_backward_range<S, float, GeluTanh>},
+        {&glu_backward_range<S, uint16_t, Silu>, &glu_backward_range<S, uint16_t, GeluTanh>},
+    };
+    return &table;
+}
+
+} // namespace

@@ -1,0 +1,219 @@
+// The fused RMSNorm, RoPE and SwiGLU/GeGLU kernels of libengine_native (every ISA this machine has) against the
+// double-precision formulas of reference_fused.h, in f32 and bf16.
+#include "engine_native.h"
+#include "reference_fused.h"
+#include "test_util.h"
+
+#include <algorithm>
+#include <string>
+
+using namespace fused_reference;
+using reference::as_bf16;
+using reference::from_bf16;
+
+namespace {
+
+std::vector<int32_t> available_isas()
+{
+    std::vector<int32_t> isas;
+    for (int32_t isa : {ENGINE_ISA_SCALAR, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512})
+        if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
+    engine_force_isa(-1);
+    return isas;
+}
+
+// A tensor of either dtype for the kernels, read back as floats.
+struct Buffer
+{
+    bool bf16;
+    std::vector<float> f;
+    std::vector<uint16_t> b;
+    Buffer(const std::vector<float>& v, bool is_bf16) : bf16(is_bf16), f(v), b(as_bf16(v)) {}
+    Buffer(size_t n, bool is_bf16) : bf16(is_bf16), f(n, 0.0f), b(n, 0) {}
+    void* data() { return bf16 ? static_cast<void*>(b.data()) : static_cast<void*>(f.data()); }
+    float at(size_t i) const { return bf16 ? from_bf16(b[i]) : f[i]; }
+    size_t size() const { return f.size(); }
+};
+
+int32_t dtype_of(bool bf16) { return bf16 ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32; }
+
+// f32: 1e-5 relative to the row's scale; bf16: one rounding of the output (2^-8) plus the fp32 arithmetic.
+double tolerance(bool bf16, double scale) { return (bf16 ? 8e-3 : 1e-5) * std::max(1.0, scale); }
+
+double max_abs(const std::vector<double>& v)
+{
+    double m = 0;
+    for (double x : v) m = std::max(m, std::fabs(x));
+    return m;
+}
+
+struct NormShape { int64_t rows, n; };
+const NormShape kNormShapes[] = {{1, 1}, {3, 7}, {5, 16}, {4, 33}, {37, 64}, {9, 257}, {16, 512}, {3, 1000}};
+
+void check_rmsnorm(bool bf16)
+{
+    for (int32_t isa : available_isas())
+    {
+        engine_force_isa(isa);
+        for (const auto& s : kNormShapes)
+            for (int mode : {ENGINE_NORM_WEIGHT, ENGINE_NORM_UNIT_OFFSET})
+            {
+                const std::string what = std::string(isa == 2 ? "avx512" : isa == 1 ? "avx2" : "scalar") + " mode " +
+                    std::to_string(mode) + " " + std::to_string(s.rows) + "x" + std::to_string(s.n);
+                const double eps = 1e-6;
+                auto x = random_values(static_cast<size_t>(s.rows * s.n), 3.0f, 11u + static_cast<uint32_t>(s.n), bf16);
+                auto w = random_values(static_cast<size_t>(s.n), 0.5f, 7u, bf16);
+                if (mode == ENGINE_NORM_WEIGHT)
+                    for (auto& v : w) v = bf16 ? from_bf16(reference::to_bf16(v + 1.0f)) : v + 1.0f;
+                auto dy = random_values(x.size(), 1.0f, 5u, bf16);
+                Buffer bx(x, bf16), bw(w, bf16), bdy(dy, bf16), by(x.size(), bf16), bdx(x.size(), bf16);
+                std::vector<float> inv(static_cast<size_t>(s.rows)), dw(static_cast<size_t>(s.n));
+                CHECK(engine_rmsnorm_forward(bx.data(), bw.data(), dtype_of(bf16), s.rows, s.n, static_cast<float>(eps), mode,
+                                             by.data(), inv.data()) == ENGINE_OK);
+                CHECK(engine_rmsnorm_backward(bx.data(), bw.data(), inv.data(), bdy.data(), dtype_of(bf16), s.rows, s.n, mode,
+                                              bdx.data(), dw.data()) == ENGINE_OK);
+                std::vector<double> ry, rinv, rdx, rdw;
+                rmsnorm_forward(x, w, s.rows, s.n, eps, mode == ENGINE_NORM_UNIT_OFFSET, bf16, ry, rinv);
+                rmsnorm_backward(x, w, dy, s.rows, s.n, eps, mode == ENGINE_NORM_UNIT_OFFSET, rdx, rdw);
+                for (int64_t r = 0; r < s.rows; ++r) CHECK_CLOSE(inv[r], rinv[r], 0, 1e-5, what + " inv_rms");
+                const double ty = tolerance(bf16, 1.0), tdx = tolerance(bf16, max_abs(rdx)), tdw = tolerance(bf16, max_abs(rdw));
+                for (size_t i = 0; i < ry.size(); ++i) CHECK_CLOSE(by.at(i), ry[i], ty, bf16 ? 8e-3 : 1e-5, what + " y");
+                for (size_t i = 0; i < rdx.size(); ++i) CHECK_CLOSE(bdx.at(i), rdx[i], tdx, 0, what + " dx");
+                for (size_t i = 0; i < rdw.size(); ++i) CHECK_CLOSE(dw[i], rdw[i], tdw * 0.1, 0, what + " dw");
+            }
+    }
+    engine_force_isa(-1);
+}
+
+void check_rope(bool bf16)
+{
+    struct Shape { int64_t tokens, heads, head_dim; };
+    for (int32_t isa : available_isas())
+    {
+        engine_force_isa(isa);
+        for (const Shape& s : {Shape{1, 1, 2}, Shape{5, 3, 10}, Shape{17, 4, 64}, Shape{33, 2, 72}, Shape{9, 8, 128}})
+            for (int kind : {0, 1, 2})
+            {
+                const std::string what = "isa " + std::to_string(isa) + " table " + std::to_string(kind) + " " +
+                    std::to_string(s.tokens) + "x" + std::to_string(s.heads) + "x" + std::to_string(s.head_dim);
+                std::vector<float> cos, sin;
+                rope_tables(s.tokens, s.head_dim, kind == 2 ? 500000.0 : 10000.0, kind, cos, sin);
+                auto x = random_values(static_cast<size_t>(s.tokens * s.heads * s.head_dim), 2.0f, 3u, bf16);
+                for (int inverse : {0, 1})
+                {
+                    Buffer b(x, bf16);
+                    CHECK(engine_rope(b.data(), dtype_of(bf16), cos.data(), sin.data(), s.tokens, s.heads, s.head_dim, inverse) == ENGINE_OK);
+                    auto expected = rope(x, cos, sin, s.tokens, s.heads, s.head_dim, inverse != 0);
+                    for (size_t i = 0; i < x.size(); ++i)
+                        CHECK_CLOSE(b.at(i), expected[i], tolerance(bf16, 2.0), bf16 ? 8e-3 : 1e-5, what + (inverse ? " inverse" : ""));
+                }
+                // Backward = the transposed rotation: it undoes the forward (exactly so in f32 up to rounding).
+                if (!bf16)
+                {
+                    Buffer b(x, false);
+                    engine_rope(b.data(), ENGINE_DTYPE_F32, cos.data(), sin.data(), s.tokens, s.heads, s.head_dim, 0);
+                    engine_rope(b.data(), ENGINE_DTYPE_F32, cos.data(), sin.data(), s.tokens, s.heads, s.head_dim, 1);
+                    for (size_t i = 0; i < x.size(); ++i) CHECK_CLOSE(b.at(i), x[i], 1e-5, 1e-5, what + " round trip");
+                }
+            }
+    }
+    engine_force_isa(-1);
+}
+
+void check_glu(bool gelu, bool bf16)
+{
+    const int32_t act_id = gelu ? ENGINE_GLU_GEGLU : ENGINE_GLU_SWIGLU;
+    for (int32_t isa : available_isas())
+    {
+        engine_force_isa(isa);
+        for (int64_t count : {int64_t{1}, int64_t{15}, int64_t{33}, int64_t{1000}, int64_t{70001}})
+        {
+            const std::string what = std::string(gelu ? "geglu" : "swiglu") + " isa " + std::to_string(isa) + " n " + std::to_string(count);
+            auto g = random_values(static_cast<size_t>(count), 3.0f, 17u, bf16);
+            // Extremes: saturated activations on both sides, and exact zero.
+            const float extremes[] = {0.0f, 30.0f, -30.0f, 100.0f, -100.0f, 1e4f, -1e4f, 1e-3f};
+            for (size_t i = 0; i < g.size() && i < 8; ++i) g[i * 7 % g.size()] = extremes[i];
+            auto u = random_values(g.size(), 1.0f, 19u, bf16);
+            auto dh = random_values(g.size(), 1.0f, 23u, bf16);
+            Buffer bg(g, bf16), bu(u, bf16), bdh(dh, bf16), bh(g.size(), bf16), bdg(g.size(), bf16), bdu(g.size(), bf16);
+            CHECK(engine_glu_forward(act_id, bg.data(), bu.data(), dtype_of(bf16), count, bh.data()) == ENGINE_OK);
+            CHECK(engine_glu_backward(act_id, bg.data(), bu.data(), bdh.data(), dtype_of(bf16), count, bdg.data(), bdu.data()) == ENGINE_OK);
+            const double rt = bf16 ? 8e-3 : 1e-5, at = bf16 ? 1e-3 : 1e-6;
+            for (size_t i = 0; i < g.size(); ++i)
+            {
+                const double a = act(gelu, g[i]), d = act_slope(gelu, g[i]);
+                CHECK_CLOSE(bh.at(i), a * u[i], at, rt, what + " h");
+                CHECK_CLOSE(bdg.at(i), dh[i] * u[i] * d, at, rt, what + " d_gate");
+                CHECK_CLOSE(bdu.at(i), dh[i] * a, at, rt, what + " d_up");
+            }
+            // In place (d_gate over gate, d_up over up) gives the same bits.
+            Buffer ig(g, bf16), iu(u, bf16);
+            engine_glu_backward(act_id, ig.data(), iu.data(), bdh.data(), dtype_of(bf16), count, ig.data(), iu.data());
+            bool same = true;
+            for (size_t i = 0; i < g.size(); ++i) same &= ig.at(i) == bdg.at(i) && iu.at(i) == bdu.at(i);
+            CHECK(same);
+        }
+    }
+    engine_force_isa(-1);
+}
+
+} // namespace
+
+TEST_CASE(fused_rmsnorm_f32) { check_rmsnorm(false); }
+TEST_CASE(fused_rmsnorm_bf16) { check_rmsnorm(true); }
+TEST_CASE(fused_rope_f32) { check_rope(false); }
+TEST_CASE(fused_rope_bf16) { check_rope(true); }
+TEST_CASE(fused_swiglu_f32) { check_glu(false, false); }
+TEST_CASE(fused_swiglu_bf16) { check_glu(false, true); }
+TEST_CASE(fused_geglu_f32) { check_glu(true, false); }
+TEST_CASE(fused_geglu_bf16) { check_glu(true, true); }
+
+// The reference's derivative against a central difference of its own value (so act_slope is not a second copy
+// of the kernel's formula taken on trust).
+TEST_CASE(fused_reference_slopes)
+{
+    for (bool gelu : {false, true})
+        for (double g : {-6.0, -2.5, -1.0, -0.1, 0.0, 0.3, 1.0, 2.0, 5.0})
+        {
+            const double h = 1e-5;
+            CHECK_CLOSE(act_slope(gelu, g), (act(gelu, g + h) - act(gelu, g - h)) / (2 * h), 1e-8, 1e-7, gelu ? "gelu slope" : "silu slope");
+        }
+}
+
+// Any thread count gives the same bits (the weight gradient is summed in fixed chunks).
+TEST_CASE(fused_threads_do_not_change_bits)
+{
+    const int64_t rows = 301, n = 96;
+    auto x = random_values(static_cast<size_t>(rows * n), 2.0f, 1u, false);
+    auto w = random_values(static_cast<size_t>(n), 1.0f, 2u, false);
+    auto dy = random_values(x.size(), 1.0f, 3u, false);
+    std::vector<std::vector<float>> dws;
+    std::vector<std::vector<float>> dxs;
+    for (int threads : {1, 2, 3, 5})
+    {
+        engine_set_threads(threads);
+        std::vector<float> inv(rows), dw(n), dx(x.size()), y(x.size());
+        engine_rmsnorm_forward(x.data(), w.data(), ENGINE_DTYPE_F32, rows, n, 1e-5f, ENGINE_NORM_WEIGHT, y.data(), inv.data());
+        engine_rmsnorm_backward(x.data(), w.data(), inv.data(), dy.data(), ENGINE_DTYPE_F32, rows, n, ENGINE_NORM_WEIGHT, dx.data(), dw.data());
+        dws.push_back(dw);
+        dxs.push_back(dx);
+    }
+    engine_set_threads(0);
+    for (size_t i = 1; i < dws.size(); ++i)
+    {
+        CHECK(dws[i] == dws[0]);
+        CHECK(dxs[i] == dxs[0]);
+    }
+}
+
+TEST_CASE(fused_bad_arguments)
+{
+    float x[4] = {1, 2, 3, 4}, w[2] = {1, 1}, y[4], inv[2];
+    CHECK(engine_rmsnorm_forward(x, w, ENGINE_DTYPE_F32, 2, 2, 1e-6f, 7, y, inv) == ENGINE_BAD_ARGUMENT);
+    CHECK(engine_rmsnorm_forward(x, w, 5, 2, 2, 1e-6f, ENGINE_NORM_WEIGHT, y, inv) == ENGINE_BAD_ARGUMENT);
+    CHECK(engine_rope(x, ENGINE_DTYPE_F32, w, w, 1, 1, 3, 0) == ENGINE_BAD_ARGUMENT); // odd head_dim
+    CHECK(engine_glu_forward(9, x, x, ENGINE_DTYPE_F32, 4, y) == ENGINE_BAD_ARGUMENT);
+    CHECK(engine_glu_forward(ENGINE_GLU_SWIGLU, nullptr, x, ENGINE_DTYPE_F32, 4, y) == ENGINE_BAD_ARGUMENT);
+}
+
+int main(int argc, char** argv) { return testing_util::run_main(argc, argv); }

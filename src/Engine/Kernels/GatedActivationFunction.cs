@@ -1,0 +1,44 @@
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// Fused act(gate) · up (SwiGLU, GeGLU), f32 or bf16 on the CPU. Saves gate and up only (the composite also keeps
+/// act(gate)); the backward recomputes the activation. Arguments: gate, up, <see cref="GatedActivation"/>.
+/// </summary>
+internal sealed class GatedActivationFunction : SingleTensorFunction<GatedActivationFunction>
+{
+    public override string Name => "FusedGatedActivation";
+
+    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    {
+        var gate = ((Tensor)vars[0]).contiguous();
+        var up = ((Tensor)vars[1]).contiguous();
+        int activation = (int)(GatedActivation)vars[2];
+        var h = empty_like(gate);
+        NativeKernels.GluForward(activation, LayerKernels.Ptr(gate), LayerKernels.Ptr(up), LayerKernels.Dtype(gate), gate.numel(), LayerKernels.Ptr(h));
+        ctx.save_for_backward(new List<Tensor> { gate, up });
+        ctx.save_data("activation", activation);
+        return h;
+    }
+
+    public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
+    {
+        var saved = ctx.get_saved_variables();
+        try
+        {
+            Tensor gate = saved[0], up = saved[1];
+            using var dh = gradOutput.to(gate.dtype).contiguous();
+            var dGate = empty_like(gate);
+            var dUp = empty_like(up);
+            NativeKernels.GluBackward((int)ctx.get_data("activation"), LayerKernels.Ptr(gate), LayerKernels.Ptr(up), LayerKernels.Ptr(dh),
+                LayerKernels.Dtype(gate), gate.numel(), LayerKernels.Ptr(dGate), LayerKernels.Ptr(dUp));
+            return new List<Tensor> { dGate, dUp, null! };
+        }
+        finally
+        {
+            foreach (var t in saved) t.Dispose();
+        }
+    }
+}

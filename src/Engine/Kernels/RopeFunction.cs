@@ -1,0 +1,46 @@
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace Engine.Kernels;
+
+/// <summary>
+/// Fused RoPE on one of queries or keys [B, T, heads, headDim], in place (a fresh projection output that nothing
+/// else reads: a linear's backward needs its input, not its output). Saves only the fp32 cos/sin tables; the
+/// backward applies the inverse rotation to the gradient. Arguments: x, cos, sin ([B·T, headDim/2] fp32).
+/// One tensor per call: autograd allows an in-place function on a view to return only one output.
+/// </summary>
+internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
+{
+    public override string Name => "FusedRope";
+
+    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    {
+        Tensor x = (Tensor)vars[0], cos = (Tensor)vars[1], sin = (Tensor)vars[2];
+        Rotate(x, cos, sin, inverse: false);
+        ctx.save_for_backward(new List<Tensor> { cos, sin });
+        ctx.mark_dirty(new List<Tensor> { x });
+        return x;
+    }
+
+    public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
+    {
+        var saved = ctx.get_saved_variables();
+        try
+        {
+            // A contiguous gradient may be autograd's own buffer: rotate a copy, never it.
+            var rotated = gradOutput.is_contiguous() ? gradOutput.clone() : gradOutput.contiguous();
+            Rotate(rotated, saved[0], saved[1], inverse: true);
+            return new List<Tensor> { rotated, null!, null! };
+        }
+        finally
+        {
+            foreach (var t in saved) t.Dispose();
+        }
+    }
+
+    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse)
+    {
+        long tokens = x.shape[0] * x.shape[1];
+        NativeKernels.Rope(LayerKernels.Ptr(x), LayerKernels.Dtype(x), LayerKernels.Ptr(cos), LayerKernels.Ptr(sin), tokens, x.shape[2], x.shape[3], inverse);
+    }
+}
