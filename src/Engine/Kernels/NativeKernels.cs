@@ -240,6 +240,8 @@ internal static unsafe class NativeKernels
     {
         FollowTorchThreads();
         Check(Require().GluBackward(activation, (void*)gate, (void*)up, (void*)dh, dtype, count, (void*)dGate, (void*)dUp), "engine_glu_backward");
+    }
+
     /// <summary>One tensor of the multi-tensor AdamW (EngineAdamWTensor in engine_native.h).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct AdamWTensor
