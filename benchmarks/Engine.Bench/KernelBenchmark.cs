@@ -78,14 +78,16 @@ public sealed record KernelBenchOptions
     public int? Threads { get; init; }
     /// <summary>Force the CPU kernels' instruction set: scalar, avx2 or avx512 (default: the best available).</summary>
     public string? Isa { get; init; }
-    /// <summary>Cases to run: "logprob" (this benchmark), "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>) and the layer
-    /// kernels (<see cref="LayerKernelBenchmark.Kernels"/>).</summary>
+    /// <summary>Cases to run: "logprob" (this benchmark), "qmatmul" (<see cref="QuantizedMatmulBenchmark"/>), the layer
+    /// kernels (<see cref="LayerKernelBenchmark.Kernels"/>) and "adamw" (<see cref="AdamWBenchmark"/>).</summary>
     public IReadOnlyList<string> Cases { get; init; } = new[] { "logprob" };
-    public static IReadOnlyList<string> AllCases => new[] { "logprob", "qmatmul" }.Concat(LayerKernelBenchmark.Kernels).ToList();
+    public static IReadOnlyList<string> AllCases => new[] { "logprob", "qmatmul" }.Concat(LayerKernelBenchmark.Kernels).Append("adamw").ToList();
     /// <summary>qmatmul: rows (tokens), the square weight's size, and the formats.</summary>
     public IReadOnlyList<long> QmatmulRows { get; init; } = QuantizedMatmulBenchmark.DefaultRows;
     public long QmatmulSize { get; init; } = 4096;
     public IReadOnlyList<string> QmatmulFormats { get; init; } = new[] { "nf4", "nf4-dq" };
+    /// <summary>The model (preset name or model folder) whose parameters the AdamW case updates.</summary>
+    public string AdamWModel { get; init; } = "bench-25m";
 }
 
 /// <summary>

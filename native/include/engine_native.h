@@ -152,6 +152,48 @@ int32_t engine_qmatmul_backward_input(const void* dy, int32_t dy_dtype, int64_t 
 /* 1 when bf16 activations use the AVX512-BF16 dot-product kernel (ISA avx512 on a CPU that has it), else 0. */
 int32_t engine_qmatmul_bf16_dot_available(void);
 
+/* Multi-tensor AdamW (docs/kernels.md, "Multi-tensor AdamW"). One tensor of the update: every array holds numel
+ * contiguous elements. param and grad are f32 or bf16 (param_dtype; the gradient has the weights' dtype); master,
+ * when not NULL, is an fp32 copy of a bf16 param that is updated instead, param receiving its rounding to nearest
+ * even; the moments are f32 or bf16 (state_dtype). decay != 0 applies the decoupled weight decay. */
+typedef struct EngineAdamWTensor
+{
+    void* param;
+    float* master;
+    const void* grad;
+    void* exp_avg;
+    void* exp_avg_sq;
+    int64_t numel;
+    int32_t param_dtype;
+    int32_t state_dtype;
+    int32_t decay;
+    int32_t reserved; /* 0 */
+} EngineAdamWTensor;
+
+/* The step's scalars, each rounded to f32 by the caller from its double value exactly as torch rounds a Scalar
+ * argument (so the kernel and the composite optimizer multiply by the same floats). */
+typedef struct EngineAdamWHyper
+{
+    float beta1, one_minus_beta1, beta2, one_minus_beta2;
+    float eps;
+    float bias_correction2; /* 1 - beta2^t */
+    float step_size;        /* -lr / (1 - beta1^t) */
+    float decay_factor;     /* 1 - lr * weight_decay, for tensors with decay set */
+    float grad_scale;       /* every gradient is multiplied by it as it is read (the clipping factor); 1: none */
+} EngineAdamWHyper;
+
+/* Sum of squares of every gradient of the list (the global norm's square), in double: one read of each gradient.
+ * Deterministic: fixed chunks of each tensor are summed independently and the partial sums added in order, so the
+ * result does not depend on the thread count. */
+int32_t engine_adamw_grad_sum_squares(const EngineAdamWTensor* tensors, int64_t count, double* sum_squares);
+
+/* One AdamW update of every tensor of the list, in one pass over all their elements (all threads). */
+int32_t engine_adamw_step(const EngineAdamWTensor* tensors, int64_t count, const EngineAdamWHyper* hyper);
+
+/* The update's memory-bandwidth floor: the same traversal, loads and stores as engine_adamw_step with one add per
+ * array instead of AdamW's arithmetic (it overwrites the arrays; benchmarks only). */
+int32_t engine_adamw_floor(const EngineAdamWTensor* tensors, int64_t count, const EngineAdamWHyper* hyper);
+
 #ifdef __cplusplus
 }
 #endif

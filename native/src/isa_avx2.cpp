@@ -9,3 +9,7 @@ const EngineRowKernels* engine_row_kernels_avx2() { return make_row_kernels<Simd
 
 void engine_qmatmul_avx2(const QmmProblem& p) { qmatmul_simd<SimdAvx2>(p); }
 const EngineFusedKernels* engine_fused_kernels_avx2() { return make_fused_kernels<SimdAvx2>(); }
+
+#include "adamw_rows.h"
+
+const EngineAdamWKernels* engine_adamw_kernels_avx2() { return make_adamw_kernels<SimdAvx2>(); }

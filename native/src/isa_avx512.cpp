@@ -9,3 +9,7 @@ const EngineRowKernels* engine_row_kernels_avx512() { return make_row_kernels<Si
 
 void engine_qmatmul_avx512(const QmmProblem& p) { qmatmul_simd<SimdAvx512>(p); }
 const EngineFusedKernels* engine_fused_kernels_avx512() { return make_fused_kernels<SimdAvx512>(); }
+
+#include "adamw_rows.h"
+
+const EngineAdamWKernels* engine_adamw_kernels_avx512() { return make_adamw_kernels<SimdAvx512>(); }

@@ -9,3 +9,7 @@ const EngineRowKernels* engine_row_kernels_scalar() { return make_row_kernels<Si
 
 void engine_qmatmul_scalar(const QmmProblem& p) { qmatmul_simd<SimdScalar>(p); }
 const EngineFusedKernels* engine_fused_kernels_scalar() { return make_fused_kernels<SimdScalar>(); }
+
+#include "adamw_rows.h"
+
+const EngineAdamWKernels* engine_adamw_kernels_scalar() { return make_adamw_kernels<SimdScalar>(); }

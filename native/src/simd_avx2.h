@@ -54,6 +54,7 @@ struct SimdAvx2
         u = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
         return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
+    static V sqrt(V a) { return _mm256_sqrt_ps(a); }
     static V max(V a, V b) { return _mm256_max_ps(a, b); }
     static float hmax(V a)
     {

@@ -55,6 +55,7 @@ struct SimdAvx512
         u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
         return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
+    static V sqrt(V a) { return _mm512_sqrt_ps(a); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
     static float hmax(V a) { return _mm512_reduce_max_ps(a); }
     static float hsum(V a) { return _mm512_reduce_add_ps(a); }

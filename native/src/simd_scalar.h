@@ -41,6 +41,7 @@ struct SimdScalar
         uint32_t u = float_to_bits(v);
         return bits_to_float((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
     }
+    static V sqrt(V a) { return __builtin_sqrtf(a); }
     static V max(V a, V b) { return a > b ? a : b; }
     static float hmax(V a) { return a; }
     static float hsum(V a) { return a; }

@@ -6,7 +6,8 @@ using Engine.Cli.Options;
 
 namespace Engine.Cli.Commands;
 
-/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory.</summary>
+/// <summary>`engine bench kernels`: fused vs naive per-token log-prob, forward + backward, with the hardware floor and extra memory; the
+/// dequantizing matmul, the fused layer kernels and the multi-tensor AdamW against their composites.</summary>
 public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = false)
 {
     /// <summary>Tokens per layer-kernel case (bench-25m's DPO step: 4 pairs × 2 × 256).</summary>
@@ -16,7 +17,7 @@ public sealed record BenchKernelsArgs(KernelBenchOptions Bench, bool Json = fals
 public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 {
     public override string Name => "bench kernels";
-    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, the dequantizing matmul against the bf16 matmul, and the fused RMSNorm/RoPE/SwiGLU/GeGLU against their composites (CPU).";
+    public override string Summary => "Benchmark the fused per-token log-prob against TorchSharp's log_softmax+gather, the dequantizing matmul against the bf16 matmul, the fused RMSNorm/RoPE/SwiGLU/GeGLU and the multi-tensor AdamW against their composites (CPU).";
     protected override BenchKernelsArgs Defaults => new(new KernelBenchOptions());
 
     static CliOption<BenchKernelsArgs> B(CliOption<KernelBenchOptions> o) => o.Lift<BenchKernelsArgs>(a => a.Bench, (a, b) => a with { Bench = b });
@@ -39,7 +40,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         B(Opt<KernelBenchOptions>.Flag("no-memory", "skip the extra-memory measurements", o => !o.MeasureMemory, (o, v) => o with { MeasureMemory = !v })),
         B(Opt<KernelBenchOptions>.OptionalInt("threads", "native kernel threads (default: the CPUs this process may use)", o => o.Threads, (o, v) => o with { Threads = v }, min: 1)),
         B(Opt<KernelBenchOptions>.List("case", "cases: logprob (fused log-prob vs naive), qmatmul (dequantizing matmul vs bf16 matmul), " +
-            "rmsnorm, rope, swiglu, geglu (fused layer kernels vs their composites)", string.Join(",", KernelBenchOptions.AllCases),
+            "rmsnorm, rope, swiglu, geglu (fused layer kernels vs their composites), adamw (clipping + AdamW over a model's parameters)", string.Join(",", KernelBenchOptions.AllCases),
             (s, what) => KernelBenchOptions.AllCases.Contains(s) ? s : throw new UsageException($"{what} takes {string.Join(", ", KernelBenchOptions.AllCases)} (got '{s}')"),
             o => o.Cases, (o, v) => o with { Cases = v }, sample: "qmatmul")),
         B(Opt<KernelBenchOptions>.List("qmatmul-rows", "qmatmul: rows (tokens) per case", "N,N,...", PositiveLong, o => o.QmatmulRows, (o, v) => o with { QmatmulRows = v }, sample: "16")),
@@ -49,6 +50,8 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
             o => o.QmatmulFormats, (o, v) => o with { QmatmulFormats = v }, sample: "nf4")),
         B(Opt<KernelBenchOptions>.Choice("isa", "force the CPU kernels' instruction set (default: the best available)", new[] { "scalar", "avx2", "avx512" }, v => v,
             o => o.Isa, (o, v) => o with { Isa = v })),
+        B(Opt<KernelBenchOptions>.String("adamw-model", "model (preset name or model folder) whose parameters the adamw case updates", o => o.AdamWModel,
+            (o, v) => o with { AdamWModel = v }, valueName: "MODEL", sample: "bench-25m")),
     };
 
     protected override int Execute(Parsed<BenchKernelsArgs> parsed, CliContext context)
@@ -62,7 +65,8 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
         if (options.Cases.Contains("qmatmul")) first = RunQuantizedMatmul(options, json, context, first);
         var layerKernels = LayerKernelBenchmark.Kernels.Where(options.Cases.Contains).ToList();
-        if (layerKernels.Count > 0) RunLayerKernels(layerKernels, parsed.Value.Tokens, options, json, context, first);
+        if (layerKernels.Count > 0) first = RunLayerKernels(layerKernels, parsed.Value.Tokens, options, json, context, first);
+        if (options.Cases.Contains("adamw")) load = RunAdamW(options, json, context, first, load);
         if (json) w.WriteLine("]");
         else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
@@ -113,7 +117,7 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         return first;
     }
 
-    static void RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, bool json, CliContext context, bool first)
+    static bool RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, bool json, CliContext context, bool first)
     {
         var w = context.Out;
         if (!json) w.WriteLine($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
@@ -128,6 +132,28 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
                 w.WriteLine($"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
             w.Flush();
         }
+        return first;
+    }
+
+    static string RunAdamW(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    {
+        var w = context.Out;
+        if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
+        foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+        {
+            var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
+            load = BenchmarkMachine.LoadAverage();
+            foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
+            if (json)
+            {
+                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
+                first = false;
+            }
+            else
+                w.WriteLine($"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
+            w.Flush();
+        }
+        return load;
     }
 
     static readonly JsonSerializerOptions JsonOptions = new() { DefaultIgnoreCondition = JsonIgnoreCondition.Never, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };

@@ -32,6 +32,9 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int> Rope;
         public delegate* unmanaged<int, void*, void*, int, long, void*, int> GluForward;
         public delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int> GluBackward;
+        public delegate* unmanaged<AdamWTensor*, long, double*, int> AdamWGradSumSquares;
+        public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWStep;
+        public delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int> AdamWFloor;
     }
 
     static readonly Lazy<(Api? Api, string? Error)> Loaded = new(Load);
@@ -93,6 +96,9 @@ internal static unsafe class NativeKernels
                     Rope = (delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope"),
                     GluForward = (delegate* unmanaged<int, void*, void*, int, long, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_forward"),
                     GluBackward = (delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_backward"),
+                    AdamWGradSumSquares = (delegate* unmanaged<AdamWTensor*, long, double*, int>)NativeLibrary.GetExport(handle, "engine_adamw_grad_sum_squares"),
+                    AdamWStep = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_step"),
+                    AdamWFloor = (delegate* unmanaged<AdamWTensor*, long, AdamWHyper*, int>)NativeLibrary.GetExport(handle, "engine_adamw_floor"),
                 };
                 int abi = api.AbiVersion();
                 if (abi != ExpectedAbi)
@@ -234,6 +240,47 @@ internal static unsafe class NativeKernels
     {
         FollowTorchThreads();
         Check(Require().GluBackward(activation, (void*)gate, (void*)up, (void*)dh, dtype, count, (void*)dGate, (void*)dUp), "engine_glu_backward");
+    }
+
+    /// <summary>One tensor of the multi-tensor AdamW (EngineAdamWTensor in engine_native.h).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct AdamWTensor
+    {
+        public IntPtr Param, Master, Grad, ExpAvg, ExpAvgSq;
+        public long Numel;
+        public int ParamDtype, StateDtype, Decay, Reserved;
+    }
+
+    /// <summary>The step's scalars (EngineAdamWHyper in engine_native.h), each rounded to f32 from its double value.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct AdamWHyper
+    {
+        public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, Eps, BiasCorrection2, StepSize, DecayFactor, GradScale;
+    }
+
+    public static double AdamWGradSumSquares(ReadOnlySpan<AdamWTensor> tensors)
+    {
+        FollowTorchThreads();
+        double sum;
+        fixed (AdamWTensor* t = tensors) Check(Require().AdamWGradSumSquares(t, tensors.Length, &sum), "engine_adamw_grad_sum_squares");
+        return sum;
+    }
+
+    public static void AdamWStep(ReadOnlySpan<AdamWTensor> tensors, in AdamWHyper hyper)
+    {
+        FollowTorchThreads();
+        fixed (AdamWTensor* t = tensors)
+        fixed (AdamWHyper* h = &hyper)
+            Check(Require().AdamWStep(t, tensors.Length, h), "engine_adamw_step");
+    }
+
+    /// <summary>The update's memory-bandwidth floor (benchmarks only: it overwrites the arrays).</summary>
+    public static void AdamWFloor(ReadOnlySpan<AdamWTensor> tensors, in AdamWHyper hyper)
+    {
+        FollowTorchThreads();
+        fixed (AdamWTensor* t = tensors)
+        fixed (AdamWHyper* h = &hyper)
+            Check(Require().AdamWFloor(t, tensors.Length, h), "engine_adamw_floor");
     }
 
     static void Check(int status, string function)

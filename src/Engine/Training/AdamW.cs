@@ -1,12 +1,29 @@
+using Engine.Kernels;
 using Engine.Models;
+using Engine.Util;
 using static TorchSharp.torch;
 
 namespace Engine.Training;
+
+/// <summary>How <see cref="AdamW"/> runs its update (the state, checkpoints and results are the same either way).</summary>
+public enum OptimizerKernel
+{
+    /// <summary>
+    /// The multi-tensor native kernel (native/src/adamw.cpp): one pass over all parameters on the kernels' thread
+    /// pool, after one pass over the gradients for the clipping norm. CPU tensors; on other devices the step falls
+    /// back to <see cref="Torch"/>.
+    /// </summary>
+    [Spelling("fused")] Fused,
+    /// <summary>libtorch's composite ops, about ten per parameter tensor.</summary>
+    [Spelling("torch")] Torch,
+}
 
 /// <summary>
 /// AdamW (decoupled weight decay, bias-corrected moments) written out so that its state can be checkpointed
 /// exactly and so that it can keep fp32 master weights for parameters computed in bf16: gradients arrive on
 /// the compute parameters, the update happens on the fp32 master, and the result is copied back.
+/// <see cref="Kernel"/> chooses between the multi-tensor native kernel and libtorch's ops; both run the same
+/// arithmetic on the same state (docs/kernels.md, "Multi-tensor AdamW").
 /// </summary>
 public sealed class AdamW : IDisposable
 {
@@ -27,6 +44,8 @@ public sealed class AdamW : IDisposable
     public double Eps { get; }
     public double WeightDecay { get; }
     public long StepCount { get; private set; }
+    /// <summary>The implementation of <see cref="Step"/> and <see cref="ClipGradients"/>; may change between steps.</summary>
+    public OptimizerKernel Kernel { get; set; }
     public IReadOnlyList<Slot> Slots => _slots;
     readonly List<Slot> _slots = new();
 
@@ -36,9 +55,9 @@ public sealed class AdamW : IDisposable
     /// otherwise masters start from the parameters themselves</param>
     public AdamW(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, double beta1 = 0.9, double beta2 = 0.999,
         double eps = 1e-8, double weightDecay = 0.0, ScalarType stateDtype = ScalarType.Float32, bool masterWeights = true,
-        IReadOnlyDictionary<string, Tensor>? masters = null)
+        IReadOnlyDictionary<string, Tensor>? masters = null, OptimizerKernel kernel = OptimizerKernel.Torch)
     {
-        Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay;
+        Beta1 = beta1; Beta2 = beta2; Eps = eps; WeightDecay = weightDecay; Kernel = kernel;
         foreach (var (name, p) in parameters)
         {
             if (!p.requires_grad) continue;
@@ -61,7 +80,12 @@ public sealed class AdamW : IDisposable
     public void ZeroGrad()
     {
         foreach (var s in _slots) s.Parameter.grad?.zero_();
+        _pendingGradScale = 1.0;
     }
+
+    // The clipping factor that the fused ClipGradients leaves for the next Step to apply as it reads each gradient
+    // (the composite path multiplies the gradients in place instead).
+    double _pendingGradScale = 1.0;
 
     /// <summary>One update at learning rate <paramref name="lr"/>.</summary>
     public void Step(double lr)
@@ -70,6 +94,17 @@ public sealed class AdamW : IDisposable
         double bc1 = 1 - Math.Pow(Beta1, StepCount);
         double bc2 = 1 - Math.Pow(Beta2, StepCount);
         using var noGrad = no_grad();
+        double gradScale = _pendingGradScale;
+        _pendingGradScale = 1.0;
+        using (var fusedScope = NewDisposeScope())
+        {
+            if (FusedTensors() is { } fused)
+            {
+                NativeKernels.AdamWStep(fused, Hyper(lr, bc1, bc2, gradScale));
+                return;
+            }
+        }
+        if (gradScale != 1.0) ScaleGradients(gradScale);
         foreach (var s in _slots)
         {
             var grad = s.Parameter.grad;
@@ -94,13 +129,25 @@ public sealed class AdamW : IDisposable
         }
     }
 
-    /// <summary>Global L2 norm of all gradients (fp32), and optional clipping to <paramref name="maxNorm"/>.</summary>
+    /// <summary>
+    /// Global L2 norm of all gradients (fp32), and optional clipping to <paramref name="maxNorm"/>. The fused kernel
+    /// leaves the gradients as they are and applies the clipping factor in the next <see cref="Step"/> (cleared by
+    /// <see cref="ZeroGrad"/>); the composite path scales them in place.
+    /// </summary>
     /// <param name="agree">maps this process's norm to the one every rank of a data-parallel run uses (rank 0's), so that
     /// clipping and the non-finite guard decide identically everywhere</param>
     public double ClipGradients(double maxNorm, Func<double, double>? agree = null)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
+        _pendingGradScale = 1.0;
+        if (FusedTensors() is { } fused)
+        {
+            double norm = Math.Sqrt(NativeKernels.AdamWGradSumSquares(fused));
+            if (agree != null) norm = agree(norm);
+            if (maxNorm > 0 && double.IsFinite(norm) && norm > maxNorm) _pendingGradScale = maxNorm / (norm + 1e-6);
+            return norm;
+        }
         var grads = _slots.Select(s => s.Parameter.grad).Where(g => g is not null).ToList();
         if (grads.Count == 0) return 0;
         // One gradient's fp32 square at a time: squaring all of them at once would hold a second fp32 copy of every
@@ -120,6 +167,65 @@ public sealed class AdamW : IDisposable
         }
         return total;
     }
+
+    void ScaleGradients(double scale)
+    {
+        foreach (var s in _slots)
+        {
+            using var g = s.Parameter.grad;
+            g?.mul_(scale);
+        }
+    }
+
+    /// <summary>
+    /// The native kernel's view of every slot with a gradient, or null when the step must take the composite path:
+    /// <see cref="OptimizerKernel.Torch"/> chosen, or a tensor that is not a contiguous CPU tensor with the
+    /// parameter's dtype. Gradient handles are registered in the caller's dispose scope.
+    /// </summary>
+    NativeKernels.AdamWTensor[]? FusedTensors()
+    {
+        if (Kernel != OptimizerKernel.Fused) return null;
+        var list = new List<NativeKernels.AdamWTensor>(_slots.Count);
+        foreach (var s in _slots)
+        {
+            var grad = s.Parameter.grad;
+            if (grad is null) continue;
+            var p = s.Parameter;
+            if (!Fusable(p) || !Fusable(grad) || grad.dtype != p.dtype || !Fusable(s.ExpAvg) || !Fusable(s.ExpAvgSq) ||
+                s.ExpAvg.dtype != s.ExpAvgSq.dtype || (s.Master is not null && (!Fusable(s.Master) || p.dtype != ScalarType.BFloat16)))
+                return null;
+            list.Add(new NativeKernels.AdamWTensor
+            {
+                Param = TensorMemory.DataPointer(p),
+                Master = s.Master is null ? IntPtr.Zero : TensorMemory.DataPointer(s.Master),
+                Grad = TensorMemory.DataPointer(grad),
+                ExpAvg = TensorMemory.DataPointer(s.ExpAvg),
+                ExpAvgSq = TensorMemory.DataPointer(s.ExpAvgSq),
+                Numel = p.numel(),
+                ParamDtype = p.dtype == ScalarType.Float32 ? NativeKernels.DtypeF32 : NativeKernels.DtypeBf16,
+                StateDtype = s.ExpAvg.dtype == ScalarType.Float32 ? NativeKernels.DtypeF32 : NativeKernels.DtypeBf16,
+                Decay = s.Decay && WeightDecay != 0 ? 1 : 0,
+            });
+        }
+        return list.ToArray();
+    }
+
+    static bool Fusable(Tensor t) =>
+        t.device_type == DeviceType.CPU && t.is_contiguous() && (t.dtype == ScalarType.Float32 || t.dtype == ScalarType.BFloat16);
+
+    /// <summary>The step's scalars as the composite path's ops see them: each double rounded once to f32.</summary>
+    NativeKernels.AdamWHyper Hyper(double lr, double bc1, double bc2, double gradScale) => new()
+    {
+        Beta1 = (float)Beta1,
+        OneMinusBeta1 = (float)(1 - Beta1),
+        Beta2 = (float)Beta2,
+        OneMinusBeta2 = (float)(1 - Beta2),
+        Eps = (float)Eps,
+        BiasCorrection2 = (float)bc2,
+        StepSize = (float)(-lr / bc1),
+        DecayFactor = (float)(1 - lr * WeightDecay),
+        GradScale = (float)gradScale,
+    };
 
     /// <summary>State tensors by name (for checkpoints): exp_avg, exp_avg_sq and master weights.</summary>
     public IEnumerable<(string Name, Tensor Tensor)> StateTensors()

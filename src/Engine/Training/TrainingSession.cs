@@ -163,7 +163,7 @@ public sealed class TrainingSession : IDisposable
 
             optimizer = new AdamW(trainable(), weightDecay: o.WeightDecay,
                 stateDtype: s.Bf16OptimizerStates ? ScalarType.BFloat16 : ScalarType.Float32,
-                masters: masters, masterWeights: s.Precision != Precision.Bf16Pure);
+                masters: masters, masterWeights: s.Precision != Precision.Bf16Pure, kernel: s.EffectiveOptimizerKernel);
             if (masters != null) foreach (var m in masters.Values) m.Dispose();
             if (checkpoint != null) CheckpointStore.LoadOptimizer(checkpoint, optimizer, state ?? CheckpointStore.ReadState(checkpoint));
             probe?.OptimizerBuilt();

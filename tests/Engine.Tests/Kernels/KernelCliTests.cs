@@ -14,11 +14,12 @@ public class KernelCliTests
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
         int kernels = Engine.Kernels.Cuda.KernelSources.Kernels.Values.Sum(k => k.Length);
-        Assert.Equal(9, kernels); // log-prob (4), z0 (1), dequantizing matmul (4)
+        Assert.Equal(23, kernels); // log-prob (4), z0 (1), dequantizing matmul (4), layer kernels (11), AdamW (3)
         Assert.Equal(kernels * 2, items.Count); // each kernel x (sm_89 cubin, compute_80 PTX)
         var cubins = items.Where(i => i.GetProperty("arch").GetString() == "sm_89").ToList();
         Assert.Equal(kernels, cubins.Count);
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "qmatmul_backward_bf16");
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "adamw_step");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "token_logprob_forward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "kl_z0_reduce");
         foreach (var c in cubins)
@@ -65,6 +66,34 @@ public class KernelCliTests
             Engine.Tests.Cli.BenchCliTests.AssertMachine(item);
         }
         Assert.Equal(new[] { "f32", "bf16", "f32", "bf16" }, items.Select(i => i.GetProperty("dtype").GetString()));
+    }
+
+    [SkippableFact]
+    public void BenchKernelsAdamWRowsReportEveryField()
+    {
+        var r = CliRunner.Run("bench", "kernels", "--json", "--case", "adamw", "--adamw-model", SharedData.Require(SharedData.Stories), "--repeat", "2");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var doc = JsonDocument.Parse(r.Stdout);
+        var items = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(new[] { "f32/f32", "bf16/f32", "bf16/bf16" }, items.Select(i => $"{i.GetProperty("dtype").GetString()}/{i.GetProperty("state_dtype").GetString()}"));
+        foreach (var item in items)
+        {
+            Assert.Equal("adamw", item.GetProperty("kernel").GetString());
+            long n = item.GetProperty("parameters").GetInt64();
+            Assert.True(n > 0);
+            // Bytes per parameter: norm read + update (f32 32; bf16 + master: 30 with f32 moments, 22 with bf16).
+            long perParam = item.GetProperty("dtype").GetString() == "f32" ? 32 : item.GetProperty("state_dtype").GetString() == "f32" ? 30 : 22;
+            Assert.Equal(perParam * n, item.GetProperty("bytes_moved").GetInt64());
+            foreach (string field in new[] { "torch_ms", "fused_ms", "fused_update_ms", "floor_update_ms", "floor_ms", "speedup", "fused_over_floor", "bandwidth_gbs" })
+                Assert.True(item.GetProperty(field).GetDouble() > 0, $"{field} in {item}");
+            var spread = item.GetProperty("min_median_max_ms");
+            foreach (string figure in new[] { "torch", "fused", "fused_update", "floor_update", "floor", "speedup_pairs", "fused_over_floor_pairs" })
+            {
+                var v = spread.GetProperty(figure).EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                Assert.True(v.Length == 3 && v[0] > 0 && v[0] <= v[1] && v[1] <= v[2], $"{figure}: {string.Join(", ", v)}");
+            }
+            Engine.Tests.Cli.BenchCliTests.AssertMachine(item);
+        }
     }
 
     [Fact]

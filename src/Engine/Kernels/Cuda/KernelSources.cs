@@ -9,6 +9,7 @@ internal static class KernelSources
     public const string KlReduction = "kl_reduction.cu";
     public const string QuantizedMatmul = "qmatmul.cu";
     public const string FusedLayers = "fused_layers.cu";
+    public const string AdamW = "adamw.cu";
 
     /// <summary>The kernels each source defines (their extern "C" names).</summary>
     public static readonly IReadOnlyDictionary<string, string[]> Kernels = new Dictionary<string, string[]>
@@ -21,6 +22,7 @@ internal static class KernelSources
             "rmsnorm_forward_f32", "rmsnorm_forward_bf16", "rmsnorm_backward_f32", "rmsnorm_backward_bf16", "rmsnorm_dw_reduce",
             "rope_f32", "rope_bf16", "glu_forward_f32", "glu_forward_bf16", "glu_backward_f32", "glu_backward_bf16",
         },
+        [AdamW] = new[] { "adamw_grad_sum_squares", "adamw_clip_scale", "adamw_step" },
     };
 
     public static IEnumerable<string> Files => Kernels.Keys;
