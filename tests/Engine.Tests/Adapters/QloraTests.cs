@@ -217,6 +217,15 @@ public class QloraTests
         _output.WriteLine($"QLoRA-4bit (nf4) DPO on stories260K: held-out rewards/accuracies {accuracy}, margins {summary.LastEval["rewards/margins"]}");
         Assert.True(accuracy >= 0.9, $"held-out accuracy {accuracy}");
         Assert.True(File.Exists(Path.Combine(summary.FinalModelDir!, "adapter_model.safetensors")));
+
+        // eval --adapter attaches the adapter to the dense base (as PEFT does on an unquantized base): the preference holds.
+        var reloaded = ModelEvaluation.Run(new EvaluationOptions
+        {
+            Step = new StepSettings { Method = AlignmentMethods.Dpo, Model = SharedData.Require(SharedData.Stories), MicroBatch = 8 },
+            Adapter = summary.FinalModelDir, DataPath = eval, Seed = 3,
+        });
+        _output.WriteLine($"the same adapter on the dense base (eval --adapter): rewards/accuracies {reloaded["rewards/accuracies"]}");
+        Assert.True(reloaded["rewards/accuracies"] >= 0.9, $"dense-base accuracy {reloaded["rewards/accuracies"]}");
     }
 
     [SkippableFact]
