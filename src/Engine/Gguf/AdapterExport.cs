@@ -49,7 +49,7 @@ public static class AdapterExport
         }
     }
 
-    /// <summary>The export type a GGUF file's weights are in, for validation tolerances (its general.file_type).</summary>
+    /// <summary>The export type a GGUF file's weights are in, for validation tolerances (its file-type key).</summary>
     static GgufExportType TypeOf(string gguf)
     {
         using var file = GgufFile.Open(gguf);
@@ -59,6 +59,6 @@ public static class AdapterExport
             foreach (var name in GgufExportTypes.Names)
                 if (GgufExportTypes.FileType(GgufExportTypes.Parse(name)) == fileType) return GgufExportTypes.Parse(name);
         }
-        throw new EngineException($"{gguf}: no general.file_type that Engine exports ({string.Join(", ", GgufExportTypes.Names)}); validation cannot set its tolerances");
+        throw new EngineException($"{gguf}: no {GgufKeys.FileType.Template} that Engine exports ({string.Join(", ", GgufExportTypes.Names)}); validation cannot set its tolerances");
     }
 }
