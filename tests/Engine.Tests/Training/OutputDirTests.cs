@@ -54,7 +54,7 @@ public class OutputDirTests
     }
 
     [Theory]
-    [InlineData("final", "is not a model Engine wrote")]
+    [InlineData("final", "is neither a model nor an adapter Engine wrote")]
     [InlineData("checkpoint-3", "is not a checkpoint Engine wrote")]
     public void OverwriteRefusesFoldersEngineDidNotWrite(string folder, string expected)
     {
