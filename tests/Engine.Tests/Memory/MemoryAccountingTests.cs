@@ -132,8 +132,8 @@ public class LayerActivationMeasurementTests
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
             using var positions = arange(t).unsqueeze(0).expand(b, t);
             using var rope = new RotaryTables(c, positions, dtype);
-            // The first forwards also create one-time library state, and another thread of the process may allocate
-            // while one runs: the least of four is the layer's own steady state.
+            // Another thread of the process may allocate or free while one forward runs (seen both ways: +6%, -15%):
+            // the median of four is the layer's own steady state.
             var measurements = new List<long>();
             for (int rep = 0; rep < 4; rep++)
             {
@@ -144,7 +144,8 @@ public class LayerActivationMeasurementTests
                 measurements.Add(HostAllocatorProbe.InUseBytes() - before - output.numel() * output.element_size());
                 output.Dispose();
             }
-            long measured = measurements.Min();
+            var sorted = measurements.Order().ToList();
+            long measured = (sorted[1] + sorted[2]) / 2;
             // The f32 and fused tables count the layer input, which exists before the forward here.
             bool tableHasInput = precision == Precision.F32 || kernels == KernelChoice.Fused;
             long s = precision == Precision.F32 ? 4 : 2;
