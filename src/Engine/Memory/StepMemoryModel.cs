@@ -106,10 +106,11 @@ public sealed class StepMemoryModel
     /// <summary>
     /// What one layer's adapters save for backward: x·Aᵀ [N, r] (B's input) per adapted linear; with dropout also the
     /// dropped input [N, in] (A's input — without dropout A saves x itself, which the layer already holds) and its
-    /// mask (1 byte per element).
+    /// mask: CUDA's fused dropout keeps a bool mask (1 B), libtorch's CPU dropout multiplies by a noise tensor in the
+    /// compute dtype (s B).
     /// </summary>
     public long AdapterSavedPerLayer => !Lora ? 0 : Tokens * AdaptedLinears(_c, _lora)
-        .Sum(l => _lora.Rank * _bytes + (_lora.Dropout > 0 ? l.In * (_bytes + 1) : 0));
+        .Sum(l => _lora.Rank * _bytes + (_lora.Dropout > 0 ? l.In * (_bytes + (_s.Device == MemoryDevice.Cpu ? _bytes : 1)) : 0));
 
     /// <summary>
     /// The dequantizing matmul's workspace while a quantized linear runs: the activations repacked [N, in] (bf16: 2 B,
