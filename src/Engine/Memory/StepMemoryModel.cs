@@ -109,8 +109,27 @@ public sealed class StepMemoryModel
     /// mask: CUDA's fused dropout keeps a bool mask (1 B), libtorch's CPU dropout multiplies by a noise tensor in the
     /// compute dtype (s B).
     /// </summary>
-    public long AdapterSavedPerLayer => !Lora ? 0 : Tokens * AdaptedLinears(_c, _lora)
-        .Sum(l => _lora.Rank * _bytes + (_lora.Dropout > 0 ? l.In * (_bytes + (_s.Device == MemoryDevice.Cpu ? _bytes : 1)) : 0));
+    public long AdapterSavedPerLayer => !Lora ? 0 : Tokens * (AdaptedLinears(_c, _lora)
+        .Sum(l => _lora.Rank * _bytes + (_lora.Dropout > 0 ? l.In * (_bytes + (_s.Device == MemoryDevice.Cpu ? _bytes : 1)) : 0)));
+
+    /// <summary>
+    /// Per token, what the layer table counts that a frozen base does not save: a linear with a frozen weight keeps no
+    /// copy of its input (q/k/v's and gate/up's shared inputs, down_proj's input), and a Llama-style norm with a frozen
+    /// weight keeps no normalised tensor (unfused kernels). An adapter without dropout saves its linear's input again.
+    /// </summary>
+    /// (Measured without checkpointing only: a rebuilt checkpointed layer measured as the full table, so it keeps it.)
+    long FrozenBaseUnsavedPerToken
+    {
+        get
+        {
+            if (!Lora) return 0;
+            bool Targeted(params string[] names) => _lora.Dropout == 0 && names.Any(_lora.IsTarget);
+            long linearInputs = (Targeted("q_proj", "k_proj", "v_proj") ? 0 : H * _bytes) + (Targeted("gate_proj", "up_proj") ? 0 : H * _bytes)
+                + (Targeted("down_proj") ? 0 : I * _bytes);
+            long norms = _s.Kernels != KernelChoice.Fused && _c.Norm != NormStyle.UnitOffset ? 2 * H * _bytes : 0;
+            return linearInputs + norms;
+        }
+    }
 
     /// <summary>
     /// The dequantizing matmul's workspace while a quantized linear runs: the activations repacked [N, in] (bf16: 2 B,
@@ -130,7 +149,7 @@ public sealed class StepMemoryModel
     /// <summary>All decoder layers' saved tensors: the full table per layer, or only each layer's input with checkpointing.</summary>
     public long SavedLayerActivations => _s.ActivationCheckpointing
         ? L * Tokens * H * _bytes
-        : L * (Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) + AdapterSavedPerLayer);
+        : L * (Tokens * (LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) - FrozenBaseUnsavedPerToken) + AdapterSavedPerLayer);
 
     /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
     public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) + AdapterSavedPerLayer;
