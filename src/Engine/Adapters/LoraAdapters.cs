@@ -91,6 +91,20 @@ public sealed class LoraAdapters : IDisposable
         }
     }
 
+    /// <summary>The quantized frozen bases installed by <see cref="QuantizeBase"/> (empty for a dense base).</summary>
+    public IReadOnlyList<QuantizedLinearBase> QuantizedBases => _quantized;
+    readonly List<QuantizedLinearBase> _quantized = new();
+
+    /// <summary>
+    /// QLoRA: stores every adapted layer's frozen weight in the format <see cref="Settings"/> asks for (nothing for a
+    /// dense base) and frees the dense weights. Call after the model's final dtype cast.
+    /// </summary>
+    public void QuantizeBase()
+    {
+        if (QuantizedFrozenBase.FormatOf(Settings) is not { } format || _quantized.Count > 0) return;
+        foreach (var (_, layer) in Layers) _quantized.Add(QuantizedFrozenBase.Install(layer.Target, format));
+    }
+
     public long ParameterCount => Layers.Sum(l => l.Layer.A.numel() + l.Layer.B.numel());
 
     /// <summary>Casts the adapter weights (the model's own are cast by <see cref="LlamaForCausalLM.ConvertTo"/>).</summary>
@@ -122,6 +136,8 @@ public sealed class LoraAdapters : IDisposable
             foreach (var (_, layer) in Layers)
             {
                 var proj = layer.Target;
+                // A quantized base merges into its dequantized weight (what the adapters were trained against).
+                QuantizedFrozenBase.Dequantize(proj);
                 using var delta = layer.Delta();
                 using var merged = proj.weight.to(ScalarType.Float32) + delta;
                 proj.weight.copy_(merged);
@@ -134,6 +150,11 @@ public sealed class LoraAdapters : IDisposable
     public void Dispose()
     {
         foreach (var (_, layer) in Layers) layer.Dispose();
+        foreach (var q in _quantized)
+            foreach (var (_, layer) in Layers)
+                if (ReferenceEquals(layer.Target.FrozenBase, q)) layer.Target.FrozenBase = null;
+        foreach (var q in _quantized) q.Dispose();
+        _quantized.Clear();
     }
 
     sealed class SwitchScope : IDisposable

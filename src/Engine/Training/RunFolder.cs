@@ -41,8 +41,10 @@ public static class RunFolder
                 throw new EngineException($"{Path.Combine(dir, name)} is not a checkpoint Engine wrote (no readable {CheckpointStore.StateFile} for its step); " +
                     "--overwrite-output-dir removes only a run's own files: move it away first");
         string final = Path.Combine(dir, FinalDir);
-        if (Directory.Exists(final) && !File.Exists(Path.Combine(final, "config.json")))
-            throw new EngineException($"{final} is not a model Engine wrote (no config.json); --overwrite-output-dir removes only a run's own files: move it away first");
+        // A full fine-tune's final is a model (config.json), a LoRA run's an adapter (adapter_config.json).
+        if (Directory.Exists(final) && !File.Exists(Path.Combine(final, "config.json")) && !File.Exists(Path.Combine(final, Adapters.PeftAdapterFolder.ConfigFile)))
+            throw new EngineException($"{final} is neither a model nor an adapter Engine wrote (no config.json or {Adapters.PeftAdapterFolder.ConfigFile}); " +
+                "--overwrite-output-dir removes only a run's own files: move it away first");
 
         var removed = new List<string>();
         void RemoveFile(string path)

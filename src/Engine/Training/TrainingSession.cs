@@ -118,10 +118,6 @@ public sealed class TrainingSession : IDisposable
         ranks ??= SingleProcess.Instance;
         var s = o.Step;
         s.Validate();
-        // Refused rather than silently trained on a dense base: the quantized base (Projection.FrozenBase) awaits the
-        // dequantizing matmul kernel.
-        if (s.Lora.Quantization != BaseQuantization.None)
-            throw new EngineException($"--load-in-{(s.Lora.Quantization == BaseQuantization.Nf4 ? "4" : "8")}bit: the quantized frozen base is not available in this build yet; train with --use-peft on the dense base");
         manual_seed(o.Seed);
         bool synthetic = data is SessionData.Synthetic;
         // With LoRA the base always comes from --model; a checkpoint holds only the adapter.
@@ -144,6 +140,9 @@ public sealed class TrainingSession : IDisposable
             {
                 adapters.ConvertTo(s.Dtype);
                 LoraAdapters.Freeze(policy);
+                // QLoRA: the frozen base is quantized from the cast weights before the reference is built, so the
+                // reference (adapters off) is the quantized base too.
+                adapters.QuantizeBase();
             }
             if (s.ActivationCheckpointing) ActivationCheckpointing.Enable(policy, replayRandomness: adapters != null && s.Lora.Dropout > 0);
             probe?.ModelBuilt(masters?.Values.Sum(m => m.numel() * 4) ?? 0);

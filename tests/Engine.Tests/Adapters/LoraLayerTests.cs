@@ -165,17 +165,6 @@ public class LoraLayerTests
             Assert.True((plain[i] - recomputed[i]).abs().max().item<float>() < 1e-6, $"gradient {i} differs under checkpointing");
     }
 
-    [Fact]
-    public void AQuantizedBaseIsRefusedUntilItIsBuilt()
-    {
-        var o = new Engine.Training.TrainingOptions
-        {
-            Step = new Engine.Training.StepSettings { Model = "no-such-model", Lora = new LoraSettings { Enabled = true, LoadIn4Bit = true } },
-        };
-        var e = Assert.Throws<EngineException>(() => Engine.Training.TrainingSession.Open(o, new Engine.Training.SessionData.Files(), new Engine.Training.SilentObserver()));
-        Assert.Contains("--load-in-4bit", e.Message);
-    }
-
     [Theory]
     [InlineData("lora-r", "--lora-r must be at least 1")]
     [InlineData("target", "unknown module 'qkv_proj'")]

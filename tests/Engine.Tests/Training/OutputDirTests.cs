@@ -80,4 +80,26 @@ public class OutputDirTests
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("--overwrite-output-dir and --resume contradict each other", r.Stderr);
     }
+
+    [Fact]
+    public void OverwriteReplacesALoraRunsAdapterOnlyFinalButNotAStrangeFolder()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        string final = Path.Combine(run, "final");
+        Directory.CreateDirectory(final);
+        File.WriteAllText(Path.Combine(run, "metrics.jsonl"), "{}\n");
+        File.WriteAllText(Path.Combine(run, "notes.txt"), "mine");
+        File.WriteAllText(Path.Combine(final, "adapter_model.safetensors"), "x");
+        // Without either config file, final is not Engine's: nothing is removed.
+        var e = Assert.Throws<EngineException>(() => Engine.Training.RunFolder.PrepareNewRun(run, overwrite: true));
+        Assert.Contains("neither a model nor an adapter", e.Message);
+        Assert.True(File.Exists(Path.Combine(run, "metrics.jsonl")));
+        // With PEFT's adapter_config.json (what a LoRA run writes there) it is the run's own and goes.
+        File.WriteAllText(Path.Combine(final, "adapter_config.json"), "{}");
+        var removed = Engine.Training.RunFolder.PrepareNewRun(run, overwrite: true);
+        Assert.Contains(final, removed);
+        Assert.False(Directory.Exists(final));
+        Assert.True(File.Exists(Path.Combine(run, "notes.txt")));
+    }
 }
