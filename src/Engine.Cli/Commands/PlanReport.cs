@@ -45,8 +45,34 @@ public static class PlanReport
                 ["relative_throughput"] = Math.Round(a.Candidate.Throughput, 3),
             }).ToList(),
             ["candidates_considered"] = plan.CandidatesConsidered,
+            ["lora"] = LoraJson(plan.Request.Config, c),
         };
         return json;
+    }
+
+    /// <summary>The LoRA parts of the plan (null for full fine-tuning).</summary>
+    static Dictionary<string, object?>? LoraJson(Engine.Models.LlamaConfig config, PlanCandidate c)
+    {
+        var lora = c.Settings.Lora;
+        if (!lora.Enabled) return null;
+        var model = new StepMemoryModel(config, c.Planned);
+        long Kind(ComponentKind k) => c.Estimate.Static.Where(x => x.Kind == k).Sum(x => x.Bytes);
+        return new Dictionary<string, object?>
+        {
+            ["rank"] = lora.Rank,
+            ["alpha"] = lora.Alpha,
+            ["dropout"] = lora.Dropout,
+            ["target_modules"] = lora.Targets.ToList(),
+            ["base_quantization"] = Spelling.Of(lora.Quantization),
+            ["nested_quantization"] = lora.NestedQuantization,
+            ["trainable_parameters"] = model.TrainableParameters,
+            ["frozen_base_bytes"] = Kind(ComponentKind.Weights),
+            ["adapter_bytes"] = Kind(ComponentKind.Adapters),
+            ["adapter_gradient_bytes"] = Kind(ComponentKind.Gradients),
+            ["adapter_optimizer_bytes"] = Kind(ComponentKind.MasterWeights) + Kind(ComponentKind.OptimizerStates),
+            ["adapter_saved_activations_per_layer_bytes"] = model.AdapterSavedPerLayer,
+            ["dequant_workspace_bytes"] = model.DequantWorkspace,
+        };
     }
 
     public static void WriteText(TextWriter w, string model, MemoryPlan plan)
@@ -93,7 +119,7 @@ public static class PlanReport
     public static IEnumerable<(string Name, long Predicted, long Measured)> Rows(MemoryEstimate e, StepMeasurementResult m)
     {
         long Static(params ComponentKind[] kinds) => e.Static.Where(c => kinds.Contains(c.Kind)).Sum(c => c.Bytes);
-        long weights = Static(ComponentKind.Weights);
+        long weights = Static(ComponentKind.Weights, ComponentKind.Adapters); // measured once the adapters are attached
         long optimizer = Static(ComponentKind.MasterWeights, ComponentKind.OptimizerStates, ComponentKind.ReferenceModel);
         long gradients = Static(ComponentKind.Gradients);
         yield return ("weights", weights, m.WeightsBytes);

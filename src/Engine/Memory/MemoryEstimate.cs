@@ -1,7 +1,7 @@
 namespace Engine.Memory;
 
 /// <summary>What a component is, for code that looks components up (the name is for people).</summary>
-public enum ComponentKind { Other, Weights, MasterWeights, Gradients, OptimizerStates, ReferenceModel, BatchTensors }
+public enum ComponentKind { Other, Weights, MasterWeights, Gradients, OptimizerStates, ReferenceModel, BatchTensors, Adapters }
 
 /// <summary>A named amount of memory inside a peak, with the formula it came from.</summary>
 public sealed record MemoryComponent(string Name, long Bytes, string Formula, ComponentKind Kind = ComponentKind.Other);

@@ -1,4 +1,6 @@
+using Engine.Adapters;
 using Engine.Kernels;
+using Engine.Kernels.Quantized;
 using Engine.Models;
 using Engine.Training;
 
@@ -29,7 +31,41 @@ public sealed class StepMemoryModel
         _s = settings;
         _p = config.ParameterCount();
         _bytes = LayerActivations.ComputeBytes(settings.Precision);
+        _lora = settings.Step.Lora;
+        _trainable = _lora.Enabled ? AdapterParameterCount(config, _lora) : _p;
     }
+
+    readonly LoraSettings _lora;
+    readonly long _trainable;
+    bool Lora => _lora.Enabled;
+
+    /// <summary>The linear layers of one decoder layer as (HF name, in, out).</summary>
+    static IEnumerable<(string Name, long In, long Out)> Linears(LlamaConfig c)
+    {
+        long h = c.HiddenSize, q = c.QueryDim, kv = c.KvDim, i = c.IntermediateSize;
+        return new[] { ("q_proj", h, q), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", q, h), ("gate_proj", h, i), ("up_proj", h, i), ("down_proj", i, h) };
+    }
+
+    static IEnumerable<(string Name, long In, long Out)> AdaptedLinears(LlamaConfig c, LoraSettings lora) =>
+        Linears(c).Where(l => lora.IsTarget(l.Name));
+
+    /// <summary>LoRA's trainable parameters: A [r, in] and B [out, r] per targeted linear of every layer.</summary>
+    public static long AdapterParameterCount(LlamaConfig c, LoraSettings lora) =>
+        c.NumLayers * AdaptedLinears(c, lora).Sum(l => lora.Rank * (l.In + l.Out));
+
+    /// <summary>The parameters AdamW updates: every weight, or only the adapters.</summary>
+    public long TrainableParameters => _trainable;
+
+    /// <summary>The quantized base's storage format, or null when the base is kept in the compute dtype.</summary>
+    QuantFormat? BaseFormat => !Lora ? null : _lora.Quantization switch
+    {
+        BaseQuantization.Nf4 => _lora.NestedQuantization ? QuantFormat.Nf4DoubleQuant : QuantFormat.Nf4,
+        BaseQuantization.Int8 => QuantFormat.Int8,
+        _ => null,
+    };
+
+    /// <summary>Decoder linear weights (what 4/8-bit loading quantizes; embeddings, norms and the LM head stay in the compute dtype).</summary>
+    long LinearWeightParameters => L * Linears(_c).Sum(l => l.In * l.Out);
 
     public long Parameters => _p;
     long H => _c.HiddenSize;
@@ -49,15 +85,61 @@ public sealed class StepMemoryModel
 
     // ---- static: alive for the whole run ----
 
-    public long Weights => _p * _bytes;
-    /// <summary>fp32 masters that AdamW updates when the model computes in bf16 (mixed precision only).</summary>
-    public long MasterWeights => _s.Precision == Precision.Bf16Mixed ? _p * 4 : 0;
-    /// <summary>.grad of every parameter, in the parameter's dtype.</summary>
-    public long Gradients => _p * _bytes;
-    /// <summary>AdamW's exp_avg and exp_avg_sq.</summary>
-    public long OptimizerStates => 2 * _p * (_s.Bf16OptimizerStates ? 2 : 4);
-    /// <summary>A frozen copy of the model in the compute dtype (no gradients); cached log-probs are a few floats per row.</summary>
-    public long ReferenceWeights => Resident ? _p * _bytes : 0;
+    /// <summary>The model's weights in the compute dtype; with LoRA the frozen base (linears quantized with 4/8-bit loading)
+    /// plus the adapters in the compute dtype.</summary>
+    public long Weights => BaseWeights + (Lora ? _trainable * _bytes : 0);
+
+    /// <summary>The base model: every parameter in the compute dtype, or the decoder linears at the quantized format's bytes per parameter.</summary>
+    public long BaseWeights => BaseFormat is QuantFormat f
+        ? (_p - LinearWeightParameters) * _bytes + (long)Math.Ceiling(LinearWeightParameters * f.BytesPerParameter())
+        : _p * _bytes;
+    /// <summary>fp32 masters that AdamW updates when the model computes in bf16 (mixed precision only; trainable parameters only).</summary>
+    public long MasterWeights => _s.Precision == Precision.Bf16Mixed ? _trainable * 4 : 0;
+    /// <summary>.grad of every trainable parameter, in the parameter's dtype (the frozen base has none).</summary>
+    public long Gradients => _trainable * _bytes;
+    /// <summary>AdamW's exp_avg and exp_avg_sq of the trainable parameters.</summary>
+    public long OptimizerStates => 2 * _trainable * (_s.Bf16OptimizerStates ? 2 : 4);
+    /// <summary>A frozen copy of the model in the compute dtype (no gradients); cached log-probs are a few floats per row.
+    /// With LoRA the reference is the base with the adapters switched off: no second copy.</summary>
+    public long ReferenceWeights => Resident && !Lora ? _p * _bytes : 0;
+
+    /// <summary>
+    /// What one layer's adapters save for backward: x·Aᵀ [N, r] (B's input) per adapted linear; with dropout also the
+    /// dropped input [N, in] (A's input — without dropout A saves x itself, which the layer already holds) and its
+    /// mask: CUDA's fused dropout keeps a bool mask (1 B), libtorch's CPU dropout multiplies by a noise tensor in the
+    /// compute dtype (s B).
+    /// </summary>
+    public long AdapterSavedPerLayer => !Lora ? 0 : Tokens * (AdaptedLinears(_c, _lora)
+        .Sum(l => _lora.Rank * _bytes + (_lora.Dropout > 0 ? l.In * (_bytes + (_s.Device == MemoryDevice.Cpu ? _bytes : 1)) : 0)));
+
+    /// <summary>
+    /// Per token, what the layer table counts that a frozen base does not save: a linear with a frozen weight keeps no
+    /// copy of its input (q/k/v's and gate/up's shared inputs, down_proj's input), and a Llama-style norm with a frozen
+    /// weight keeps no normalised tensor (unfused kernels). An adapter without dropout saves its linear's input again.
+    /// </summary>
+    /// (Measured without checkpointing only: a rebuilt checkpointed layer measured as the full table, so it keeps it.)
+    long FrozenBaseUnsavedPerToken
+    {
+        get
+        {
+            if (!Lora) return 0;
+            bool Targeted(params string[] names) => _lora.Dropout == 0 && names.Any(_lora.IsTarget);
+            long linearInputs = (Targeted("q_proj", "k_proj", "v_proj") ? 0 : H * _bytes) + (Targeted("gate_proj", "up_proj") ? 0 : H * _bytes)
+                + (Targeted("down_proj") ? 0 : I * _bytes);
+            long norms = _s.Kernels != KernelChoice.Fused && _c.Norm != NormStyle.UnitOffset ? 2 * H * _bytes : 0;
+            return linearInputs + norms;
+        }
+    }
+
+    /// <summary>
+    /// The dequantizing matmul's workspace while a quantized linear runs: the activations repacked [N, in] (bf16: 2 B,
+    /// f32: 4 B per element) plus a per-thread scratch of <see cref="DequantScratchPerThread"/>; nothing of size out×in.
+    /// </summary>
+    public long DequantWorkspace => BaseFormat is null ? 0
+        : Tokens * Linears(_c).Max(l => l.In) * (_bytes == 2 ? 2 : 4) + DequantThreads * DequantScratchPerThread;
+
+    public const long DequantScratchPerThread = 256 * 1024;
+    static long DequantThreads => Environment.ProcessorCount;
 
     /// <summary>input_ids, labels and attention_mask (int64 [B, T]); KTO also holds the mismatched batch.</summary>
     public long BatchTensors => 3 * Tokens * 8 * _s.Cost.SequenceBatches;
@@ -67,10 +149,10 @@ public sealed class StepMemoryModel
     /// <summary>All decoder layers' saved tensors: the full table per layer, or only each layer's input with checkpointing.</summary>
     public long SavedLayerActivations => _s.ActivationCheckpointing
         ? L * Tokens * H * _bytes
-        : L * Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels);
+        : L * (Tokens * (LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) - FrozenBaseUnsavedPerToken) + AdapterSavedPerLayer);
 
     /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
-    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels);
+    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) + AdapterSavedPerLayer;
 
     /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor (fp32 for Gemma's
     /// (1 + w) norm, which multiplies in fp32) and rsqrt; fused: its input and the inverse RMS.</summary>
@@ -152,10 +234,11 @@ public sealed class StepMemoryModel
         // gather's zero-filled gradient and log_softmax's input gradient, both fp32 [M, V]
         LogProbMode.Naive => 2 * HeadRows * V * 4,
         // the gradient overwrites the logits; the weight gradient and the hidden gradient are new
-        LogProbMode.Fused => V * H * _bytes + HeadRows * H * _bytes,
+        LogProbMode.Fused => (Lora ? 0 : V * H * _bytes) + HeadRows * H * _bytes,
         // one chunk's logits, the fp32 weight-gradient accumulator, the hidden gradient, the chunk's grad·W;
         // in bf16 also the chunk's bf16 weight gradient and its fp32 promotion in the accumulation
-        _ => ChunkRows * V * _bytes + V * H * 4 + HeadRows * H * _bytes + ChunkRows * H * _bytes + (_bytes == 2 ? V * H * 6 : 0),
+        // (a frozen LM head, LoRA, gets no weight gradient)
+        _ => ChunkRows * V * _bytes + HeadRows * H * _bytes + ChunkRows * H * _bytes + (Lora ? 0 : V * H * 4 + (_bytes == 2 ? V * H * 6 : 0)),
     };
 
     /// <summary>
@@ -167,7 +250,7 @@ public sealed class StepMemoryModel
     {
         LogProbMode.Naive => 0,
         LogProbMode.Fused => HeadRows * V * _bytes,
-        _ => HeadRows * H * _bytes + V * H * (_bytes == 4 ? 4 : 2),
+        _ => HeadRows * H * _bytes + (Lora ? 0 : V * H * (_bytes == 4 ? 4 : 2)),
     };
 
     /// <summary>
@@ -183,7 +266,7 @@ public sealed class StepMemoryModel
     {
         get
         {
-            long decoder = (L + 1) * Tokens * H * _bytes + NoGradLayerPeak + RopeTables;
+            long decoder = (L + 1) * Tokens * H * _bytes + NoGradLayerPeak + RopeTables + DequantWorkspace;
             long head = Tokens * H * _bytes + HeadInputs + HeadForwardPeak;
             return Math.Max(decoder, head);
         }
@@ -191,7 +274,9 @@ public sealed class StepMemoryModel
 
     // ---- optimizer ----
 
-    long LargestParameter => Math.Max(V * H, Math.Max(I * H, (long)_c.QueryDim * H));
+    long LargestParameter => Lora
+        ? AdaptedLinears(_c, _lora).Select(l => _lora.Rank * Math.Max(l.In, l.Out)).DefaultIfEmpty(0).Max()
+        : Math.Max(V * H, Math.Max(I * H, (long)_c.QueryDim * H));
 
     /// <summary>
     /// AdamW.Step works one parameter at a time: the fp32 denominator, an fp32 copy of a bf16 gradient, fp32 copies of
@@ -211,11 +296,16 @@ public sealed class StepMemoryModel
     {
         var statics = new List<MemoryComponent>
         {
-            new("weights", Weights, $"P × {_bytes} B", ComponentKind.Weights),
+            !Lora ? new("weights", Weights, $"P × {_bytes} B", ComponentKind.Weights)
+            : new("frozen base weights", BaseWeights, BaseFormat is QuantFormat f
+                ? $"decoder linears × {f.BytesPerParameter():0.####} B ({f.Name()}) + the rest × {_bytes} B" : $"P × {_bytes} B", ComponentKind.Weights),
         };
-        if (MasterWeights > 0) statics.Add(new("fp32 master weights", MasterWeights, "P × 4 B", ComponentKind.MasterWeights));
-        statics.Add(new("gradients", Gradients, $"P × {_bytes} B", ComponentKind.Gradients));
-        statics.Add(new("optimizer states", OptimizerStates, $"2 × P × {(_s.Bf16OptimizerStates ? 2 : 4)} B (AdamW moments)", ComponentKind.OptimizerStates));
+        // P: every parameter (full fine-tuning) or Pa, the adapters' r·(in + out) per targeted linear (LoRA).
+        string p = Lora ? "Pa" : "P";
+        if (Lora) statics.Add(new("LoRA adapters", _trainable * _bytes, $"Pa × {_bytes} B, Pa = L × Σ r·(in + out) = {_trainable:N0}", ComponentKind.Adapters));
+        if (MasterWeights > 0) statics.Add(new("fp32 master weights", MasterWeights, $"{p} × 4 B", ComponentKind.MasterWeights));
+        statics.Add(new("gradients", Gradients, $"{p} × {_bytes} B", ComponentKind.Gradients));
+        statics.Add(new("optimizer states", OptimizerStates, $"2 × {p} × {(_s.Bf16OptimizerStates ? 2 : 4)} B (AdamW moments)", ComponentKind.OptimizerStates));
         if (ReferenceWeights > 0) statics.Add(new("reference model", ReferenceWeights, $"P × {_bytes} B", ComponentKind.ReferenceModel));
         statics.Add(new("batch tensors", BatchTensors, "3 int64 [B, T]" + (_s.Cost.SequenceBatches > 1 ? " × 2 (matched + mismatched)" : ""), ComponentKind.BatchTensors));
 
@@ -229,7 +319,8 @@ public sealed class StepMemoryModel
             Activations(), FinalNorm(),
             new MemoryComponent("layer outputs held by the forward scope", ScopeHeldLayerOutputs, "bf16: (L+1 or 1) × B·T × H × s"),
             new MemoryComponent("final hidden states", Tokens * H * _bytes, "B·T × H × s"),
-            new MemoryComponent("layer workspace", _s.ActivationCheckpointing ? NoGradLayerPeak : GradLayerTransient, "one layer's unsaved intermediates"),
+            new MemoryComponent("layer workspace", (_s.ActivationCheckpointing ? NoGradLayerPeak : GradLayerTransient) + DequantWorkspace,
+                "one layer's unsaved intermediates" + (DequantWorkspace > 0 ? " + the dequantizing matmul's workspace" : "")),
         }).ToList()));
         points.Add(new("LM head forward", statics.Concat(new[]
         {
@@ -255,7 +346,8 @@ public sealed class StepMemoryModel
             Activations(),
             new("gradient flowing back", 2 * Tokens * H * _bytes, "dx and the residual branch's gradient"),
             new("head gradients held by the step's scope", HeadGradientsHeldByScope, "fused: M × V × s; chunked: M × H × s + V × H × (4 or 2)"),
-            new("layer backward workspace", LayerBackwardWorkspace, "max(2 × B·T × I × s, RMSNorm's fp32 backward temporaries)"),
+            new("layer backward workspace", LayerBackwardWorkspace + DequantWorkspace, "max(2 × B·T × I × s, RMSNorm's fp32 backward temporaries)"
+                + (DequantWorkspace > 0 ? " + the dequantizing matmul's workspace" : "")),
         };
         if (_s.ActivationCheckpointing)
         {
