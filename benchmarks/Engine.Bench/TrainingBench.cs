@@ -10,15 +10,26 @@ using static TorchSharp.torch;
 namespace Engine.Bench;
 
 /// <summary>One configuration's throughput: spreads over the timed steps, the matmul rate (in the step's dtype) timed between them, and
-/// the ratio of medians (achieved 6N FLOP/s over the matmul rate). With N ranks: tokens/s over all of them
+/// the ratio of medians (achieved 6N FLOP/s over the matmul rate, N = <see cref="MatmulParameters"/>: the weights of the
+/// decoder's linear layers and the LM head, not the embedding lookup or the norms). Attention's own products (q·kᵀ and
+/// p·v, causal) are not in 6N: <see cref="AttentionFlopsPerToken"/> states them, and <see cref="AchievedGflopsWithAttention"/> adds them. With N ranks: tokens/s over all of them
 /// (MicroBatch is per rank), torch threads per process, and rank 0's seconds per step from the end of backward until
 /// the gradient sums are in (the all-reduce not hidden by backward, plus waiting for the slower rank).</summary>
 public sealed record TrainingBenchResult(string Method, string ReferenceMode, string Model, int MicroBatch, int SeqLen, int Steps,
     Spread TokensPerSecond, Spread StepSeconds, Spread MatmulGflops, double AchievedGflops, long PeakRssBytes, long ModelBytes,
     int Ranks = 1, int Threads = 0, double AllReduceSecondsPerStep = 0, int GradientBuckets = 0, int BucketsStartedInBackward = 0,
-    IReadOnlyDictionary<string, double>? Profile = null)
+    IReadOnlyDictionary<string, double>? Profile = null, long MatmulParameters = 0, double AttentionFlopsPerToken = 0)
 {
     public double RatioToMatmul => AchievedGflops / MatmulGflops.Median;
+    public double AchievedGflopsWithAttention => AchievedGflops + AttentionFlopsPerToken * TokensPerSecond.Median / 1e9;
+
+    /// <summary>Parameters that take part in a matmul per token: every decoder linear and the LM head (tied or not).</summary>
+    public static long MatmulParametersOf(LlamaConfig c) =>
+        (long)c.NumLayers * (2L * c.HiddenSize * c.QueryDim + 2L * c.HiddenSize * c.KvDim + 3L * c.HiddenSize * c.IntermediateSize)
+        + (long)c.VocabSize * c.HiddenSize;
+
+    /// <summary>q·kᵀ and p·v over the causal half of a length-T sequence, forward and backward (3×): 3 · 2 · 2 · L · Q · T / 2.</summary>
+    public static double AttentionFlopsPerTokenOf(LlamaConfig c, int seqLen) => 6.0 * c.NumLayers * c.QueryDim * seqLen;
 }
 
 /// <summary>
@@ -62,12 +73,14 @@ public static class TrainingBench
             matmul.Add(MatmulRate.Measure(step.Dtype, seconds: 0.25) / 1e9);
         }
         var tokens = Spread.Of(tokensPerSecond);
-        // Forward+backward of the policy: 6·N per token.
-        double flopsPerToken = 6.0 * config.ParameterCount();
+        // Forward+backward of the policy: 6·N per token over the matmul parameters.
+        long matmulParameters = TrainingBenchResult.MatmulParametersOf(config);
+        double flopsPerToken = 6.0 * matmulParameters;
         return new TrainingBenchResult(step.Method.Name, Util.Spelling.Of(step.Reference), step.Model, step.MicroBatch, step.MaxLength, steps,
             tokens, Spread.Of(seconds), Spread.Of(matmul), flopsPerToken * tokens.Median / 1e9, PeakRss(), config.ParameterCount() * 4,
             ranks.Size, get_num_threads(), communication / steps, session.Gradients?.Count ?? 0, session.Gradients?.StartedDuringBackward ?? 0,
-            profile ? profiled.ToDictionary(kv => kv.Key, kv => kv.Value / steps) : null);
+            profile ? profiled.ToDictionary(kv => kv.Key, kv => kv.Value / steps) : null, matmulParameters,
+            TrainingBenchResult.AttentionFlopsPerTokenOf(config, step.MaxLength));
     }
 
     /// <summary>Peak resident set size of this process (Linux VmHWM), 0 where unavailable.</summary>

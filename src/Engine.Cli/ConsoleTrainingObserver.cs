@@ -74,6 +74,14 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
         if (s.FinalModelDir != null) _out.WriteLine($"final model: {s.FinalModelDir}");
         _out.WriteLine($"metrics: {Path.Combine(s.OutputDir, MetricsLog.FileName)}");
         foreach (var p in s.Plots) _out.WriteLine($"plot: {p}");
+        if (s.Profile is { } profile)
+        {
+            double total = profile.Values.Sum();
+            _out.WriteLine("profile: time per training step by op class");
+            _out.WriteLine($"  {"op class",-11} {"ms/step",9} {"share",6}");
+            foreach (var (name, ms) in profile.OrderByDescending(kv => kv.Value))
+                _out.WriteLine($"  {name,-11} {ms,9:F1} {100 * ms / Math.Max(1e-9, total),5:F1}%");
+        }
     }
 
     void EndLine()

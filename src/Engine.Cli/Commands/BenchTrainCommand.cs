@@ -97,7 +97,7 @@ public sealed class BenchTrainCommand : CliCommand<BenchTrainArgs>
                     {
                         context.Out.WriteLine($"{result.Method} ({result.ReferenceMode} reference, {result.Ranks} rank{(result.Ranks > 1 ? "s" : "")} × {result.Threads} threads): " +
                             $"{result.TokensPerSecond.Median:F0} tokens/s [{result.TokensPerSecond.Min:F0} – {result.TokensPerSecond.Max:F0}] over {result.Steps} steps, " +
-                            $"{result.AchievedGflops:F1} GFLOP/s (6N) = {result.RatioToMatmul:P0} of {Spelling.Of(step.Precision)} matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
+                            $"{result.AchievedGflops:F1} GFLOP/s (6N, N = {result.MatmulParameters / 1e6:F1}M matmul parameters; {result.AchievedGflopsWithAttention:F1} with attention) = {result.RatioToMatmul:P0} of {Spelling.Of(step.Precision)} matmul ({result.MatmulGflops.Median:F0} GFLOP/s), " +
                             $"peak RSS {result.PeakRssBytes / 1048576.0:F0} MiB (f32 weights {result.ModelBytes / 1048576.0:F0} MiB)");
                         foreach (var warning in warnings) context.Err.WriteLine(warning);
                         if (result.Profile is { } profile)

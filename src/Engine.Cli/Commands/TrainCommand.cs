@@ -60,6 +60,8 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
             Run(Opt<TrainingOptions>.Int("max-nonfinite", "stop after K consecutive steps with a non-finite loss or gradient", o => o.MaxConsecutiveNonFinite,
                 (o, v) => o with { MaxConsecutiveNonFinite = v }, min: 1, valueName: "K")),
             Run(Opt<TrainingOptions>.Flag("no-plots", "do not write PNG plots of the metrics", o => !o.Plots, (o, v) => o with { Plots = !v })),
+            Run(Opt<TrainingOptions>.Flag("profile", "split the training steps' time by op class (matmul, attention, norm, activation, rope, head, " +
+                "optimizer, conversion, other) and print ms per step at the end", o => o.Profile, (o, v) => o with { Profile = v })),
             Opt<TrainArgs>.Int("nproc", "data-parallel ranks on this machine, started through Open MPI's mpirun (or start them yourself: mpirun -np N engine train ...); " +
                 "--batch-size is per rank", a => a.Nproc, (a, v) => a with { Nproc = v }, min: 1),
             Opt<TrainArgs>.OptionalInt("threads-per-rank", "with --nproc: torch threads of each rank (default: the cores shared out)", a => a.ThreadsPerRank,

@@ -57,7 +57,7 @@ public static class StepOptions
             (s, v) => s with { Head = v }).With(tag: PlanKnob.Head);
 
     public static readonly CliOption<StepSettings> Kernels =
-        Opt<StepSettings>.Enum("kernels", "RMSNorm, RoPE and SwiGLU/GeGLU as fused native kernels or TorchSharp composites", s => s.Kernels,
+        Opt<StepSettings>.Enum("kernels", "RMSNorm, RoPE, SwiGLU/GeGLU and the AdamW update as fused native kernels or TorchSharp composites", s => s.Kernels,
             (s, v) => s with { Kernels = v });
 
     public static readonly CliOption<StepSettings> ReferenceMode =

@@ -39,10 +39,30 @@ public sealed record SavedTensor(string Name, long ElementsPerToken, int BytesPe
 /// and one fp32 inverse RMS per token, RoPE rotates q and k in place (nothing saved but the tables), and the gated
 /// activation saves gate and up and recomputes the activation: the silu output and the norms' fp32/normalised
 /// copies are gone.
+/// CPU bf16 attention over up to <see cref="Attention.ProbabilitiesMaxLength"/> tokens runs as explicit matmuls and a
+/// softmax (<see cref="Attention.UsesExplicitSoftmax"/>): it saves the bf16 probabilities [B, heads, T, T] (heads·T
+/// elements per token, <paramref name="probabilityKeys"/> = T) and no log-sum-exp.
 /// </summary>
 public static class LayerActivations
 {
-    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Torch)
+    /// <param name="probabilityKeys">keys per query whose probabilities the attention saves (T, where
+    /// <see cref="ProbabilityKeys"/> says the explicit softmax runs), 0 for SDPA</param>
+    public static IReadOnlyList<SavedTensor> PerLayer(LlamaConfig c, Precision precision, KernelChoice kernels, long probabilityKeys = 0)
+    {
+        var list = PerLayerWithSdpa(c, precision, kernels);
+        if (probabilityKeys <= 0) return list;
+        return list.Where(t => !t.Name.StartsWith(LogSumExp))
+            .Append(new SavedTensor($"attention probabilities [B, heads, T, T] (explicit softmax, T = {probabilityKeys})", c.NumHeads * probabilityKeys, 2)).ToList();
+    }
+
+    /// <summary>T where a training step of sequence length <paramref name="seqLen"/> saves the attention probabilities
+    /// (CPU, bf16, <see cref="Attention.UsesExplicitSoftmax"/>), else 0.</summary>
+    public static long ProbabilityKeys(MemoryDevice device, Precision precision, long seqLen) =>
+        device == MemoryDevice.Cpu && Attention.UsesExplicitSoftmax(TorchSharp.DeviceType.CPU, StepSettings.ComputeDtype(precision), seqLen) ? seqLen : 0;
+
+    const string LogSumExp = "SDPA log-sum-exp";
+
+    static IReadOnlyList<SavedTensor> PerLayerWithSdpa(LlamaConfig c, Precision precision, KernelChoice kernels)
     {
         int s = ComputeBytes(precision);
         bool f32 = s == 4;
@@ -65,7 +85,7 @@ public static class LayerActivations
         list.Add(new("k after RoPE, expanded to all heads (SDPA input)", kvSaved, s));
         list.Add(new("v expanded to all heads (SDPA input)", kvSaved, s));
         list.Add(new("SDPA output (o_proj input, a view of it)", q, s));
-        list.Add(new("SDPA log-sum-exp [B, heads, T] fp32", c.NumHeads, 4));
+        list.Add(new($"{LogSumExp} [B, heads, T] fp32", c.NumHeads, 4));
         if (c.SandwichNorms)
         {
             list.Add(new("post_attention_layernorm: o_proj output in fp32", h, 4));
@@ -109,7 +129,7 @@ public static class LayerActivations
         list.Add(new("k rotated in place, expanded to all heads (SDPA input)", kvSaved, s));
         list.Add(new("v expanded to all heads (SDPA input)", kvSaved, s));
         list.Add(new("SDPA output (o_proj input, a view of it)", q, s));
-        list.Add(new("SDPA log-sum-exp [B, heads, T] fp32", c.NumHeads, 4));
+        list.Add(new($"{LogSumExp} [B, heads, T] fp32", c.NumHeads, 4));
         if (c.SandwichNorms) list.AddRange(Norm("post_attention_layernorm", "o_proj output", h, 1));
         list.AddRange(Norm(c.SandwichNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm", "the attention residual", h, 1));
         list.Add(new("gate/up_proj input (the norm's output)", h, s));
@@ -130,8 +150,8 @@ public static class LayerActivations
     }
 
     /// <summary>Bytes per token saved by one layer without checkpointing.</summary>
-    public static long BytesPerToken(LlamaConfig c, Precision precision, KernelChoice kernels = KernelChoice.Torch) =>
-        PerLayer(c, precision, kernels).Sum(t => t.BytesPerToken);
+    public static long BytesPerToken(LlamaConfig c, Precision precision, KernelChoice kernels, long probabilityKeys = 0) =>
+        PerLayer(c, precision, kernels, probabilityKeys).Sum(t => t.BytesPerToken);
 
     public static int ComputeBytes(Precision p) => p == Precision.F32 ? 4 : 2;
 }

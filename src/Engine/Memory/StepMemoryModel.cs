@@ -149,10 +149,18 @@ public sealed class StepMemoryModel
     /// <summary>All decoder layers' saved tensors: the full table per layer, or only each layer's input with checkpointing.</summary>
     public long SavedLayerActivations => _s.ActivationCheckpointing
         ? L * Tokens * H * _bytes
-        : L * (Tokens * (LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) - FrozenBaseUnsavedPerToken) + AdapterSavedPerLayer);
+        : L * (Tokens * (LayerTablePerToken - FrozenBaseUnsavedPerToken) + AdapterSavedPerLayer);
 
     /// <summary>One layer's full saved set (what a checkpointed layer rebuilds during its backward).</summary>
-    public long OneLayerActivations => Tokens * LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels) + AdapterSavedPerLayer;
+    public long OneLayerActivations => Tokens * LayerTablePerToken + AdapterSavedPerLayer;
+
+    long LayerTablePerToken => LayerActivations.BytesPerToken(_c, _s.Precision, _s.Kernels, ProbabilityKeys);
+
+    /// <summary>T when the attention runs as explicit matmuls and a softmax (CPU bf16, <see cref="Attention.UsesExplicitSoftmax"/>), else 0.</summary>
+    long ProbabilityKeys => LayerActivations.ProbabilityKeys(_s.Device, _s.Precision, T);
+
+    /// <summary>One layer's attention probabilities [B, heads, T, T] in bf16 (explicit softmax only).</summary>
+    long AttentionProbabilities => Rows * _c.NumHeads * ProbabilityKeys * T * 2;
 
     /// <summary>The final norm's saved tensors: its input (f32) or fp32 copy (bf16), the normalised tensor (fp32 for Gemma's
     /// (1 + w) norm, which multiplies in fp32) and rsqrt; fused: its input and the inverse RMS.</summary>
@@ -169,7 +177,8 @@ public sealed class StepMemoryModel
     /// in bf16 the norms save their own fp32 copies, so the embedding output and every layer output are held only
     /// by the scope (with checkpointing, only the last layer's output).
     /// </summary>
-    public long ScopeHeldLayerOutputs => _bytes == 4 ? 0 : (_s.ActivationCheckpointing ? 1 : L + 1) * Tokens * H * _bytes;
+    /// (The fused norms save their inputs, the layer outputs, which their table counts: nothing more is held.)
+    public long ScopeHeldLayerOutputs => _bytes == 4 || _s.Kernels == KernelChoice.Fused ? 0 : (_s.ActivationCheckpointing ? 1 : L + 1) * Tokens * H * _bytes;
 
     /// <summary>Tensors of one layer alive but not saved, at its worst moment, with autograd on.</summary>
     long GradLayerTransient
@@ -177,10 +186,11 @@ public sealed class StepMemoryModel
         get
         {
             long kv = _c.KvDim, q = _c.QueryDim;
-            // Attention: q/k/v projections' outputs (k_rope too when GQA copies it) plus RoPE's temporaries for k.
-            long attention = (q + 3 * kv + 4 * kv) * _bytes;
+            // Attention: q/k/v projections' outputs (k_rope too when GQA copies it) plus RoPE's temporaries for k
+            // (the fused RoPE rotates in place: none); the explicit softmax's scores beside the probabilities.
+            long attention = (q + 3 * kv + (_s.Kernels == KernelChoice.Fused ? 0 : 4 * kv)) * _bytes;
             long mlp = 4 * H * _bytes; // o_proj output, (bf16) h, down_proj output, the layer output
-            return Tokens * Math.Max(attention, mlp);
+            return Math.Max(Tokens * attention + AttentionProbabilities, Tokens * mlp);
         }
     }
 
@@ -194,7 +204,8 @@ public sealed class StepMemoryModel
             long attention = (2 * H + 3 * q + 3 * kv + kvCopies) * _bytes; // norm out, q, q_rope, k, k_rope, v, copies, attn, o_proj
             long mlp = (5 * H + 4 * I) * _bytes;                           // norm out, attn out, h, norm out, g, silu, up, product, down
             long norm = 3 * H * _bytes + H * (_bytes == 4 ? 12 : 16);      // y, attn out, h + the norm's own temporaries
-            return Tokens * Math.Max(attention, Math.Max(mlp, norm));
+            // The explicit softmax's scope holds the scores and the probabilities.
+            return Math.Max(Tokens * attention + 2 * AttentionProbabilities, Tokens * Math.Max(mlp, norm));
         }
     }
 
@@ -257,9 +268,12 @@ public sealed class StepMemoryModel
     /// Extra bytes while one layer's backward runs: the MLP product's two input gradients (2·N·I·s, measured), or the
     /// RMSNorm backward, which works in fp32 (the gradients of the normalised tensor, of the fp32 input through the
     /// product and through pow, their sum, and in bf16 the cast back: 5–6 fp32 [N, H] tensors, measured) —
-    /// whichever is larger (the norm wins in bf16 when I/H is small).
+    /// whichever is larger (the norm wins in bf16 when I/H is small). The fused norm's backward is one kernel writing the
+    /// input gradient (N·H·s) and an fp32 weight gradient per chunk of 64 rows; the explicit softmax's backward holds the
+    /// probabilities' gradient and the scores' gradient (2 × [B, heads, T, T] bf16).
     /// </summary>
-    public long LayerBackwardWorkspace => Math.Max(2 * Tokens * I * _bytes, Tokens * H * 4 * (_bytes == 2 ? 6 : 5));
+    public long LayerBackwardWorkspace => Math.Max(Math.Max(2 * Tokens * I * _bytes, 2 * AttentionProbabilities),
+        _s.Kernels == KernelChoice.Fused ? Tokens * H * _bytes + (Tokens + 63) / 64 * H * 4 : Tokens * H * 4 * (_bytes == 2 ? 6 : 5));
 
     /// <summary>A no-grad scorer forward (reference model, KTO mismatched pairs): the decoder or the head, whichever is larger.</summary>
     public long NoGradForwardPeak

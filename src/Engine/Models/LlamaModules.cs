@@ -205,10 +205,42 @@ public sealed class Attention : nn.Module
             v = v.unsqueeze(2).expand(b, _kvHeads, rep, s, _headDim).reshape(b, _heads, s, _headDim);
         }
         var attn = StepProfiler.Run(OpClass.Attention, q, qq => mask is null
-            ? F.scaled_dot_product_attention(qq, k, v, null, 0.0, true)
+            ? (cache is null && UsesExplicitSoftmax(qq.device_type, qq.dtype, t) ? CausalSoftmaxAttention(qq, k, v) : F.scaled_dot_product_attention(qq, k, v, null, 0.0, true))
             : F.scaled_dot_product_attention(qq, k, v, mask, 0.0, false));
         var merged = attn.transpose(1, 2).reshape(b, t, _heads * _headDim);
         return o_proj.forward(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Sequences up to this length take <see cref="CausalSoftmaxAttention"/> in CPU bf16: its saved
+    /// probabilities grow as T², [B, heads, T, T] × 2 B per layer (1 KiB per token and head at 512).</summary>
+    public const int ProbabilitiesMaxLength = 512;
+
+    /// <summary>
+    /// Whether a causal attention over <paramref name="length"/> tokens (no cache) runs as explicit matmuls and a softmax
+    /// (with autograd on, saving the bf16 probabilities) instead of SDPA: on the CPU in bf16 only. The same with autograd
+    /// off, so a checkpointed layer's recompute computes what its forward did. libtorch's CPU flash attention
+    /// does its blocks' bf16 products as many small oneDNN calls and its backward took longer than in f32 (measured on
+    /// bench-25m: 524 vs 456 ms CPU time for 8 layers forward + backward on one thread; this path 350 ms, docs/kernels.md).
+    /// The planner reads the same rule (LayerActivations).
+    /// </summary>
+    public static bool UsesExplicitSoftmax(DeviceType device, ScalarType dtype, long length) =>
+        device == DeviceType.CPU && dtype == ScalarType.BFloat16 && length <= ProbabilitiesMaxLength;
+
+    /// <summary>
+    /// softmax(q·kᵀ/√d + causal mask)·v, as Hugging Face's eager attention computes it in bf16: scores in bf16, the
+    /// softmax accumulated in fp32 and rounded to bf16. q, k, v: [B, heads, T, d] with k and v already expanded to all heads.
+    /// </summary>
+    static Tensor CausalSoftmaxAttention(Tensor q, Tensor k, Tensor v)
+    {
+        using var scope = NewDisposeScope();
+        long t = q.shape[2];
+        // In place: matmul's backward needs its inputs, not its output; the scale and the fill keep no tensor for backward,
+        // and softmax keeps its output, so the scores are freed as soon as it has run.
+        var scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(q.shape[^1]));
+        using (var future = torch.ones(t, t, dtype: ScalarType.Bool, device: q.device).triu_(1)) scores.masked_fill_(future, double.NegativeInfinity);
+        var probabilities = F.softmax(scores, -1);
+        scores.Dispose();
+        return torch.matmul(probabilities, v).MoveToOuterDisposeScope();
     }
 }
 

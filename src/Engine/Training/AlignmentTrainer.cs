@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using Engine.Adapters;
 using Engine.Data;
 using Engine.Distributed;
+using Engine.Kernels;
 using Engine.Models;
 using Engine.Objectives;
 using Engine.Util;
@@ -114,6 +115,9 @@ public sealed class AlignmentTrainer
         string? lastSaved = null;
         int lastSavedStep = -1;
         int stepIndex = state.Step;
+        // --profile: ms per op class summed over this run's training steps (eval and checkpoints are not in it).
+        var profiled = _o.Profile ? new Dictionary<string, double>() : null;
+        int profiledSteps = 0;
 
         // Writes checkpoint-STEP (after the step's eval, which decides whether it is the best so far), then applies --save-total-limit.
         string SaveCheckpoint(int step)
@@ -155,9 +159,16 @@ public sealed class AlignmentTrainer
             {
                 var stepClock = Stopwatch.StartNew();
                 double lr = schedule.At(stepIndex);
+                var profiler = profiled != null ? StepProfiler.Start() : null;
                 var outcome = session.TrainStep(batches, _o.GradAccum, lr);
+                profiler?.Stop();
                 if (outcome is null) break; // data exhausted
                 var stepTime = stepClock.Elapsed;
+                if (profiler != null)
+                {
+                    foreach (var (opClass, spent) in profiler.Milliseconds) profiled![opClass] = profiled.GetValueOrDefault(opClass) + spent;
+                    profiledSteps++;
+                }
                 int step = stepIndex + 1;
                 position = outcome.Next;
                 if (outcome.Finite) consecutiveNonFinite = 0;
@@ -208,7 +219,8 @@ public sealed class AlignmentTrainer
         }
         var plots = _o.Plots && logger.Log is not null ? MetricPlots.Write(logger.Log, _o.OutputDir) : new List<string>();
         var summary = new TrainingSummary(_o.OutputDir, finalDir, stepIndex, skipped, clock.Elapsed,
-            tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds), lastTrain, lastEval, plots);
+            tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds), lastTrain, lastEval, plots,
+            profiled?.ToDictionary(kv => kv.Key, kv => kv.Value / Math.Max(1, profiledSteps)));
         _observer.Finished(summary);
         return summary;
     }

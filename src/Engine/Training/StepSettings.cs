@@ -48,8 +48,8 @@ public sealed record StepSettings
     public bool ActivationCheckpointing { get; init; }
     public LogProbMode Head { get; init; } = LogProbMode.Fused;
     /// <summary>Fused native kernels or TorchSharp composites for RMSNorm, RoPE and the MLP activation.</summary>
-    // Torch until the fused kernels are measured faster on a quiet machine (docs/kernels.md); --kernels fused opts in (layers and the AdamW update).
-    public KernelChoice Kernels { get; init; } = KernelChoice.Torch;
+    // Also chooses the AdamW update (see EffectiveOptimizerKernel); --kernels torch opts out.
+    public KernelChoice Kernels { get; init; } = FusedKernels.Default;
     /// <summary>How AdamW's update runs: the multi-tensor native kernel or libtorch's ops (same results and state); null
     /// follows <see cref="Kernels"/>.</summary>
     public OptimizerKernel? OptimizerKernel { get; init; }

@@ -9,7 +9,8 @@ public sealed record StepReport(int Step, int TotalSteps, IReadOnlyDictionary<st
 
 public sealed record TrainingSummary(
     string OutputDir, string? FinalModelDir, int Steps, int SkippedSteps, TimeSpan Elapsed, double TokensPerSecond,
-    IReadOnlyDictionary<string, double> LastTrain, IReadOnlyDictionary<string, double>? LastEval, IReadOnlyList<string> Plots);
+    IReadOnlyDictionary<string, double> LastTrain, IReadOnlyDictionary<string, double>? LastEval, IReadOnlyList<string> Plots,
+    IReadOnlyDictionary<string, double>? Profile = null);
 
 /// <summary>Receives progress from a run (the CLI draws the progress bar and tables from these).</summary>
 public interface ITrainingObserver

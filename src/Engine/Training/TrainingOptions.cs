@@ -55,6 +55,8 @@ public sealed record TrainingOptions
     /// <summary>Write the final model to OUT/final (off for throwaway runs such as measurements).</summary>
     public bool SaveFinal { get; init; } = true;
     public bool Plots { get; init; } = true;
+    /// <summary>Split each training step's time by op class (<see cref="Engine.Kernels.StepProfiler"/>); the summary carries ms per step.</summary>
+    public bool Profile { get; init; }
 
     public double EffectiveLearningRate => LearningRate ?? Step.Method.DefaultLearningRate;
 

@@ -78,6 +78,11 @@ public class BenchCliTests
         Assert.True(achieved > 0);
         Assert.Equal(achieved / matmul[1], row.GetProperty("ratio_to_matmul").GetDouble(), 1e-6 + 1e-6 * achieved / matmul[1]);
         Assert.True(tokens[1] > 0);
+        // 6N over the matmul parameters only: bench-25m's 8 layers × (2·512·512 + 2·512·256 + 3·512·1536) + the head's
+        // 32000·512, not the embedding lookup or the norms; attention's q·kᵀ and p·v stated apart: 6 · 8 · 512 · 16.
+        Assert.Equal(41_549_824, row.GetProperty("matmul_parameters").GetInt64());
+        Assert.Equal(6.0 * 41_549_824 * tokens[1] / 1e9, achieved, 1e-3 * achieved);
+        Assert.Equal(6.0 * 8 * 512 * 16, row.GetProperty("attention_flops_per_token").GetDouble());
         AssertMachine(row);
     }
 

@@ -39,6 +39,29 @@ public class TrainCliTests
     }
 
     [SkippableFact]
+    public void ProfilePrintsEachOpClassPerStepAndOnlyWhenAsked()
+    {
+        using var dir = new TempDir();
+        string data = StoryPreferences.WritePaired(dir.File("train.jsonl"), StoryPreferences.Pairs(8, seed: 5));
+        var r = CliRunner.Run(Train(data, dir.File("run"), "--max-steps", "2", "--precision", "bf16", "--profile"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var lines = r.Stdout.Split('\n');
+        int header = Array.FindIndex(lines, l => l.StartsWith("profile: time per training step by op class"));
+        Assert.True(header >= 0, r.Stdout);
+        var rows = lines.Skip(header + 2).TakeWhile(l => l.StartsWith("  ")).Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)).ToList();
+        var classes = new[] { "matmul", "attention", "norm", "activation", "rope", "head", "optimizer", "conversion", "other" };
+        Assert.Equal(classes.Order(), rows.Select(c => c[0]).Order());
+        var ms = rows.ToDictionary(c => c[0], c => double.Parse(c[1], System.Globalization.CultureInfo.InvariantCulture));
+        // Every step multiplies matrices, runs attention and updates the weights; the shares add up to the whole.
+        Assert.True(ms["matmul"] > 0 && ms["attention"] > 0 && ms["optimizer"] > 0, r.Stdout);
+        Assert.Equal(100, rows.Sum(c => double.Parse(c[2].TrimEnd('%'), System.Globalization.CultureInfo.InvariantCulture)), 0.5);
+
+        var plain = CliRunner.Run(Train(data, dir.File("run2"), "--max-steps", "1"));
+        Assert.True(plain.ExitCode == 0, plain.ToString());
+        Assert.DoesNotContain("profile:", plain.Stdout);
+    }
+
+    [SkippableFact]
     public void UnpairedDataForDpoFailsWithoutWritingAFinalModel()
     {
         using var dir = new TempDir();
