@@ -34,7 +34,7 @@ internal sealed class GatedActivationFunction : SingleTensorFunction<GatedActiva
             var dUp = empty_like(up);
             NativeKernels.GluBackward((int)ctx.get_data("activation"), LayerKernels.Ptr(gate), LayerKernels.Ptr(up), LayerKernels.Ptr(dh),
                 LayerKernels.Dtype(gate), gate.numel(), LayerKernels.Ptr(dGate), LayerKernels.Ptr(dUp));
-            return new List<Tensor> { dGate, dUp, null! };
+            return ReturnedGradients.Hand(dGate, dUp, null);
         }
         finally
         {

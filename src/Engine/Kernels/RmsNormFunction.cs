@@ -44,7 +44,7 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
             NativeKernels.RmsNormBackward(LayerKernels.Ptr(x), LayerKernels.Ptr(weight), LayerKernels.Ptr(inv), LayerKernels.Ptr(dy),
                 LayerKernels.Dtype(x), rows, n, mode, LayerKernels.Ptr(dx), LayerKernels.Ptr(dw32));
             var dw = dw32.to(weight.dtype);
-            return new List<Tensor> { dx, dw, null!, null! };
+            return ReturnedGradients.Hand(dx, dw, null, null);
         }
         finally
         {

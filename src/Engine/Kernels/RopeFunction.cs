@@ -30,7 +30,7 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
             // A contiguous gradient may be autograd's own buffer: rotate a copy, never it.
             var rotated = gradOutput.is_contiguous() ? gradOutput.clone() : gradOutput.contiguous();
             Rotate(rotated, saved[0], saved[1], inverse: true);
-            return new List<Tensor> { rotated, null!, null! };
+            return ReturnedGradients.Hand(rotated, null, null);
         }
         finally
         {
