@@ -212,8 +212,11 @@ public sealed class Attention : nn.Module
     }
 
     /// <summary>Sequences up to this length take <see cref="CausalSoftmaxAttention"/> in CPU bf16: its saved
-    /// probabilities grow as T², [B, heads, T, T] × 2 B per layer (1 KiB per token and head at 512).</summary>
-    public const int ProbabilitiesMaxLength = 512;
+    /// probabilities grow as T², [B, heads, T, T] × 2 B per layer (1 KiB per token and head at 512). Settable for tests
+    /// and measurements that compare the two paths (0: SDPA always).</summary>
+    internal static int ProbabilitiesMaxLength { get; set; } = DefaultProbabilitiesMaxLength;
+
+    public const int DefaultProbabilitiesMaxLength = 512;
 
     /// <summary>
     /// Whether a causal attention over <paramref name="length"/> tokens (no cache) runs as explicit matmuls and a softmax
@@ -230,7 +233,7 @@ public sealed class Attention : nn.Module
     /// softmax(q·kᵀ/√d + causal mask)·v, as Hugging Face's eager attention computes it in bf16: scores in bf16, the
     /// softmax accumulated in fp32 and rounded to bf16. q, k, v: [B, heads, T, d] with k and v already expanded to all heads.
     /// </summary>
-    static Tensor CausalSoftmaxAttention(Tensor q, Tensor k, Tensor v)
+    internal static Tensor CausalSoftmaxAttention(Tensor q, Tensor k, Tensor v)
     {
         using var scope = NewDisposeScope();
         long t = q.shape[2];
