@@ -1,0 +1,426 @@
+using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
+using Engine.Kernels;
+using Engine.Kernels.Cuda;
+using Engine.Util;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Engine.Tests.Kernels;
+
+/// <summary>
+/// The CUDA launch path of the fused layer kernels and the multi-tensor AdamW without a GPU (there is none here or
+/// in CI). A stand-in for libcuda (the function-pointer table the real driver fills, as in <see cref="CudaLaunchTests"/>)
+/// sees every launch. Three things are checked: each launcher's argument list has the names, order and C types of
+/// its kernel's extern "C" signature in the .cu source, and every kernel it launches is an entry of the NVRTC-compiled
+/// module; the launches, forwarded with their own grid, block and kernelParams to the unchanged kernels under the CPU
+/// emulation (native/tests/cuda_emulated_launch.cpp), write every output element and match float64 references on edge
+/// shapes; and without a CUDA build and driver the path says so.
+/// </summary>
+public unsafe partial class CudaLayerLaunchTests
+{
+    static readonly Dictionary<IntPtr, string> FunctionNames = new();
+    static readonly List<(string Kernel, uint GridX, uint GridY, uint Block)> Launches = new();
+    static delegate* unmanaged<byte*, uint, uint, uint, uint, uint, uint, void**, int> emulated;
+
+    [UnmanagedCallersOnly] static int Init(uint flags) => 0;
+    [UnmanagedCallersOnly] static int DriverGetVersion(int* v) { *v = 12040; return 0; }
+    [UnmanagedCallersOnly] static int DeviceGet(int* device, int ordinal) { *device = ordinal; return 0; }
+    [UnmanagedCallersOnly] static int DeviceGetAttribute(int* value, int attribute, int device) { *value = attribute == 75 ? 8 : 9; return 0; }
+    [UnmanagedCallersOnly] static int PrimaryCtxRetain(IntPtr* context, int device) { *context = 0x1000; return 0; }
+    [UnmanagedCallersOnly] static int CtxPushCurrent(IntPtr context) => context == 0x1000 ? 0 : 201;
+    [UnmanagedCallersOnly] static int CtxPopCurrent(IntPtr* context) { *context = 0x1000; return 0; }
+    [UnmanagedCallersOnly] static int ModuleLoadData(IntPtr* module, void* image) { *module = 0x2000; return 0; }
+    [UnmanagedCallersOnly]
+    static int ModuleGetFunction(IntPtr* function, IntPtr module, byte* name)
+    {
+        *function = 0x3000 + FunctionNames.Count;
+        FunctionNames[*function] = Marshal.PtrToStringAnsi((IntPtr)name)!;
+        return 0;
+    }
+    [UnmanagedCallersOnly]
+    static int LaunchKernel(IntPtr f, uint gx, uint gy, uint gz, uint bx, uint by, uint bz, uint shared, IntPtr stream, void** args, void** extra)
+    {
+        string name = FunctionNames[f];
+        Launches.Add((name, gx, gy, bx));
+        if (emulated == null) return 0;
+        byte[] ascii = System.Text.Encoding.ASCII.GetBytes(name + "\0");
+        fixed (byte* p = ascii) return emulated(p, gx, gy, gz, bx, by, bz, args);
+    }
+    [UnmanagedCallersOnly] static int MemGetInfo(nuint* free, nuint* total) { *free = 1; *total = 2; return 0; }
+    [UnmanagedCallersOnly] static int GetErrorString(int status, byte** text) { *text = null; return 1; }
+
+    static CudaDriver.Api Fake() => new()
+    {
+        Init = &Init, DriverGetVersion = &DriverGetVersion, DeviceGet = &DeviceGet, DeviceGetAttribute = &DeviceGetAttribute,
+        PrimaryCtxRetain = &PrimaryCtxRetain, CtxPushCurrent = &CtxPushCurrent, CtxPopCurrent = &CtxPopCurrent,
+        ModuleLoadData = &ModuleLoadData, ModuleGetFunction = &ModuleGetFunction, LaunchKernel = &LaunchKernel,
+        MemGetInfo = &MemGetInfo, GetErrorString = &GetErrorString,
+    };
+
+    // ---- the .cu signatures ----
+
+    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(?<name>\w+)\s*\((?<params>[^)]*)\)")]
+    private static partial Regex KernelSignature();
+
+    /// <summary>name → [(parameter name, C type without const/__restrict__)] of every extern "C" kernel in <paramref name="file"/>.</summary>
+    static Dictionary<string, List<(string Name, string Type)>> Signatures(string file)
+    {
+        var result = new Dictionary<string, List<(string, string)>>();
+        foreach (Match m in KernelSignature().Matches(KernelSources.Read(file)))
+        {
+            var parameters = new List<(string, string)>();
+            foreach (string raw in m.Groups["params"].Value.Split(','))
+            {
+                var tokens = Regex.Replace(raw, @"\*", " * ").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)
+                    .Where(t => t is not ("const" or "__restrict__")).ToList();
+                string name = tokens[^1];
+                string type = string.Join(" ", tokens.Take(tokens.Count - 1)).Replace(" *", "*");
+                parameters.Add((name, type));
+            }
+            result[m.Groups["name"].Value] = parameters;
+        }
+        return result;
+    }
+
+    [Fact]
+    public void SignatureParserReadsTheKernelsOfTheSource()
+    {
+        var fused = Signatures(KernelSources.FusedLayers);
+        Assert.Equal(KernelSources.Kernels[KernelSources.FusedLayers].Order(), fused.Keys.Order());
+        // Hand-read from fused_layers.cu and adamw.cu.
+        Assert.Equal(new[] { ("act", "int"), ("gate", "unsigned short*"), ("up", "unsigned short*"), ("count", "long long"), ("h", "unsigned short*") },
+            fused["glu_forward_bf16"]);
+        var adamw = Signatures(KernelSources.AdamW);
+        Assert.Equal(new[] { ("tensors", "AdamWTensorDesc*"), ("first_chunk", "long long*"), ("count", "int"), ("h", "AdamWHyperParams"), ("grad_scale", "float*") },
+            adamw["adamw_step"]);
+    }
+
+    /// <summary>Runs every launcher once per dtype (record-only driver) and returns (kernel, parameters, grid, block) of each launch.</summary>
+    static List<(string Kernel, List<(string Name, string Type)> Parameters)> RecordEveryLauncher()
+    {
+        var seen = new List<(string, List<(string, string)>)>();
+        KernelArguments.Observer = (kernel, grid, block, args) => seen.Add((kernel, args.Parameters.ToList()));
+        try
+        {
+            using var scope = NewDisposeScope();
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+            {
+                var x = zeros(new long[] { 2, 3, 4, 8 }, dtype);
+                var w = zeros(new long[] { 8 }, dtype);
+                var inv = zeros(new long[] { 24 }, ScalarType.Float32);
+                var dw = zeros(new long[] { 8 }, ScalarType.Float32);
+                LayerCudaKernels.RmsNormForward(x, w, 1e-6f, 1, x.clone(), inv);
+                LayerCudaKernels.RmsNormBackward(x, w, inv, x.clone(), 1, x.clone(), dw);
+                var table = zeros(new long[] { 6, 4 }, ScalarType.Float32);
+                LayerCudaKernels.Rope(x, table, table, inverse: true);
+                LayerCudaKernels.GluForward(1, x, x.clone(), x.clone());
+                LayerCudaKernels.GluBackward(0, x, x.clone(), x.clone(), x.clone(), x.clone());
+            }
+            var p = zeros(10);
+            var tensors = new[] { Descriptor(p, p, p, p, null, decay: true) };
+            AdamWCudaKernels.GradSumSquares(tensors, CPU);
+            AdamWCudaKernels.Step(tensors, new NativeKernels.AdamWHyper { GradScale = 1 }, CPU);
+        }
+        finally
+        {
+            KernelArguments.Observer = null;
+        }
+        return seen;
+    }
+
+    [Fact]
+    public void EveryLauncherPassesItsKernelsParametersInOrderWithTheirTypes()
+    {
+        Assert.True(KernelCompiler.CompilerAvailable, KernelCompiler.CompilerUnavailableReason); // the modules are compiled for real
+        var signatures = Signatures(KernelSources.FusedLayers).Concat(Signatures(KernelSources.AdamW)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        emulated = null;
+        FunctionNames.Clear(); Launches.Clear();
+        List<(string Kernel, List<(string Name, string Type)> Parameters)> seen;
+        using (CudaDriver.Substitute(Fake())) seen = RecordEveryLauncher();
+
+        foreach (var (kernel, parameters) in seen)
+        {
+            Assert.True(signatures.TryGetValue(kernel, out var expected), $"{kernel} is not an extern \"C\" kernel of the .cu sources");
+            Assert.Equal(expected, parameters);
+        }
+        // Every kernel of both sources has a launcher, and the driver was asked for exactly the function launched.
+        Assert.Equal(signatures.Keys.Order(), seen.Select(s => s.Kernel).Distinct().Order());
+        Assert.Equal(seen.Select(s => s.Kernel), Launches.Select(l => l.Kernel));
+
+        // Each launched name is an entry of the module NVRTC builds from the embedded source.
+        foreach (string file in new[] { KernelSources.FusedLayers, KernelSources.AdamW })
+        {
+            string ptx = System.Text.Encoding.ASCII.GetString(Nvrtc.Compile(KernelSources.Read(file), file, KernelCompiler.PtxArchitecture).Image);
+            foreach (string kernel in seen.Select(s => s.Kernel).Distinct().Where(k => KernelSources.Kernels[file].Contains(k)))
+                Assert.Contains($".entry {kernel}(", ptx);
+        }
+    }
+
+    [Fact]
+    public void LaunchShapesFollowTheKernelsContract()
+    {
+        Assert.Equal((1, 1), LayerCudaKernels.BackwardChunks(1));
+        Assert.Equal((1, 512), LayerCudaKernels.BackwardChunks(512));
+        Assert.Equal((2, 257), LayerCudaKernels.BackwardChunks(513));   // 256 chunks of 2 rows and one of 1
+        Assert.Equal((8, 512), LayerCudaKernels.BackwardChunks(4096));
+        foreach (long rows in new long[] { 1, 2, 511, 512, 513, 1000, 4097, 1_000_003 })
+        {
+            var (perBlock, chunks) = LayerCudaKernels.BackwardChunks(rows);
+            Assert.True((long)perBlock * chunks >= rows && (long)perBlock * (chunks - 1) < rows, $"rows {rows}: {chunks} chunks of {perBlock}");
+        }
+        Assert.Equal(1u, LayerCudaKernels.ElementwiseBlocks(1));
+        Assert.Equal(2u, LayerCudaKernels.ElementwiseBlocks(257));
+        Assert.Equal((uint)LayerCudaKernels.MaxElementwiseBlocks, LayerCudaKernels.ElementwiseBlocks(long.MaxValue / 2));
+        Assert.Equal(2u, LayerCudaKernels.ColumnBlocks(300));
+        var descriptors = new[] { new NativeKernels.AdamWTensor { Numel = 8192 }, new NativeKernels.AdamWTensor { Numel = 0 }, new NativeKernels.AdamWTensor { Numel = 8193 } };
+        Assert.Equal(new long[] { 0, 1, 1, 3 }, AdamWCudaKernels.FirstChunks(descriptors));
+        // The host mirror of AdamWTensorDesc / AdamWHyperParams that the kernels read.
+        Assert.Equal(64, sizeof(NativeKernels.AdamWTensor));
+        Assert.Equal(36, sizeof(NativeKernels.AdamWHyper));
+    }
+
+    [Fact]
+    public void WithoutACudaBuildAndDriverTheCudaPathSaysSo()
+    {
+        if (CudaDriver.IsAvailable) return; // a machine with a GPU: the launches run for real
+        using var scope = NewDisposeScope();
+        var x = zeros(2, 1, 1, 4);
+        var e = Assert.Throws<EngineException>(() => LayerCudaKernels.Rope(x, zeros(2, 2), zeros(2, 2), inverse: false));
+        if (!cuda.is_available())
+        {
+            Assert.Contains("CUDA build needed", e.Message);
+            Assert.Contains("EngineBackend=cuda", e.Message);
+        }
+        Assert.Contains("libcuda.so.1", e.Message);
+        var p = zeros(4);
+        var a = Assert.Throws<EngineException>(() => AdamWCudaKernels.Step(new[] { Descriptor(p, p, p, p, null, false) }, default, CPU));
+        Assert.Equal(e.Message, a.Message);
+    }
+
+    // ---- the launches under the CPU emulation ----
+
+    static string? EmulationLibrary()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, "native", "build", "libengine_cuda_emulated.so");
+            if (File.Exists(candidate)) return candidate;
+        }
+        return null;
+    }
+
+    /// <summary>Runs <paramref name="body"/> with every launch executed by the emulated kernels.</summary>
+    static void Emulated(Action body)
+    {
+        string? library = EmulationLibrary();
+        Skip.If(library is null, "native/build/libengine_cuda_emulated.so not built (./build.sh)");
+        IntPtr handle = NativeLibrary.Load(library!);
+        emulated = (delegate* unmanaged<byte*, uint, uint, uint, uint, uint, uint, void**, int>)NativeLibrary.GetExport(handle, "engine_emulated_launch");
+        FunctionNames.Clear(); Launches.Clear();
+        try
+        {
+            using (CudaDriver.Substitute(Fake())) body();
+        }
+        finally
+        {
+            emulated = null;
+        }
+    }
+
+    static Tensor Randn(int seed, params long[] shape) => randn(shape, generator: new Generator((ulong)seed));
+    static Tensor Sentinel(long[] shape, ScalarType dtype) => full(shape, double.NaN, dtype);
+
+    /// <summary>f(leaves) in float64 and the gradients of Σ f · upstream.</summary>
+    static (Tensor Out, Tensor[] Grads) Reference(Func<Tensor[], Tensor> f, Tensor upstream, params Tensor[] inputs)
+    {
+        var leaves = inputs.Select(t => t.detach().to(ScalarType.Float64).requires_grad_(true)).ToArray();
+        var output = f(leaves);
+        output.backward(new[] { upstream.to(ScalarType.Float64) });
+        return (output.detach(), leaves.Select(l => l.grad!.detach()).ToArray());
+    }
+
+    static void Close(Tensor actual, Tensor expected, bool bf16, double scale, string what)
+    {
+        Assert.False(actual.isnan().any().item<bool>(), $"{what}: an element the launch never wrote (NaN sentinel left)");
+        double tol = (bf16 ? 2e-2 : 1e-5) * Math.Max(1, scale);
+        TensorAssert.Close(actual.to(ScalarType.Float64), expected, tol, bf16 ? 1e-2 : 1e-5, what);
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void RmsNormLaunchesCoverEveryRowAndMatchTheFormula(ScalarType dtype)
+    {
+        bool bf16 = dtype == ScalarType.BFloat16;
+        int savedChunks = LayerCudaKernels.TargetBackwardChunks;
+        Emulated(() =>
+        {
+            // (1, 1): one row of one; (7, 300): 3 chunks of 3, 3 and 1 rows, 300 > 256 columns per thread loop, 2 column blocks.
+            foreach (var (rows, n, chunks) in new[] { (1, 1, 512), (7, 300, 3), (5, 64, 512) })
+                foreach (bool unitOffset in new[] { false, true })
+                {
+                    using var scope = NewDisposeScope();
+                    LayerCudaKernels.TargetBackwardChunks = chunks;
+                    string what = $"{dtype} {rows}x{n} {(unitOffset ? "(1+w)" : "w")}";
+                    var x = (Randn(1, rows, n) * 2).to(dtype);
+                    var w = (Randn(2, n) * 0.3 + (unitOffset ? 0 : 1)).to(dtype);
+                    var dy = Randn(3, rows, n).to(dtype);
+                    var y = Sentinel(new long[] { rows, n }, dtype);
+                    var inv = Sentinel(new long[] { rows }, ScalarType.Float32);
+                    LayerCudaKernels.RmsNormForward(x, w, 1e-6f, unitOffset ? 1 : 0, y, inv);
+                    var dx = Sentinel(new long[] { rows, n }, dtype);
+                    var dw = Sentinel(new long[] { n }, ScalarType.Float32);
+                    LayerCudaKernels.RmsNormBackward(x, w, inv, dy, unitOffset ? 1 : 0, dx, dw);
+
+                    var (ry, rg) = Reference(t => t[0] * rsqrt(t[0].pow(2).mean(new long[] { -1 }, keepdim: true) + 1e-6) * (unitOffset ? t[1] + 1 : t[1]), dy, x, w);
+                    var rinv = rsqrt(x.to(ScalarType.Float64).pow(2).mean(new long[] { -1 }) + 1e-6);
+                    Close(inv, rinv, false, 1, what + " inv_rms");
+                    Close(y, ry, bf16, 1, what + " y");
+                    Close(dx, rg[0], bf16, rg[0].abs().max().item<double>(), what + " dx");
+                    Close(dw, rg[1], bf16, rg[1].abs().max().item<double>(), what + " dw");
+                    var (perBlock, expectChunks) = LayerCudaKernels.BackwardChunks(rows);
+                    Assert.Contains(Launches, l => l.Kernel.StartsWith("rmsnorm_backward") && l.GridX == expectChunks && l.Block == 256);
+                }
+        });
+        LayerCudaKernels.TargetBackwardChunks = savedChunks;
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void RopeLaunchesRotateEveryPairBothWays(ScalarType dtype)
+    {
+        bool bf16 = dtype == ScalarType.BFloat16;
+        Emulated(() =>
+        {
+            // heads · headDim/2 below, equal to and above the block's 256 threads.
+            foreach (var shape in new[] { new long[] { 2, 3, 3, 10 }, new long[] { 1, 2, 4, 128 }, new long[] { 1, 1, 5, 128 } })
+                foreach (bool inverse in new[] { false, true })
+                {
+                    using var scope = NewDisposeScope();
+                    long tokens = shape[0] * shape[1], half = shape[3] / 2;
+                    // Arbitrary angles (no position 0 whose rotation is the identity): an unvisited pair would show.
+                    var angle = Randn(4, tokens, half) * 3 + 0.5;
+                    var cos = angle.cos().contiguous();
+                    var sin = angle.sin().contiguous();
+                    var x = Randn(5, shape).to(dtype);
+                    var rotated = x.clone();
+                    LayerCudaKernels.Rope(rotated, cos, sin, inverse);
+
+                    var xd = x.to(ScalarType.Float64).reshape(tokens, shape[2], shape[3]);
+                    var c = cos.to(ScalarType.Float64).unsqueeze(1);
+                    var s = sin.to(ScalarType.Float64).unsqueeze(1) * (inverse ? -1 : 1);
+                    var a = xd[.., .., ..(int)half];
+                    var b = xd[.., .., (int)half..];
+                    var expected = cat(new[] { a * c - b * s, b * c + a * s }, -1).reshape(shape);
+                    Close(rotated, expected, bf16, 1, $"{dtype} rope {string.Join("x", shape)} inverse {inverse}");
+                    Assert.Equal(((uint)tokens, 256u), (Launches[^1].GridX, Launches[^1].Block));
+                }
+        });
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32, 0)]
+    [InlineData(ScalarType.Float32, 1)]
+    [InlineData(ScalarType.BFloat16, 0)]
+    [InlineData(ScalarType.BFloat16, 1)]
+    public void GatedActivationLaunchesCoverEveryElement(ScalarType dtype, int activation)
+    {
+        bool bf16 = dtype == ScalarType.BFloat16;
+        long savedBlocks = LayerCudaKernels.MaxElementwiseBlocks;
+        Emulated(() =>
+        {
+            // 1 element; 257 (a second, nearly empty block); 1000 on a grid capped at 2 blocks (the grid-stride loop).
+            foreach (var (count, cap) in new[] { (1L, savedBlocks), (257L, savedBlocks), (1000L, 2L) })
+            {
+                using var scope = NewDisposeScope();
+                LayerCudaKernels.MaxElementwiseBlocks = cap;
+                string what = $"{dtype} act {activation} n {count}";
+                var gate = (Randn(6, count) * 3).to(dtype);
+                var up = Randn(7, count).to(dtype);
+                var dh = Randn(8, count).to(dtype);
+                var h = Sentinel(new[] { count }, dtype);
+                LayerCudaKernels.GluForward(activation, gate, up, h);
+                Assert.Equal(LayerCudaKernels.ElementwiseBlocks(count), Launches[^1].GridX);
+                var dGate = Sentinel(new[] { count }, dtype);
+                var dUp = Sentinel(new[] { count }, dtype);
+                LayerCudaKernels.GluBackward(activation, gate, up, dh, dGate, dUp);
+
+                var (rh, rg) = Reference(t => (activation == 0 ? F.silu(t[0]) : 0.5 * t[0] * (1 + tanh(Math.Sqrt(2 / Math.PI) * (t[0] + 0.044715 * t[0].pow(3))))) * t[1], dh, gate, up);
+                Close(h, rh, bf16, 1, what + " h");
+                Close(dGate, rg[0], bf16, 1, what + " d_gate");
+                Close(dUp, rg[1], bf16, 1, what + " d_up");
+            }
+        });
+        LayerCudaKernels.MaxElementwiseBlocks = savedBlocks;
+    }
+
+    static NativeKernels.AdamWTensor Descriptor(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? master, bool decay) => new()
+    {
+        Param = TensorMemory.DataPointer(param),
+        Master = master is null ? IntPtr.Zero : TensorMemory.DataPointer(master),
+        Grad = TensorMemory.DataPointer(grad),
+        ExpAvg = TensorMemory.DataPointer(m),
+        ExpAvgSq = TensorMemory.DataPointer(v),
+        Numel = param.numel(),
+        ParamDtype = param.dtype == ScalarType.BFloat16 ? NativeKernels.DtypeBf16 : NativeKernels.DtypeF32,
+        StateDtype = m.dtype == ScalarType.BFloat16 ? NativeKernels.DtypeBf16 : NativeKernels.DtypeF32,
+        Decay = decay ? 1 : 0,
+    };
+
+    [SkippableFact]
+    public void AdamWLaunchesUpdateEveryTensorOfAnySize()
+    {
+        Emulated(() =>
+        {
+            using var scope = NewDisposeScope();
+            // f32 [3]; f32 [8193] (a full chunk and a chunk of one); an empty tensor (owns no chunk); bf16 [300] with an
+            // fp32 master. A gradient scale of 0.5 stands for clipping.
+            var sizes = new long[] { 3, 8193, 0, 300 };
+            var tensors = new List<(Tensor P, Tensor G, Tensor M, Tensor V, Tensor? Master, bool Decay)>();
+            for (int i = 0; i < sizes.Length; i++)
+            {
+                bool bf16 = i == 3;
+                var master = Randn(10 + i, sizes[i]);
+                var p = master.to(bf16 ? ScalarType.BFloat16 : ScalarType.Float32);
+                var g = (Randn(20 + i, sizes[i]) * 0.1).to(p.dtype);
+                tensors.Add((p, g, Randn(30 + i, sizes[i]) * 0.01, Randn(40 + i, sizes[i]).abs() * 1e-3, bf16 ? master.clone() : null, i != 1));
+            }
+            var before = tensors.Select(t => (W: (t.Master ?? t.P).to(ScalarType.Float64), M: t.M.to(ScalarType.Float64), V: t.V.to(ScalarType.Float64))).ToList();
+            var descriptors = tensors.Select(t => Descriptor(t.P, t.G, t.M, t.V, t.Master, t.Decay)).ToArray();
+
+            double expectedSum = tensors.Sum(t => t.G.to(ScalarType.Float64).pow(2).sum().item<double>());
+            double sum = AdamWCudaKernels.GradSumSquares(descriptors, CPU);
+            Assert.Equal(expectedSum, sum, expectedSum * 1e-12);
+            Assert.Equal((4u, 256u), (Launches[0].GridX, Launches[0].Block)); // 1 + 2 + 0 + 1 chunks
+            Assert.Equal((1u, 256u), (Launches[1].GridX, Launches[1].Block));
+
+            const double lr = 1e-2, wd = 0.1, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, scale = 0.5;
+            const int step = 3;
+            double bc1 = 1 - Math.Pow(beta1, step), bc2 = 1 - Math.Pow(beta2, step);
+            var hyper = new NativeKernels.AdamWHyper
+            {
+                Beta1 = (float)beta1, OneMinusBeta1 = (float)(1 - beta1), Beta2 = (float)beta2, OneMinusBeta2 = (float)(1 - beta2),
+                Eps = (float)eps, BiasCorrection2 = (float)bc2, StepSize = (float)(-lr / bc1), DecayFactor = (float)(1 - lr * wd), GradScale = (float)scale,
+            };
+            AdamWCudaKernels.Step(descriptors, hyper, CPU);
+
+            for (int i = 0; i < tensors.Count; i++)
+            {
+                var t = tensors[i];
+                var g = t.G.to(ScalarType.Float64) * scale;
+                var w = before[i].W * (t.Decay ? 1 - lr * wd : 1);
+                var m = before[i].M * beta1 + (1 - beta1) * g;
+                var v = before[i].V * beta2 + (1 - beta2) * g * g;
+                w = w - lr / bc1 * m / ((v / bc2).sqrt() + eps);
+                string what = $"tensor {i} [{sizes[i]}]";
+                TensorAssert.Close(t.M.to(ScalarType.Float64), m, 1e-7, 1e-5, what + " exp_avg");
+                TensorAssert.Close(t.V.to(ScalarType.Float64), v, 1e-9, 1e-5, what + " exp_avg_sq");
+                TensorAssert.Close((t.Master ?? t.P).to(ScalarType.Float64), w, 1e-6, 1e-5, what + " weights");
+                if (t.Master is not null) TensorAssert.Close(t.P.to(ScalarType.Float64), t.Master.to(ScalarType.BFloat16).to(ScalarType.Float64), 0, 0, what + " bf16 copy of the master");
+            }
+            Assert.Equal((4u, 256u), (Launches[2].GridX, Launches[2].Block));
+        });
+    }
+}
