@@ -57,8 +57,9 @@ internal static class LayerCudaKernels
         catch (Exception e) when (e is TypeInitializationException or DllNotFoundException) { torchCuda = false; }
         return new EngineException(torchCuda
             ? $"the CUDA kernels cannot run: {driver}"
-            : "CUDA build needed for CUDA tensors: this Engine is built against TorchSharp-cpu; rebuild with " +
-              $"`dotnet build -p:EngineBackend=cuda` on a machine with an NVIDIA GPU (here: {driver})");
+            : "CUDA build needed for CUDA tensors: TorchSharp has no CUDA here (the default build is CPU-only; build with " +
+              $"`dotnet build -p:EngineBackend=cuda` on a machine with an NVIDIA GPU), and {driver}; " +
+              "--kernels torch runs the composites instead");
     }
 
     static int Checked(long value, string what)
