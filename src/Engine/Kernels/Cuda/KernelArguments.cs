@@ -53,13 +53,14 @@ internal sealed unsafe class KernelArguments : IDisposable
         }
     }
 
-    /// <summary>Enqueues <paramref name="function"/> (named <paramref name="kernel"/>) on torch's stream, in <paramref name="context"/>.</summary>
-    public void Launch(IntPtr context, IntPtr function, string kernel, (uint X, uint Y) grid, uint blockThreads)
+    /// <summary>Enqueues <paramref name="function"/> (named <paramref name="kernel"/>) in <paramref name="context"/> on
+    /// <paramref name="stream"/> (torch's, <see cref="CudaKernels.CallerStream"/>, when not given).</summary>
+    public void Launch(IntPtr context, IntPtr function, string kernel, (uint X, uint Y) grid, uint blockThreads, IntPtr? stream = null)
     {
         if (grid.X == 0 || grid.Y == 0) throw new InvalidOperationException($"launch of {kernel} with an empty grid (a bug in the caller)");
         Observer?.Invoke(kernel, grid, blockThreads, this);
         using var scope = CudaDriver.Enter(context);
-        CudaDriver.Launch(function, grid, blockThreads, CudaKernels.CallerStream, Array, kernel);
+        CudaDriver.Launch(function, grid, blockThreads, stream ?? CudaKernels.CallerStream, Array, kernel);
     }
 
     public void Dispose()
