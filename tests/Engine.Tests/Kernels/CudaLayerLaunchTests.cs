@@ -366,6 +366,62 @@ public unsafe partial class CudaLayerLaunchTests
         LayerCudaKernels.MaxElementwiseBlocks = savedBlocks;
     }
 
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void LogProbLaunchesMatchLogSoftmax(ScalarType dtype)
+    {
+        bool bf16 = dtype == ScalarType.BFloat16;
+        Emulated(() =>
+        {
+            using var scope = NewDisposeScope();
+            // vocab 3001: two backward tiles of 2048, the second partial; one ignored row.
+            const int rows = 3, vocab = 3001;
+            var logits = (Randn(50, rows, vocab) * 3).to(dtype);
+            var labels = tensor(new long[] { 7, TokenLogProbs.IgnoreIndex, 3000 });
+            var logp = Sentinel(new long[] { rows }, ScalarType.Float32);
+            var stats = Sentinel(new long[] { rows, 2 }, ScalarType.Float32);
+            var means = Sentinel(new long[] { rows }, ScalarType.Float32);
+            CudaKernels.Forward(logits, labels, logp, stats, means);
+            var gradOut = tensor(new float[] { 0.5f, 2f, -1.5f });
+            var grad = Sentinel(new long[] { rows, vocab }, dtype);
+            CudaKernels.Backward(logits, labels, stats, gradOut, grad);
+
+            var x = logits.to(ScalarType.Float64);
+            var logSoftmax = x.log_softmax(-1);
+            var valid = labels.ne(TokenLogProbs.IgnoreIndex);
+            var safe = labels.where(valid, 0);
+            var expected = logSoftmax.gather(1, safe.unsqueeze(1)).squeeze(1) * valid;
+            Close(logp, expected, false, 1, $"{dtype} log p");
+            Close(means, x.mean(new long[] { -1 }), false, 1, $"{dtype} mean logit");
+            var onehot = F.one_hot(safe, vocab).to(ScalarType.Float64);
+            var expectedGrad = (onehot - logSoftmax.exp()) * (gradOut.to(ScalarType.Float64) * valid).unsqueeze(1);
+            Close(grad, expectedGrad, bf16, 1, $"{dtype} gradient");
+        });
+    }
+
+    [SkippableFact]
+    public void KlLaunchMatchesTheCpuKernelBitForBit()
+    {
+        Emulated(() =>
+        {
+            using var scope = NewDisposeScope();
+            var policy = Randn(60, 4, 37) * 0.5 - 2;
+            var reference = Randn(61, 4, 37) * 0.5 - 2;
+            var mask = Randn(62, 4, 37).gt(-0.5);
+            var policySums = Sentinel(new long[] { 4 }, ScalarType.Float32);
+            var referenceSums = Sentinel(new long[] { 4 }, ScalarType.Float32);
+            var (meanRaw, z0) = CudaKernels.KlZ0(policy, reference, null, mask, policySums, referenceSums);
+            var m = mask.to(ScalarType.Float64);
+            Close(policySums, (policy.to(ScalarType.Float64) * m).sum(1), false, 1, "policy sums");
+            Close(referenceSums, (reference.to(ScalarType.Float64) * m).sum(1), false, 1, "reference sums");
+            using var cpu = KlReduction.Compute(policy, reference, mask);
+            Assert.Equal(cpu.MeanRaw, meanRaw); // the same summation order as the CPU kernel: identical bits
+            Assert.Equal(cpu.Z0, z0);
+            Assert.Equal((1u, 1u, 256u), (Launches[^1].GridX, Launches[^1].GridY, Launches[^1].Block));
+        });
+    }
+
     static NativeKernels.AdamWTensor Descriptor(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? master, bool decay) => new()
     {
         Param = TensorMemory.DataPointer(param),
