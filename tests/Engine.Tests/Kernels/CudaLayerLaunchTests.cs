@@ -422,6 +422,87 @@ public unsafe partial class CudaLayerLaunchTests
         });
     }
 
+    // ---- on a GPU (none here or in CI: skipped with the reason) ----
+
+    /// <summary>f(leaves on device) with the fused kernels chosen; output and the gradients of Σ f · upstream, on the CPU.</summary>
+    static (Tensor Out, Tensor[] Grads) RunFusedOn(Device device, Func<Tensor[], Tensor?> f, Tensor upstream, params Tensor[] inputs)
+    {
+        using var fused = FusedKernels.Use(KernelChoice.Fused);
+        var leaves = inputs.Select(t => t.detach().to(device).requires_grad_(true)).ToArray();
+        var output = f(leaves);
+        Assert.NotNull(output); // the fused kernel took the tensors
+        output!.backward(new[] { upstream.to(output.dtype).to(device) });
+        return (output.detach().cpu(), leaves.Select(l => l.grad!.detach().cpu()).ToArray());
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void OnAGpuTheLayerKernelsAndAdamWMatchTheCpuKernels(ScalarType dtype)
+    {
+        Skip.IfNot(CudaDriver.IsAvailable && cuda.is_available(), "no GPU with TorchSharp's CUDA build on this machine");
+        Skip.IfNot(NativeKernels.IsAvailable, "native kernels not built");
+        bool bf16 = dtype == ScalarType.BFloat16;
+        double atol = bf16 ? 3e-2 : 1e-5, rtol = bf16 ? 1e-2 : 1e-5;
+        using var scope = NewDisposeScope();
+        var gpu = new Device(DeviceType.CUDA, 0);
+        void Same((Tensor Out, Tensor[] Grads) onGpu, (Tensor Out, Tensor[] Grads) onCpu, string what)
+        {
+            TensorAssert.Close(onGpu.Out, onCpu.Out, atol, rtol, what);
+            for (int i = 0; i < onCpu.Grads.Length; i++) TensorAssert.Close(onGpu.Grads[i], onCpu.Grads[i], atol * 10, rtol, $"{what} grad {i}");
+        }
+
+        var x = (Randn(70, 3, 700, 96) * 2).to(dtype);
+        var dy = Randn(71, 3, 700, 96).to(dtype);
+        foreach (bool unitOffset in new[] { false, true })
+        {
+            var w = (Randn(72, 96) * 0.3 + (unitOffset ? 0 : 1)).to(dtype);
+            Tensor? Norm(Tensor[] t) => LayerKernels.RmsNorm(t[0], t[1], 1e-6, unitOffset);
+            Same(RunFusedOn(gpu, Norm, dy, x, w), RunFusedOn(CPU, Norm, dy, x, w), $"rmsnorm unitOffset {unitOffset}");
+        }
+        var angle = Randn(73, 2 * 9, 32) * 3;
+        Tensor cos = angle.cos().contiguous(), sin = angle.sin().contiguous();
+        var q = Randn(74, 2, 9, 5, 64).to(dtype);
+        var dq = Randn(75, 2, 9, 5, 64).to(dtype);
+        Tensor? Rope(Tensor[] t) => LayerKernels.Rope(t[0] * 1, cos.to(t[0].device), sin.to(t[0].device));
+        Same(RunFusedOn(gpu, Rope, dq, q), RunFusedOn(CPU, Rope, dq, q), "rope");
+        var gate = (Randn(76, 4, 300_001) * 3).to(dtype);
+        var up = Randn(77, 4, 300_001).to(dtype);
+        var dh = Randn(78, 4, 300_001).to(dtype);
+        foreach (var act in new[] { GatedActivation.SwiGlu, GatedActivation.GeGlu })
+        {
+            Tensor? Glu(Tensor[] t) => LayerKernels.Gated(t[0], t[1], act);
+            Same(RunFusedOn(gpu, Glu, dh, gate, up), RunFusedOn(CPU, Glu, dh, gate, up), act.ToString());
+        }
+
+        // Two fused AdamW steps (the second clipped) on the same parameters and gradients, CPU and GPU.
+        long[][] shapes = { new long[] { 300, 257 }, new long[] { 257 }, new long[] { 1 } };
+        var onCpu = shapes.Select((s, i) => ($"p{i}", new TorchSharp.Modules.Parameter(Randn(80 + i, s).to(dtype)))).ToList();
+        var onGpu = onCpu.Select(p => (p.Item1, new TorchSharp.Modules.Parameter(p.Item2.detach().to(gpu)))).ToList();
+        using var cpuOpt = new Engine.Training.AdamW(onCpu, weightDecay: 0.1, kernel: Engine.Training.OptimizerKernel.Fused);
+        using var gpuOpt = new Engine.Training.AdamW(onGpu, weightDecay: 0.1, kernel: Engine.Training.OptimizerKernel.Fused);
+        foreach (double maxNorm in new[] { 0.0, 1.0 })
+        {
+            for (int i = 0; i < shapes.Length; i++)
+            {
+                var g = Randn(90 + i, shapes[i]).to(dtype);
+                onCpu[i].Item2.grad = g.clone();
+                onGpu[i].Item2.grad = g.to(gpu);
+            }
+            double normCpu = cpuOpt.ClipGradients(maxNorm), normGpu = gpuOpt.ClipGradients(maxNorm);
+            Assert.Equal(normCpu, normGpu, normCpu * 1e-6);
+            cpuOpt.Step(1e-2);
+            gpuOpt.Step(1e-2);
+            for (int i = 0; i < shapes.Length; i++)
+            {
+                var c = cpuOpt.Slots[i];
+                var d = gpuOpt.Slots[i];
+                TensorAssert.Close((d.Master ?? d.Parameter).cpu(), c.Master ?? c.Parameter, 1e-6, 1e-5, $"adamw weights {i}");
+                TensorAssert.Close(d.ExpAvg.cpu(), c.ExpAvg, 1e-7, 1e-5, $"adamw exp_avg {i}");
+            }
+        }
+    }
+
     static NativeKernels.AdamWTensor Descriptor(Tensor param, Tensor grad, Tensor m, Tensor v, Tensor? master, bool decay) => new()
     {
         Param = TensorMemory.DataPointer(param),
