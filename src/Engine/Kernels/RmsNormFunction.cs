@@ -36,7 +36,7 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         {
             Tensor x = saved[0], weight = saved[1], inv = saved[2];
             int mode = (int)ctx.get_data("mode");
-            long n = x.shape[^1], rows = x.numel() / n;
+            long n = x.shape[^1];
             using var dy = gradOutput.to(x.dtype).contiguous();
             var dx = empty_like(x);
             using var dw32 = empty(new[] { n }, ScalarType.Float32, x.device);

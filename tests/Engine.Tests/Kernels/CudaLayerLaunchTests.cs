@@ -63,11 +63,37 @@ public unsafe partial class CudaLayerLaunchTests
     [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(?<name>\w+)\s*\((?<params>[^)]*)\)")]
     private static partial Regex KernelSignature();
 
+    [GeneratedRegex(@"^#define\s+(?<macro>\w+)\((?<formals>[^)]*)\)(?<body>(?:[^\n]*\\\n)*[^\n]*)", RegexOptions.Multiline)]
+    private static partial Regex MacroDefinition();
+
+    /// <summary>
+    /// The source with each function-like macro whose body defines a kernel expanded where it is invoked at the start
+    /// of a line (qmatmul.cu declares its four kernels so); the definitions themselves are dropped.
+    /// </summary>
+    static string ExpandKernelMacros(string source)
+    {
+        foreach (Match d in MacroDefinition().Matches(source))
+        {
+            string body = d.Groups["body"].Value.Replace("\\\n", "\n");
+            if (!body.Contains("__global__")) continue;
+            string[] formals = d.Groups["formals"].Value.Split(',').Select(f => f.Trim()).ToArray();
+            source = source.Replace(d.Value, "");
+            source = Regex.Replace(source, $@"^{d.Groups["macro"].Value}\((?<actuals>[^)]*)\)", call =>
+            {
+                string[] actuals = call.Groups["actuals"].Value.Split(',').Select(a => a.Trim()).ToArray();
+                string expanded = body;
+                for (int i = 0; i < formals.Length; i++) expanded = Regex.Replace(expanded, $@"\b{formals[i]}\b", actuals[i]);
+                return expanded;
+            }, RegexOptions.Multiline);
+        }
+        return source;
+    }
+
     /// <summary>name → [(parameter name, C type without const/__restrict__)] of every extern "C" kernel in <paramref name="file"/>.</summary>
     static Dictionary<string, List<(string Name, string Type)>> Signatures(string file)
     {
         var result = new Dictionary<string, List<(string, string)>>();
-        foreach (Match m in KernelSignature().Matches(KernelSources.Read(file)))
+        foreach (Match m in KernelSignature().Matches(ExpandKernelMacros(KernelSources.Read(file))))
         {
             var parameters = new List<(string, string)>();
             foreach (string raw in m.Groups["params"].Value.Split(','))
@@ -91,6 +117,9 @@ public unsafe partial class CudaLayerLaunchTests
         // Hand-read from fused_layers.cu and adamw.cu.
         Assert.Equal(new[] { ("act", "int"), ("gate", "unsigned short*"), ("up", "unsigned short*"), ("count", "long long"), ("h", "unsigned short*") },
             fused["glu_forward_bf16"]);
+        Assert.Equal(new[] { ("a", "float*"), ("m", "int"), ("format", "int"), ("rows", "int"), ("cols", "int"), ("data", "unsigned char*"),
+            ("absmax", "float*"), ("qabsmax", "unsigned char*"), ("absmax2", "float*"), ("code2", "float*"), ("offset", "float"),
+            ("nf4_code", "float*"), ("c", "float*") }, Signatures(KernelSources.QuantizedMatmul)["qmatmul_backward_f32"]);
         var adamw = Signatures(KernelSources.AdamW);
         Assert.Equal(new[] { ("tensors", "AdamWTensorDesc*"), ("first_chunk", "long long*"), ("count", "int"), ("h", "AdamWHyperParams"), ("grad_scale", "float*") },
             adamw["adamw_step"]);
@@ -128,6 +157,13 @@ public unsafe partial class CudaLayerLaunchTests
                 CudaKernels.LaunchBackward(0, bf16, 2, 10, 0x10, 0x20, 0x30, 0x40, 0x50, 0);
             }
             CudaKernels.LaunchKlZ0(0, 2, 3, 0x10, 0x20, 0, 0x30, 0x40, 0x50, 0x60, 0x70, 0);
+            // The quantized matmul, both directions, both dtypes.
+            using var weight = Engine.Kernels.Quantized.QuantizedWeight.Quantize(Randn(1, 64, 128), Engine.Kernels.Quantized.QuantFormat.Nf4DoubleQuant);
+            foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+            {
+                Engine.Kernels.Quantized.QuantizedCudaKernels.Launch(false, zeros(new long[] { 3, 128 }, dtype), 3, weight, zeros(new long[] { 3, 64 }, dtype));
+                Engine.Kernels.Quantized.QuantizedCudaKernels.Launch(true, zeros(new long[] { 3, 64 }, dtype), 3, weight, zeros(new long[] { 3, 128 }, dtype));
+            }
         }
         finally
         {
@@ -140,8 +176,7 @@ public unsafe partial class CudaLayerLaunchTests
     public void EveryLauncherPassesItsKernelsParametersInOrderWithTheirTypes()
     {
         Assert.True(KernelCompiler.CompilerAvailable, KernelCompiler.CompilerUnavailableReason); // the modules are compiled for real
-        // qmatmul.cu declares its kernels through a macro (one per dtype), which this parser does not expand.
-        string[] files = { KernelSources.FusedLayers, KernelSources.AdamW, KernelSources.TokenLogProb, KernelSources.KlReduction };
+        string[] files = KernelSources.Files.ToArray();
         var signatures = files.SelectMany(Signatures).ToDictionary(kv => kv.Key, kv => kv.Value);
         Assert.Equal(files.SelectMany(f => KernelSources.Kernels[f]).Order(), signatures.Keys.Order());
         emulated = null;

@@ -70,6 +70,7 @@ internal static unsafe class CudaDriver
         CudaKernels.ForgetDevices();
         LayerCudaKernels.ForgetDevices();
         AdamWCudaKernels.ForgetDevices();
+        Quantized.QuantizedCudaKernels.ForgetDevices();
     }
 
     static (Api?, string?) Load()
