@@ -1,13 +1,14 @@
 // libengine_cuda_emulated.so: cuLaunchKernel's contract over the CPU emulation, for the .NET tests of the CUDA
 // launchers (tests/Engine.Tests/Kernels/CudaLayerLaunchTests.cs). A test's stand-in driver forwards each launch
 // here with the launcher's own grid, block and kernelParams array; the unchanged kernels of fused_layers.cu,
-// adamw.cu, token_logprob.cu and kl_reduction.cu then run on host memory. Each parameter is read from kernelParams[i] as the type the kernel's signature
+// adamw.cu, token_logprob.cu, kl_reduction.cu and qmatmul.cu then run on host memory. Each parameter is read from kernelParams[i] as the type the kernel's signature
 // declares (as the driver does), so an argument list in the wrong order or of the wrong types gives wrong results.
 #include "cuda_cpu_emulation.h"
 
 #include "adamw.cu"
 #include "fused_layers.cu"
 #include "kl_reduction.cu"
+#include "qmatmul.cu"
 #include "token_logprob.cu"
 
 #include <cstring>
@@ -48,6 +49,8 @@ const Entry entries[] = {
     ENGINE_EMULATED(token_logprob_forward_f32, TLP_THREADS),  ENGINE_EMULATED(token_logprob_forward_bf16, TLP_THREADS),
     ENGINE_EMULATED(token_logprob_backward_f32, TLP_THREADS), ENGINE_EMULATED(token_logprob_backward_bf16, TLP_THREADS),
     ENGINE_EMULATED(kl_z0_reduce, KL_THREADS),
+    ENGINE_EMULATED(qmatmul_forward_f32, QMM_THREADS),  ENGINE_EMULATED(qmatmul_forward_bf16, QMM_THREADS),
+    ENGINE_EMULATED(qmatmul_backward_f32, QMM_THREADS), ENGINE_EMULATED(qmatmul_backward_bf16, QMM_THREADS),
 };
 
 } // namespace

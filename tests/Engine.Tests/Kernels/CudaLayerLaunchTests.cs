@@ -435,6 +435,33 @@ public unsafe partial class CudaLayerLaunchTests
         });
     }
 
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32, Engine.Kernels.Quantized.QuantFormat.Nf4DoubleQuant)]
+    [InlineData(ScalarType.BFloat16, Engine.Kernels.Quantized.QuantFormat.Int8)]
+    public void QuantizedMatmulLaunchesCoverEveryTile(ScalarType dtype, Engine.Kernels.Quantized.QuantFormat format)
+    {
+        bool bf16 = dtype == ScalarType.BFloat16;
+        Emulated(() =>
+        {
+            using var scope = NewDisposeScope();
+            // m = 70 and 100 output rows: two 64-wide tiles each way, the second partial.
+            using var weight = Engine.Kernels.Quantized.QuantizedWeight.Quantize(Randn(55, 100, 128), format);
+            var dequantized = weight.Dequantize(ScalarType.Float32).to(ScalarType.Float64);
+            var a = Randn(56, 70, 128).to(dtype);
+            var c = Sentinel(new long[] { 70, 100 }, dtype);
+            Engine.Kernels.Quantized.QuantizedCudaKernels.Launch(false, a, 70, weight, c);
+            Assert.Equal((2u, 2u, 256u), (Launches[^1].GridX, Launches[^1].GridY, Launches[^1].Block));
+            var expected = a.to(ScalarType.Float64).matmul(dequantized.t());
+            Close(c, expected, bf16, expected.abs().max().item<double>() * 1e-1, $"{dtype} {format} forward");
+            var dy = Randn(57, 70, 100).to(dtype);
+            var dx = Sentinel(new long[] { 70, 128 }, dtype);
+            Engine.Kernels.Quantized.QuantizedCudaKernels.Launch(true, dy, 70, weight, dx);
+            Assert.Equal((2u, 2u, 256u), (Launches[^1].GridX, Launches[^1].GridY, Launches[^1].Block));
+            var expectedDx = dy.to(ScalarType.Float64).matmul(dequantized);
+            Close(dx, expectedDx, bf16, expectedDx.abs().max().item<double>() * 1e-1, $"{dtype} {format} input gradient");
+        });
+    }
+
     [SkippableFact]
     public void KlLaunchMatchesTheCpuKernelBitForBit()
     {
