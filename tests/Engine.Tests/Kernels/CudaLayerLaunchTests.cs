@@ -9,8 +9,8 @@ using F = TorchSharp.torch.nn.functional;
 namespace Engine.Tests.Kernels;
 
 /// <summary>
-/// The CUDA launch path of the fused layer kernels and the multi-tensor AdamW without a GPU (there is none here or
-/// in CI). A stand-in for libcuda (the function-pointer table the real driver fills, as in <see cref="CudaLaunchTests"/>)
+/// The CUDA launchers without a GPU (there is none here or in CI): the fused layer kernels and the multi-tensor AdamW
+/// first, and the log-prob, KL and quantized matmul launchers likewise. A stand-in for libcuda (the function-pointer table the real driver fills, as in <see cref="CudaLaunchTests"/>)
 /// sees every launch. Three things are checked: each launcher's argument list has the names, order and C types of
 /// its kernel's extern "C" signature in the .cu source, and every kernel it launches is an entry of the NVRTC-compiled
 /// module; the launches, forwarded with their own grid, block and kernelParams to the unchanged kernels under the CPU
@@ -125,7 +125,7 @@ public unsafe partial class CudaLayerLaunchTests
             adamw["adamw_step"]);
     }
 
-    /// <summary>Runs every launcher once per dtype (record-only driver) and returns (kernel, parameters, grid, block) of each launch.</summary>
+    /// <summary>Runs every launcher once per dtype (under a record-only driver) and returns (kernel, parameters) of each launch.</summary>
     static List<(string Kernel, List<(string Name, string Type)> Parameters)> RecordEveryLauncher()
     {
         var seen = new List<(string, List<(string, string)>)>();

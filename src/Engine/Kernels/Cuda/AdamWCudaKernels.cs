@@ -24,8 +24,6 @@ internal static class AdamWCudaKernels
 
     internal static void ForgetDevices() => Devices.Clear();
 
-    public static IEnumerable<string> KernelNames => KernelSources.Kernels[KernelSources.AdamW];
-
     static Functions For(int deviceIndex)
     {
         if (!CudaDriver.IsAvailable) throw LayerCudaKernels.Unavailable();

@@ -27,9 +27,6 @@ internal static class LayerCudaKernels
 
     internal static void ForgetDevices() => Devices.Clear();
 
-    /// <summary>The kernels' names in fused_layers.cu that these launchers use (all of them).</summary>
-    public static IEnumerable<string> KernelNames => KernelSources.Kernels[KernelSources.FusedLayers];
-
     static Functions For(int deviceIndex)
     {
         if (!CudaDriver.IsAvailable) throw Unavailable();
