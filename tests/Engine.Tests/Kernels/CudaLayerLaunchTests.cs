@@ -600,6 +600,7 @@ public unsafe partial class CudaLayerLaunchTests
             var descriptors = tensors.Select(t => Descriptor(t.P, t.G, t.M, t.V, t.Master, t.Decay)).ToArray();
 
             double expectedSum = tensors.Sum(t => t.G.to(ScalarType.Float64).pow(2).sum().item<double>());
+            int uploads = AdamWCudaKernels.TableUploads;
             double sum = AdamWCudaKernels.GradSumSquares(descriptors, CPU);
             Assert.Equal(expectedSum, sum, expectedSum * 1e-12);
             Assert.Equal((4u, 256u), (Launches[0].GridX, Launches[0].Block)); // 1 + 2 + 0 + 1 chunks
@@ -614,6 +615,7 @@ public unsafe partial class CudaLayerLaunchTests
                 Eps = (float)eps, BiasCorrection2 = (float)bc2, StepSize = (float)(-lr / bc1), DecayFactor = (float)(1 - lr * wd), GradScale = (float)scale,
             };
             AdamWCudaKernels.Step(descriptors, hyper, CPU);
+            Assert.Equal(uploads + 1, AdamWCudaKernels.TableUploads); // the norm and the step share one upload of the list
 
             for (int i = 0; i < tensors.Count; i++)
             {
@@ -630,6 +632,15 @@ public unsafe partial class CudaLayerLaunchTests
                 if (t.Master is not null) TensorAssert.Close(t.P.to(ScalarType.Float64), t.Master.to(ScalarType.BFloat16).to(ScalarType.Float64), 0, 0, what + " bf16 copy of the master");
             }
             Assert.Equal((4u, 256u), (Launches[2].GridX, Launches[2].Block));
+
+            // Another list (the first tensor alone) is uploaded anew, and its step touches that tensor only.
+            var onlyFirst = tensors[0].P.clone();
+            var otherBefore = tensors[1].P.clone();
+            AdamWCudaKernels.Step(descriptors[..1], hyper, CPU);
+            Assert.Equal(uploads + 2, AdamWCudaKernels.TableUploads);
+            Assert.Equal((1u, 256u), (Launches[3].GridX, Launches[3].Block));
+            Assert.True(tensors[0].P.ne(onlyFirst).any().item<bool>());
+            TensorAssert.BitEqual(tensors[1].P, otherBefore, "a tensor outside the second list");
         });
     }
 }
