@@ -38,9 +38,5 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
         }
     }
 
-    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse)
-    {
-        long tokens = x.shape[0] * x.shape[1];
-        NativeKernels.Rope(LayerKernels.Ptr(x), LayerKernels.Dtype(x), LayerKernels.Ptr(cos), LayerKernels.Ptr(sin), tokens, x.shape[2], x.shape[3], inverse);
-    }
+    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse) => LayerKernels.Rope(x, cos, sin, inverse);
 }
