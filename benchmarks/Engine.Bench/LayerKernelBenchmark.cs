@@ -43,6 +43,7 @@ public static class LayerKernelBenchmark
         int repeat, Action<string>? log = null)
     {
         NativeKernels.EnsureAvailable();
+        if (Environment.GetEnvironmentVariable("KFLOOR_EXP") == "1") { LayerBreakdownExperiment.Run(m => log?.Invoke(m)); yield break; }
         var c = ModelPresets.All[preset];
         double bandwidth = CopyBandwidth(repeat);
         log?.Invoke($"copy bandwidth {bandwidth:F1} GB/s");
@@ -75,6 +76,7 @@ public static class LayerKernelBenchmark
         long batch = 8, t = tokens / batch;
         var gen = new Generator(3);
         Action fused, composite;
+        Action? setup = null, teardown = null;
         long bytes;
         string shape;
         var keep = new List<Tensor>();
@@ -86,7 +88,7 @@ public static class LayerKernelBenchmark
                 var x = Keep(randn(new[] { batch, t, (long)c.HiddenSize }, generator: gen).to(dtype).requires_grad_(true));
                 var g = Keep(randn(x.shape, generator: gen).to(dtype));
                 var norm = new WeightRmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
-                Action run(KernelChoice k) => () => Step(k, () => norm.forward(x), g, x);
+                Action run(KernelChoice k) => () => Step(k, () => new[] { norm.forward(x) }, new[] { g }, x, norm.weight);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
                 long n = x.numel();
                 bytes = 5 * n * e; // forward: read x, write y; backward: read x and dy, write dx
@@ -95,26 +97,34 @@ public static class LayerKernelBenchmark
             }
             case "rope":
             {
-                var q0 = Keep(randn(new[] { batch, t, (long)c.NumHeads, c.HeadDim }, generator: gen).to(dtype).requires_grad_(true));
-                var k0 = Keep(randn(new[] { batch, t, (long)c.NumKvHeads, c.HeadDim }, generator: gen).to(dtype).requires_grad_(true));
+                var q0 = Keep(randn(new[] { batch, t, (long)c.NumHeads, c.HeadDim }, generator: gen).to(dtype));
+                var k0 = Keep(randn(new[] { batch, t, (long)c.NumKvHeads, c.HeadDim }, generator: gen).to(dtype));
                 var positions = Keep(arange(t).unsqueeze(0).expand(batch, t).contiguous());
                 var rope = new RotaryTables(c, positions, dtype);
                 var gq = Keep(randn(new[] { batch, (long)c.NumHeads, t, c.HeadDim }, generator: gen).to(dtype));
                 var gk = Keep(randn(new[] { batch, (long)c.NumKvHeads, t, c.HeadDim }, generator: gen).to(dtype));
-                Action run(KernelChoice k) => () =>
+                // RoPE rotates the projections' fresh outputs in place. Each call gets fresh copies of q0 and k0, made
+                // untimed, attached to the graph by FreshOutputFunction (no data pass), so only the rotation forward
+                // and backward (and the gradient's layout change, which training pays too) are timed.
+                var anchor = Keep(zeros(1, dtype: ScalarType.Float32).requires_grad_(true));
+                Tensor? q = null, k = null;
+                setup = () =>
                 {
-                    using var scope = NewDisposeScope();
-                    using var choice = FusedKernels.Use(k);
-                    // The projection outputs the attention layer rotates (a copy here, in both paths).
-                    var (q, kk) = rope.ApplyToQueryKey(q0 * 1, k0 * 1);
-                    autograd.backward(new[] { q, kk }, new[] { gq, gk });
-                    q0.grad!.zero_();
-                    k0.grad!.zero_();
+                    q?.Dispose();
+                    k?.Dispose();
+                    q = q0.clone();
+                    k = k0.clone();
                 };
+                Action run(KernelChoice choice) => () => Step(choice, () =>
+                {
+                    var (rq, rk) = rope.ApplyToQueryKey(FreshOutputFunction.apply(anchor, q!), FreshOutputFunction.apply(anchor, k!));
+                    return new[] { rq, rk };
+                }, new[] { gq, gk }, anchor);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
                 long n = q0.numel() + k0.numel();
                 bytes = 4 * n * e; // in place: read + write q and k forward, their gradients backward
                 shape = $"{batch * t}x({c.NumHeads}+{c.NumKvHeads})x{c.HeadDim}";
+                teardown = () => { q?.Dispose(); k?.Dispose(); rope.Dispose(); };
                 break;
             }
             case "swiglu":
@@ -127,8 +137,8 @@ public static class LayerKernelBenchmark
                 Func<Tensor> torchForward = act == GatedActivation.SwiGlu
                     ? () => F.silu(gate) * up
                     : () => F.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh, false) * up;
-                fused = () => Step(KernelChoice.Fused, () => LayerKernels.Gated(gate, up, act)!, g, gate, up);
-                composite = () => Step(KernelChoice.Torch, torchForward, g, gate, up);
+                fused = () => Step(KernelChoice.Fused, () => new[] { LayerKernels.Gated(gate, up, act)! }, new[] { g }, gate, up);
+                composite = () => Step(KernelChoice.Torch, () => new[] { torchForward() }, new[] { g }, gate, up);
                 long n = gate.numel();
                 bytes = 8 * n * e; // forward: read gate, up, write h; backward: read gate, up, dh, write both gradients
                 shape = $"{batch * t}x{c.IntermediateSize}";
@@ -138,7 +148,7 @@ public static class LayerKernelBenchmark
         }
         try
         {
-            var (tf, tc, ratio) = KernelBenchmark.TimeAlternatingPublic(repeat, fused, composite);
+            var (tf, tc, ratio) = KernelBenchmark.TimeAlternatingPublic(repeat, fused, composite, setup);
             return new LayerKernelBenchResult
             {
                 Kernel = kernel, Dtype = dtypeName, Shape = shape, Threads = NativeKernels.Threads, Isa = NativeKernels.IsaName,
@@ -149,15 +159,44 @@ public static class LayerKernelBenchmark
         }
         finally
         {
+            teardown?.Invoke();
             foreach (var k in keep) k.Dispose();
         }
     }
 
-    static void Step(KernelChoice choice, Func<Tensor> forward, Tensor upstream, params Tensor[] leaves)
+    /// <summary>
+    /// One forward + backward as training runs it: the outputs' gradients flow back to <paramref name="inputs"/> with
+    /// autograd.grad, which returns them instead of accumulating into leaves' .grad (an add and a zero-fill per call
+    /// that belong to this harness, not to the kernel: in training these inputs are activations, not leaves).
+    /// </summary>
+    static void Step(KernelChoice choice, Func<Tensor[]> forward, Tensor[] upstream, params Tensor[] inputs)
     {
         using var scope = NewDisposeScope();
         using var use = FusedKernels.Use(choice);
-        forward().backward(new[] { upstream });
-        foreach (var l in leaves) l.grad!.zero_();
+        autograd.grad(forward(), inputs, upstream);
     }
+}
+
+/// <summary>
+/// Hands a tensor made outside the timed region to autograd as the output of a function of <c>anchor</c> (a one-element
+/// leaf): a stand-in for a projection's fresh output that RoPE may rotate in place, without a timed copy. Its backward
+/// drops the incoming gradient and gives the anchor zero.
+/// </summary>
+sealed class FreshOutputFunction : TorchSharp.torch.autograd.SingleTensorFunction<FreshOutputFunction>
+{
+    public override string Name => "FreshOutput";
+
+    static Tensor? _next;
+
+    public static Tensor apply(Tensor anchor, Tensor fresh)
+    {
+        _next = fresh;
+        try { return apply(anchor); }
+        finally { _next = null; }
+    }
+
+    public override Tensor forward(TorchSharp.torch.autograd.AutogradContext ctx, params object[] vars) => _next!;
+
+    public override List<Tensor> backward(TorchSharp.torch.autograd.AutogradContext ctx, Tensor gradOutput) =>
+        new() { zeros(1, dtype: ScalarType.Float32) };
 }
