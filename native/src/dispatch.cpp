@@ -103,7 +103,7 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 3; }
+int32_t engine_native_abi_version(void) { return 4; }
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 
@@ -242,18 +242,34 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
     return ENGINE_OK;
 }
 
+int32_t engine_rope_strided(const void* src, int64_t src_batch_stride, int64_t src_token_stride, int64_t src_head_stride,
+                            void* dst, int32_t dtype, const float* cos, const float* sin, int64_t batch, int64_t seq,
+                            int64_t heads, int64_t head_dim, int32_t inverse)
+{
+    if (batch < 0 || seq < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !valid_dtype(dtype) ||
+        src_batch_stride < 0 || src_token_stride < 0 || src_head_stride < 0)
+        return ENGINE_BAD_ARGUMENT;
+    const int64_t tokens = batch * seq;
+    if (tokens == 0) return ENGINE_OK;
+    if (!src || !dst || !cos || !sin) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    parallel_rows(tokens, heads * head_dim, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32)
+            k->rope_f32(static_cast<const float*>(src), src_batch_stride, src_token_stride, src_head_stride, static_cast<float*>(dst),
+                        cos, sin, begin, end, seq, heads, head_dim, inverse);
+        else
+            k->rope_bf16(static_cast<const uint16_t*>(src), src_batch_stride, src_token_stride, src_head_stride,
+                         static_cast<uint16_t*>(dst), cos, sin, begin, end, seq, heads, head_dim, inverse);
+    });
+    return ENGINE_OK;
+}
+
 int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
                     int32_t inverse)
 {
-    if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !valid_dtype(dtype)) return ENGINE_BAD_ARGUMENT;
-    if (tokens == 0) return ENGINE_OK;
-    if (!x || !cos || !sin) return ENGINE_BAD_ARGUMENT;
-    const EngineFusedKernels* k = fused_kernels_for(current_isa());
-    parallel_rows(tokens, heads * head_dim, [&](int64_t begin, int64_t end) {
-        if (dtype == ENGINE_DTYPE_F32) k->rope_f32(static_cast<float*>(x), cos, sin, begin, end, heads, head_dim, inverse);
-        else k->rope_bf16(static_cast<uint16_t*>(x), cos, sin, begin, end, heads, head_dim, inverse);
-    });
-    return ENGINE_OK;
+    if (tokens < 0 || heads <= 0 || head_dim <= 0) return ENGINE_BAD_ARGUMENT;
+    return engine_rope_strided(x, tokens * heads * head_dim, heads * head_dim, head_dim, x, dtype, cos, sin, 1, tokens, heads,
+                               head_dim, inverse);
 }
 
 int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h)

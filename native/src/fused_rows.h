@@ -108,11 +108,14 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
 }
 
 // ---- RoPE ----------------------------------------------------------------------------------------------------
-// x: [tokens, heads, head_dim] in place; cos/sin: [tokens, head_dim / 2] fp32 (HF's rotate-half layout repeats
-// the frequencies over the two halves, so half a row is the whole table). inverse = 1 rotates back (the backward).
+// src: [batch, seq, heads, head_dim] at element strides (sb, st, sh) with head_dim contiguous; dst: the same shape,
+// contiguous. dst may be src itself with src's contiguous strides (in place: both halves are read before either is
+// written). cos/sin: [batch · seq, head_dim / 2] fp32 (HF's rotate-half layout repeats the frequencies over the two
+// halves, so half a row is the whole table). inverse = 1 rotates back (the backward). Reading a strided gradient
+// straight into a fresh output is the backward's one pass: no separate copy to make it contiguous.
 template <class S, class T>
-void rope_rows(T* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
-               int64_t head_dim, int32_t inverse)
+void rope_rows(const T* src, int64_t sb, int64_t st, int64_t sh, T* dst, const float* cos, const float* sin,
+               int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse)
 {
     const int64_t half = head_dim / 2;
     const float sign = inverse ? -1.0f : 1.0f;
@@ -120,13 +123,16 @@ void rope_rows(T* x, const float* cos, const float* sin, int64_t token_begin, in
     {
         const float* c = cos + t * half;
         const float* s = sin + t * half;
+        const T* src_t = src + (t / seq) * sb + (t % seq) * st;
         for (int64_t h = 0; h < heads; ++h)
         {
-            T* x1 = x + (t * heads + h) * head_dim;
+            const T* a1 = src_t + h * sh;
+            const T* a2 = a1 + half;
+            T* x1 = dst + (t * heads + h) * head_dim;
             T* x2 = x1 + half;
             for_lanes<S>(0, half, [&](auto q, int64_t i) {
                 using Q = decltype(q);
-                const auto a = Q::load(x1 + i), b = Q::load(x2 + i);
+                const auto a = Q::load(a1 + i), b = Q::load(a2 + i);
                 const auto cv = Q::load(c + i), sv = Q::mul(Q::load(s + i), Q::set1(sign));
                 Q::store(x1 + i, Q::sub(Q::mul(a, cv), Q::mul(b, sv)));
                 Q::store(x2 + i, Q::fmadd(a, sv, Q::mul(b, cv)));

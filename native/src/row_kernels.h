@@ -31,10 +31,10 @@ struct EngineFusedKernels
                                  int64_t row_end, int64_t n, int32_t mode, float* dx, float* dw_acc);
     void (*rmsnorm_backward_bf16)(const uint16_t* x, const uint16_t* w, const float* inv_rms, const uint16_t* dy,
                                   int64_t row_begin, int64_t row_end, int64_t n, int32_t mode, uint16_t* dx, float* dw_acc);
-    void (*rope_f32)(float* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
-                     int64_t head_dim, int32_t inverse);
-    void (*rope_bf16)(uint16_t* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
-                      int64_t head_dim, int32_t inverse);
+    void (*rope_f32)(const float* src, int64_t sb, int64_t st, int64_t sh, float* dst, const float* cos, const float* sin,
+                     int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse);
+    void (*rope_bf16)(const uint16_t* src, int64_t sb, int64_t st, int64_t sh, uint16_t* dst, const float* cos, const float* sin,
+                      int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse);
     void (*glu_forward_f32[2])(const float* g, const float* u, int64_t begin, int64_t end, float* h);
     void (*glu_forward_bf16[2])(const uint16_t* g, const uint16_t* u, int64_t begin, int64_t end, uint16_t* h);
     void (*glu_backward_f32[2])(const float* g, const float* u, const float* dh, int64_t begin, int64_t end, float* dg, float* du);

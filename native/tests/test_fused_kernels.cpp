@@ -107,6 +107,31 @@ void check_rope(bool bf16)
                     for (size_t i = 0; i < x.size(); ++i)
                         CHECK_CLOSE(b.at(i), expected[i], tolerance(bf16, 2.0), bf16 ? 8e-3 : 1e-5, what + (inverse ? " inverse" : ""));
                 }
+                // From a strided source ([batch, heads, seq, head_dim] memory, read as [batch, seq, heads, head_dim]:
+                // the gradient the backward receives through the attention's transpose) into a contiguous output.
+                {
+                    const int64_t batch = 2, seq = s.tokens, hd = s.head_dim, heads = s.heads;
+                    std::vector<float> cos2, sin2;
+                    rope_tables(batch * seq, hd, kind == 2 ? 500000.0 : 10000.0, kind, cos2, sin2);
+                    auto x2 = random_values(static_cast<size_t>(batch * seq * heads * hd), 2.0f, 5u, bf16);
+                    std::vector<float> transposed(x2.size());
+                    for (int64_t b = 0; b < batch; ++b)
+                        for (int64_t t = 0; t < seq; ++t)
+                            for (int64_t h = 0; h < heads; ++h)
+                                for (int64_t d = 0; d < hd; ++d)
+                                    transposed[static_cast<size_t>(((b * heads + h) * seq + t) * hd + d)] =
+                                        x2[static_cast<size_t>(((b * seq + t) * heads + h) * hd + d)];
+                    for (int inverse : {0, 1})
+                    {
+                        Buffer src(transposed, bf16), dst(x2.size(), bf16);
+                        CHECK(engine_rope_strided(src.data(), heads * seq * hd, hd, seq * hd, dst.data(), dtype_of(bf16), cos2.data(),
+                                                  sin2.data(), batch, seq, heads, hd, inverse) == ENGINE_OK);
+                        auto expected = rope(x2, cos2, sin2, batch * seq, heads, hd, inverse != 0);
+                        for (size_t i = 0; i < x2.size(); ++i)
+                            CHECK_CLOSE(dst.at(i), expected[i], tolerance(bf16, 2.0), bf16 ? 8e-3 : 1e-5,
+                                        what + " strided" + (inverse ? " inverse" : ""));
+                    }
+                }
                 // Backward = the transposed rotation: it undoes the forward (exactly so in f32 up to rounding).
                 if (!bf16)
                 {
