@@ -22,6 +22,33 @@ inline void for_lanes(int64_t begin, int64_t end, F&& f)
     for (; i < end; ++i) f(SimdScalar{}, i);
 }
 
+// Output stores: plain, or streaming (NT) where the dispatcher found the output large and aligned (a vector store
+// of Width elements lands on a 64-byte boundary; tails and SimdScalar lanes store plainly).
+template <bool NT, class Q, class T>
+inline void put(T* p, typename Q::V v)
+{
+    if constexpr (NT) Q::stream(p, v);
+    else Q::store(p, v);
+}
+template <bool NT, class Q, class T>
+inline void put2(T* p, typename Q::V a, typename Q::V b)
+{
+    if constexpr (NT) Q::stream2(p, a, b);
+    else Q::store2(p, a, b);
+}
+// Runs body(std::true_type{}) or body(std::false_type{}) by the run-time flag, so each loop is compiled both ways; the
+// streaming variant ends with a store fence, so its results are visible before the job reports done.
+template <class S, class F>
+inline void with_stream(int32_t stream, F&& body)
+{
+    if (stream)
+    {
+        body(std::true_type{});
+        S::fence();
+    }
+    else body(std::false_type{});
+}
+
 // ---- RMSNorm -------------------------------------------------------------------------------------------------
 // mode ENGINE_NORM_WEIGHT (HF Llama):   y = w · bf16(x̂)        (x̂ rounded to T first, as HF casts before scaling)
 // mode ENGINE_NORM_UNIT_OFFSET (Gemma): y = (1 + w) · x̂       (in fp32, rounded once)
@@ -50,8 +77,9 @@ float sum_of_squares(const T* x, int64_t n)
 
 template <class S, class T>
 void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row_end, int64_t n, float eps, int32_t mode,
-                          T* y, float* inv_rms)
+                          T* y, float* inv_rms, int32_t stream)
 {
+    with_stream<S>(stream, [&](auto nt) {
     for (int64_t r = row_begin; r < row_end; ++r)
     {
         const T* xr = x + r * n;
@@ -63,24 +91,26 @@ void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row
             auto xhat = Q::mul(Q::load(xr + i), Q::set1(inv));
             auto wv = Q::load(w + i);
             if (mode == ENGINE_NORM_UNIT_OFFSET)
-                Q::store(yr + i, Q::mul(xhat, Q::add(wv, Q::set1(1.0f))));
+                put<decltype(nt)::value && Q::Width != 1, Q>(yr + i, Q::mul(xhat, Q::add(wv, Q::set1(1.0f))));
             else
             {
                 if constexpr (kIsBf16<T>) xhat = Q::round_bf16(xhat);
-                Q::store(yr + i, Q::mul(wv, xhat));
+                put<decltype(nt)::value && Q::Width != 1, Q>(yr + i, Q::mul(wv, xhat));
             }
         });
     }
+    });
 }
 
 // dx = inv · (ĝ − x̂ · mean(ĝ · x̂)) with ĝ = dy · w' (w' = w, or 1 + w); dw_acc += dy · x̂ (fp32, per chunk of rows).
 // dx may be dy itself: each element of dy is read before the same element of dx is written.
 template <class S, class T>
 void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T* dy, int64_t row_begin, int64_t row_end,
-                           int64_t n, int32_t mode, T* dx, float* dw_acc)
+                           int64_t n, int32_t mode, T* dx, float* dw_acc, int32_t stream)
 {
     using V = typename S::V;
     const float offset = mode == ENGINE_NORM_UNIT_OFFSET ? 1.0f : 0.0f;
+    with_stream<S>(stream, [&](auto nt) {
     for (int64_t r = row_begin; r < row_end; ++r)
     {
         const T* xr = x + r * n;
@@ -102,9 +132,10 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
             const auto gv = Q::load(gr + j);
             const auto ghat = Q::mul(gv, Q::add(Q::load(w + j), Q::set1(offset)));
             Q::store(dw_acc + j, Q::fmadd(gv, Q::mul(xv, Q::set1(inv)), Q::load(dw_acc + j)));
-            Q::store(dxr + j, Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c)))));
+            put<decltype(nt)::value && Q::Width != 1, Q>(dxr + j, Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c)))));
         });
     }
+    });
 }
 
 // ---- RoPE ----------------------------------------------------------------------------------------------------
@@ -115,10 +146,12 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
 // straight into a fresh output is the backward's one pass: no separate copy to make it contiguous.
 template <class S, class T>
 void rope_rows(const T* src, int64_t sb, int64_t st, int64_t sh, T* dst, const float* cos, const float* sin,
-               int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse)
+               int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse,
+               int32_t stream)
 {
     const int64_t half = head_dim / 2;
     const float sign = inverse ? -1.0f : 1.0f;
+    with_stream<S>(stream, [&](auto nt) {
     for (int64_t t = token_begin; t < token_end; ++t)
     {
         const float* c = cos + t * half;
@@ -134,11 +167,13 @@ void rope_rows(const T* src, int64_t sb, int64_t st, int64_t sh, T* dst, const f
                 using Q = decltype(q);
                 const auto a = Q::load(a1 + i), b = Q::load(a2 + i);
                 const auto cv = Q::load(c + i), sv = Q::mul(Q::load(s + i), Q::set1(sign));
-                Q::store(x1 + i, Q::sub(Q::mul(a, cv), Q::mul(b, sv)));
-                Q::store(x2 + i, Q::fmadd(a, sv, Q::mul(b, cv)));
+                constexpr bool kNt = decltype(nt)::value && Q::Width != 1;
+                put<kNt, Q>(x1 + i, Q::sub(Q::mul(a, cv), Q::mul(b, sv)));
+                put<kNt, Q>(x2 + i, Q::fmadd(a, sv, Q::mul(b, cv)));
             });
         }
     }
+    });
 }
 
 // ---- Gated activations ---------------------------------------------------------------------------------------
@@ -224,21 +259,24 @@ inline void for_pairs(int64_t begin, int64_t end, F&& f)
 }
 
 template <class S, class T, class Act>
-void glu_forward_range(const T* g, const T* u, int64_t begin, int64_t end, T* h)
+void glu_forward_range(const T* g, const T* u, int64_t begin, int64_t end, T* h, int32_t stream)
 {
+    with_stream<S>(stream, [&](auto nt) {
     for_pairs<S>(begin, end, [&](auto q, int64_t i) {
         using Q = decltype(q);
         typename Q::V g0, g1, u0, u1;
         Q::load2(g + i, g0, g1);
         Q::load2(u + i, u0, u1);
-        Q::store2(h + i, Q::mul(Act::template value<Q>(g0), u0), Q::mul(Act::template value<Q>(g1), u1));
+        put2<decltype(nt)::value && Q::Width != 1, Q>(h + i, Q::mul(Act::template value<Q>(g0), u0), Q::mul(Act::template value<Q>(g1), u1));
+    });
     });
 }
 
 // dg = dh · u · act'(g), du = dh · act(g). dg may be g and du may be u (element i is read before it is written).
 template <class S, class T, class Act>
-void glu_backward_range(const T* g, const T* u, const T* dh, int64_t begin, int64_t end, T* dg, T* du)
+void glu_backward_range(const T* g, const T* u, const T* dh, int64_t begin, int64_t end, T* dg, T* du, int32_t stream)
 {
+    with_stream<S>(stream, [&](auto nt) {
     for_pairs<S>(begin, end, [&](auto q, int64_t i) {
         using Q = decltype(q);
         typename Q::V g0, g1, u0, u1, h0, h1, v0, v1, d0, d1;
@@ -247,8 +285,10 @@ void glu_backward_range(const T* g, const T* u, const T* dh, int64_t begin, int6
         Q::load2(dh + i, h0, h1);
         Act::template value_and_slope<Q>(g0, v0, d0);
         Act::template value_and_slope<Q>(g1, v1, d1);
-        Q::store2(dg + i, Q::mul(Q::mul(h0, u0), d0), Q::mul(Q::mul(h1, u1), d1));
-        Q::store2(du + i, Q::mul(h0, v0), Q::mul(h1, v1));
+        constexpr bool kNt = decltype(nt)::value && Q::Width != 1;
+        put2<kNt, Q>(dg + i, Q::mul(Q::mul(h0, u0), d0), Q::mul(Q::mul(h1, u1), d1));
+        put2<kNt, Q>(du + i, Q::mul(h0, v0), Q::mul(h1, v1));
+    });
     });
 }
 

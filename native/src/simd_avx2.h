@@ -31,6 +31,16 @@ struct SimdAvx2
         b = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    // Streaming stores (see SimdAvx512): f32 32-byte aligned; bf16 falls back to plain stores (16-byte pieces).
+    static void stream(float* p, V v) { _mm256_stream_ps(p, v); }
+    static void stream(uint16_t* p, V v) { store(p, v); }
+    static void stream2(float* p, V a, V b)
+    {
+        _mm256_stream_ps(p, a);
+        _mm256_stream_ps(p + Width, b);
+    }
+    static void stream2(uint16_t* p, V a, V b) { store2(p, a, b); }
+    static void fence() { _mm_sfence(); }
     // The inverse of load2 (a: even elements, b: odd ones for bf16), rounding to nearest even.
     static void store2(float* p, V a, V b)
     {

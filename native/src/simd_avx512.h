@@ -59,6 +59,33 @@ struct SimdAvx512
         u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
     }
+    // Non-temporal (streaming) stores for large outputs: the line is written without first being read (no
+    // read-for-ownership), which is most of the cost of writing a fresh buffer. p must be 64-byte aligned for f32,
+    // 32-byte aligned for bf16 (stream2: 64). The caller fences (sfence) before its results are handed on.
+    static void stream(float* p, V v) { _mm512_stream_ps(p, v); }
+    static void stream(uint16_t* p, V v)
+    {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+    }
+    static void stream2(float* p, V a, V b)
+    {
+        _mm512_stream_ps(p, a);
+        _mm512_stream_ps(p + Width, b);
+    }
+    static void stream2(uint16_t* p, V a, V b)
+    {
+        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+        __m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
+        ua = _mm512_add_epi32(ua, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one)));
+        ub = _mm512_add_epi32(ub, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ub, 16), one)));
+        const __m512i merged = _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), ub,
+                                                         _mm512_srli_epi32(ua, 16), 0xCA);
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(p), merged);
+    }
+    static void fence() { _mm_sfence(); }
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }

@@ -35,6 +35,11 @@ struct SimdScalar
         store(p, a);
         store(p + 1, b);
     }
+    template <class T>
+    static void stream(T* p, V v) { store(p, v); }
+    template <class T>
+    static void stream2(T* p, V a, V b) { store2(p, a, b); }
+    static void fence() {}
     static V add(V a, V b) { return a + b; }
     static V sub(V a, V b) { return a - b; }
     static V mul(V a, V b) { return a * b; }
