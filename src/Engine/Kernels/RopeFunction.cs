@@ -31,10 +31,8 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
             // contiguous one may be autograd's own buffer, never to be written): rotate it straight into a fresh
             // contiguous tensor, one read and one write, instead of a copy and then a rotation in place.
             var grad = gradOutput.stride(3) == 1 ? gradOutput : gradOutput.contiguous();
-            var rotated = empty(grad.shape, grad.dtype);
-            NativeKernels.RopeStrided(LayerKernels.Ptr(grad), grad.stride(0), grad.stride(1), grad.stride(2), LayerKernels.Ptr(rotated),
-                LayerKernels.Dtype(grad), LayerKernels.Ptr(saved[0]), LayerKernels.Ptr(saved[1]), grad.shape[0], grad.shape[1], grad.shape[2],
-                grad.shape[3], inverse: true);
+            var rotated = empty(grad.shape, grad.dtype, device: grad.device);
+            LayerKernels.RopeInto(grad, rotated, saved[0], saved[1], inverse: true);
             if (!ReferenceEquals(grad, gradOutput)) grad.Dispose();
             return new List<Tensor> { rotated, null!, null! };
         }
@@ -44,9 +42,5 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
         }
     }
 
-    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse)
-    {
-        long tokens = x.shape[0] * x.shape[1];
-        NativeKernels.Rope(LayerKernels.Ptr(x), LayerKernels.Dtype(x), LayerKernels.Ptr(cos), LayerKernels.Ptr(sin), tokens, x.shape[2], x.shape[3], inverse);
-    }
+    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse) => LayerKernels.Rope(x, cos, sin, inverse);
 }
