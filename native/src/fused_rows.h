@@ -49,6 +49,34 @@ inline void with_stream(int32_t stream, F&& body)
     else body(std::false_type{});
 }
 
+// The kernels walk 2W elements at a time through load2/store2: for bf16 that is one 512-bit load split into
+// even and odd elements and one merged store, instead of a widening load and a narrowing pack per W elements (the
+// packs cost more than the arithmetic). Every input and output uses the same split, so elements still line up.
+// The last element of an odd-length range: a pair whose second half is neither read nor written.
+struct SimdScalarLast : SimdScalar
+{
+    template <class T>
+    static void load2(const T* p, V& a, V& b)
+    {
+        a = load(p);
+        b = 0.0f;
+    }
+    template <class T>
+    static void store2(T* p, V a, V) { store(p, a); }
+};
+
+template <class S, class F>
+inline void for_pairs(int64_t begin, int64_t end, F&& f)
+{
+    int64_t i = begin;
+    for (; i + 2 * S::Width <= end; i += 2 * S::Width) f(S{}, i);
+    for (; i < end; i += 2) // SimdScalar's pairs are elements i and i + 1
+    {
+        if (i + 1 < end) f(SimdScalar{}, i);
+        else f(SimdScalarLast{}, i);
+    }
+}
+
 // ---- RMSNorm -------------------------------------------------------------------------------------------------
 // mode ENGINE_NORM_WEIGHT (HF Llama):   y = w · bf16(x̂)        (x̂ rounded to T first, as HF casts before scaling)
 // mode ENGINE_NORM_UNIT_OFFSET (Gemma): y = (1 + w) · x̂       (in fp32, rounded once)
@@ -62,7 +90,8 @@ float sum_of_squares(const T* x, int64_t n)
     int64_t i = 0;
     for (; i + 2 * S::Width <= n; i += 2 * S::Width)
     {
-        const V a = S::load(x + i), b = S::load(x + i + S::Width);
+        V a, b;
+        S::load2(x + i, a, b);
         acc0 = S::fmadd(a, a, acc0);
         acc1 = S::fmadd(b, b, acc1);
     }
@@ -86,17 +115,19 @@ void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row
         T* yr = y + r * n;
         const float inv = 1.0f / __builtin_sqrtf(sum_of_squares<S>(xr, n) / static_cast<float>(n) + eps);
         inv_rms[r] = inv;
-        for_lanes<S>(0, n, [&](auto q, int64_t i) {
+        for_pairs<S>(0, n, [&](auto q, int64_t i) {
             using Q = decltype(q);
-            auto xhat = Q::mul(Q::load(xr + i), Q::set1(inv));
-            auto wv = Q::load(w + i);
-            if (mode == ENGINE_NORM_UNIT_OFFSET)
-                put<decltype(nt)::value && Q::Width != 1, Q>(yr + i, Q::mul(xhat, Q::add(wv, Q::set1(1.0f))));
-            else
-            {
+            using QV = typename Q::V;
+            QV x0, x1, w0, w1;
+            Q::load2(xr + i, x0, x1);
+            Q::load2(w + i, w0, w1);
+            auto out = [&](QV xv, QV wv) {
+                QV xhat = Q::mul(xv, Q::set1(inv));
+                if (mode == ENGINE_NORM_UNIT_OFFSET) return Q::mul(xhat, Q::add(wv, Q::set1(1.0f)));
                 if constexpr (kIsBf16<T>) xhat = Q::round_bf16(xhat);
-                put<decltype(nt)::value && Q::Width != 1, Q>(yr + i, Q::mul(wv, xhat));
-            }
+                return Q::mul(wv, xhat);
+            };
+            put2<decltype(nt)::value && Q::Width != 1, Q>(yr + i, out(x0, w0), out(x1, w1));
         });
     }
     });
@@ -118,24 +149,53 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
         T* dxr = dx + r * n;
         const float inv = inv_rms[r];
         // Σ ĝ·x (the x̂ factor inv is applied once after the sum).
-        V acc = S::zero();
+        V acc0 = S::zero(), acc1 = S::zero();
         int64_t i = 0;
-        for (; i + S::Width <= n; i += S::Width)
-            acc = S::fmadd(S::mul(S::load(gr + i), S::add(S::load(w + i), S::set1(offset))), S::load(xr + i), acc);
-        float dot = S::hsum(acc);
+        for (; i + 2 * S::Width <= n; i += 2 * S::Width)
+        {
+            V g0, g1, w0, w1, x0, x1;
+            S::load2(gr + i, g0, g1);
+            S::load2(w + i, w0, w1);
+            S::load2(xr + i, x0, x1);
+            acc0 = S::fmadd(S::mul(g0, S::add(w0, S::set1(offset))), x0, acc0);
+            acc1 = S::fmadd(S::mul(g1, S::add(w1, S::set1(offset))), x1, acc1);
+        }
+        float dot = S::hsum(S::add(acc0, acc1));
         for (; i < n; ++i)
             dot += SimdScalar::load(gr + i) * (SimdScalar::load(w + i) + offset) * SimdScalar::load(xr + i);
         const float c = dot * inv * inv / static_cast<float>(n); // mean(ĝ·x̂) · inv, applied to x (not x̂) below
-        for_lanes<S>(0, n, [&](auto q, int64_t j) {
+        // dw_acc is fp32 and goes through load2/store2 of floats (consecutive halves), so for bf16 a vector block
+        // of 2W holds the even elements' sums, then the odd ones': put back in order after the last row.
+        for_pairs<S>(0, n, [&](auto q, int64_t j) {
             using Q = decltype(q);
-            const auto xv = Q::load(xr + j);
-            const auto gv = Q::load(gr + j);
-            const auto ghat = Q::mul(gv, Q::add(Q::load(w + j), Q::set1(offset)));
-            Q::store(dw_acc + j, Q::fmadd(gv, Q::mul(xv, Q::set1(inv)), Q::load(dw_acc + j)));
-            put<decltype(nt)::value && Q::Width != 1, Q>(dxr + j, Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c)))));
+            using QV = typename Q::V;
+            QV x0, x1, g0, g1, w0, w1, a0, a1;
+            Q::load2(xr + j, x0, x1);
+            Q::load2(gr + j, g0, g1);
+            Q::load2(w + j, w0, w1);
+            Q::load2(dw_acc + j, a0, a1);
+            Q::store2(dw_acc + j, Q::fmadd(g0, Q::mul(x0, Q::set1(inv)), a0), Q::fmadd(g1, Q::mul(x1, Q::set1(inv)), a1));
+            auto dxv = [&](QV xv, QV gv, QV wv) {
+                const QV ghat = Q::mul(gv, Q::add(wv, Q::set1(offset)));
+                return Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c))));
+            };
+            put2<decltype(nt)::value && Q::Width != 1, Q>(dxr + j, dxv(x0, g0, w0), dxv(x1, g1, w1));
         });
     }
     });
+    if constexpr (kIsBf16<T> && S::Width > 1)
+    {
+        float block[2 * S::Width];
+        for (int64_t j = 0; j + 2 * S::Width <= n; j += 2 * S::Width)
+        {
+            for (int k = 0; k < S::Width; ++k)
+            {
+                block[2 * k] = dw_acc[j + k];
+                block[2 * k + 1] = dw_acc[j + S::Width + k];
+            }
+            for (int k = 0; k < 2 * S::Width; ++k) dw_acc[j + k] = block[k];
+        }
+    }
 }
 
 // ---- RoPE ----------------------------------------------------------------------------------------------------
@@ -229,34 +289,6 @@ struct GeluTanh
         d = Q::mul(half, Q::fmadd(Q::mul(g, sech2), inner, p));
     }
 };
-
-// Elementwise kernels walk 2W elements at a time through load2/store2: for bf16 that is one 512-bit load split into
-// even and odd elements and one merged store, instead of a widening load and a narrowing pack per W elements (the
-// packs cost more than the arithmetic). Every input and output uses the same split, so elements still line up.
-// The last element of an odd-length range: a pair whose second half is neither read nor written.
-struct SimdScalarLast : SimdScalar
-{
-    template <class T>
-    static void load2(const T* p, V& a, V& b)
-    {
-        a = load(p);
-        b = 0.0f;
-    }
-    template <class T>
-    static void store2(T* p, V a, V) { store(p, a); }
-};
-
-template <class S, class F>
-inline void for_pairs(int64_t begin, int64_t end, F&& f)
-{
-    int64_t i = begin;
-    for (; i + 2 * S::Width <= end; i += 2 * S::Width) f(S{}, i);
-    for (; i < end; i += 2) // SimdScalar's pairs are elements i and i + 1
-    {
-        if (i + 1 < end) f(SimdScalar{}, i);
-        else f(SimdScalarLast{}, i);
-    }
-}
 
 template <class S, class T, class Act>
 void glu_forward_range(const T* g, const T* u, int64_t begin, int64_t end, T* h, int32_t stream)
