@@ -86,6 +86,21 @@ public static class LayerKernels
         else NativeKernels.Rope(Ptr(x), Dtype(x), Ptr(cos), Ptr(sin), x.shape[0] * x.shape[1], x.shape[2], x.shape[3], inverse);
     }
 
+    /// <summary>
+    /// RoPE from <paramref name="src"/> [B, T, heads, d] at its own strides (last dimension contiguous: the transposed
+    /// gradient attention gives back) into the contiguous <paramref name="dst"/>, in one pass.
+    /// </summary>
+    internal static void RopeInto(Tensor src, Tensor dst, Tensor cos, Tensor sin, bool inverse)
+    {
+        if (src.device_type == DeviceType.CUDA)
+        {
+            LayerCudaKernels.RopeStrided(src, dst, cos, sin, inverse);
+            return;
+        }
+        NativeKernels.RopeStrided(Ptr(src), src.stride(0), src.stride(1), src.stride(2), Ptr(dst), Dtype(src), Ptr(cos), Ptr(sin),
+            src.shape[0], src.shape[1], src.shape[2], src.shape[3], inverse);
+    }
+
     internal static void GluForward(int activation, Tensor gate, Tensor up, Tensor h)
     {
         if (gate.device_type == DeviceType.CUDA) LayerCudaKernels.GluForward(activation, gate, up, h);

@@ -143,6 +143,7 @@ public unsafe partial class CudaLayerLaunchTests
                 LayerCudaKernels.RmsNormBackward(x, w, inv, x.clone(), 1, x.clone(), dw);
                 var table = zeros(new long[] { 6, 4 }, ScalarType.Float32);
                 LayerCudaKernels.Rope(x, table, table, inverse: true);
+                LayerCudaKernels.RopeStrided(x.transpose(1, 2).contiguous().transpose(1, 2), x.clone(), table, table, inverse: true);
                 LayerCudaKernels.GluForward(1, x, x.clone(), x.clone());
                 LayerCudaKernels.GluBackward(0, x, x.clone(), x.clone(), x.clone(), x.clone());
             }
@@ -360,6 +361,14 @@ public unsafe partial class CudaLayerLaunchTests
                     var b = xd[.., .., (int)half..];
                     var expected = cat(new[] { a * c - b * s, b * c + a * s }, -1).reshape(shape);
                     Close(rotated, expected, bf16, 1, $"{dtype} rope {string.Join("x", shape)} inverse {inverse}");
+                    Assert.Equal(((uint)tokens, 256u), (Launches[^1].GridX, Launches[^1].Block));
+
+                    // The backward's one pass: the same values read through [B, heads, T, d] memory (attention's
+                    // transposed gradient) into a fresh contiguous tensor.
+                    var transposed = x.transpose(1, 2).contiguous().transpose(1, 2);
+                    var into = zeros(shape, dtype);
+                    LayerCudaKernels.RopeStrided(transposed, into, cos, sin, inverse);
+                    Close(into, expected, bf16, 1, $"{dtype} rope strided {string.Join("x", shape)} inverse {inverse}");
                     Assert.Equal(((uint)tokens, 256u), (Launches[^1].GridX, Launches[^1].Block));
                 }
         });

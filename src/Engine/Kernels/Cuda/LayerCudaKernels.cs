@@ -140,6 +140,27 @@ internal static class LayerCudaKernels
         a.Launch(f.Context, f.ByName[kernel], kernel, ((uint)tokens, 1), Threads);
     }
 
+    /// <summary>
+    /// RoPE from src [B, T, heads, headDim] at its own strides (headDim contiguous: the transposed gradient of the
+    /// backward) into the contiguous dst, one pass; cos/sin [B·T, headDim/2].
+    /// </summary>
+    public static void RopeStrided(Tensor src, Tensor dst, Tensor cos, Tensor sin, bool inverse)
+    {
+        int tokens = Checked(src.shape[0] * src.shape[1], "tokens");
+        int seq = Checked(src.shape[1], "seq"), heads = Checked(src.shape[2], "heads"), headDim = Checked(src.shape[3], "head_dim");
+        if (tokens == 0 || heads == 0 || headDim < 2) return;
+        var f = For(src.device_index);
+        string e = KernelArguments.Element(src.dtype == ScalarType.BFloat16);
+        string kernel = "rope_strided_" + Suffix(src);
+        using var a = new KernelArguments()
+            .Pointer("src", TensorMemory.DataPointer(src), e)
+            .Long("sb", src.stride(0)).Long("st", src.stride(1)).Long("sh", src.stride(2))
+            .Pointer("dst", TensorMemory.DataPointer(dst), e)
+            .Pointer("cos", TensorMemory.DataPointer(cos), "float").Pointer("sin", TensorMemory.DataPointer(sin), "float")
+            .Int("seq", seq).Int("heads", heads).Int("head_dim", headDim).Int("inverse", inverse ? 1 : 0);
+        a.Launch(f.Context, f.ByName[kernel], kernel, ((uint)tokens, 1), Threads);
+    }
+
     /// <summary>h = act(gate) · up, elementwise (act 0 = silu, 1 = tanh-GELU).</summary>
     public static void GluForward(int activation, Tensor gate, Tensor up, Tensor h)
     {
