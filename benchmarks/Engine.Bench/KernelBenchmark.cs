@@ -230,10 +230,12 @@ public static class KernelBenchmark
         var scratch = logits.detach().clone().requires_grad_(true);
         var spread = new Dictionary<string, double[]>();
         var fused = Time(options.Repeat, () => FusedForwardBackward(false));
+        // The in-place backward hands the scratch's storage to the gradient and empties the saved logits (so a head's
+        // [M, V] buffer is freed as soon as its backward is done): each run gets a fresh scratch copy, untimed.
         var fusedInPlace = Time(options.Repeat, () => FusedForwardBackward(true, scratch), () =>
         {
-            using var _ = no_grad();
-            scratch.copy_(logits);
+            scratch.Dispose();
+            scratch = logits.detach().clone().requires_grad_(true);
         });
         scratch.Dispose(); // not needed again: keep the naive run's peak free of it
         var (fusedForward, floor, forwardOverFloor) = TimeAlternating(options.Repeat, FusedForward, Floor);
