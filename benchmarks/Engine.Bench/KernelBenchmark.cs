@@ -144,23 +144,23 @@ public static class KernelBenchmark
         return Timing.Of(Enumerable.Range(0, repeat).Select(_ => Once(action, setup)).ToList());
     }
 
-    /// <summary>Two measurements alternated (a, b, a, b, ...), so both see the same load on a shared machine; also the per-pair ratios a/b.</summary>
-    internal static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b)
+    /// <summary>Two measurements alternated (a, b, a, b, ...), so both see the same load on a shared machine; also the per-pair ratios a/b. <paramref name="setup"/> runs untimed before each.</summary>
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternating(int repeat, Action a, Action b, Action? setup = null)
     {
-        Once(a, null);
-        Once(b, null);
+        Once(a, setup);
+        Once(b, setup);
         var ta = new List<double>();
         var tb = new List<double>();
         for (int i = 0; i < repeat; i++)
         {
-            ta.Add(Once(a, null));
-            tb.Add(Once(b, null));
+            ta.Add(Once(a, setup));
+            tb.Add(Once(b, setup));
         }
         return (Timing.Of(ta), Timing.Of(tb), Timing.Of(ta.Zip(tb, (x, y) => x / y).ToList()));
     }
 
     /// <summary>For the other benchmarks of this assembly: <see cref="TimeAlternating"/>.</summary>
-    internal static (Timing A, Timing B, Timing Ratio) TimeAlternatingPublic(int repeat, Action a, Action b) => TimeAlternating(repeat, a, b);
+    internal static (Timing A, Timing B, Timing Ratio) TimeAlternatingPublic(int repeat, Action a, Action b, Action? setup = null) => TimeAlternating(repeat, a, b, setup);
 
     static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
     {
@@ -230,10 +230,12 @@ public static class KernelBenchmark
         var scratch = logits.detach().clone().requires_grad_(true);
         var spread = new Dictionary<string, double[]>();
         var fused = Time(options.Repeat, () => FusedForwardBackward(false));
+        // The in-place backward hands the scratch's storage to the gradient and empties the saved logits (so a head's
+        // [M, V] buffer is freed as soon as its backward is done): each run gets a fresh scratch copy, untimed.
         var fusedInPlace = Time(options.Repeat, () => FusedForwardBackward(true, scratch), () =>
         {
-            using var _ = no_grad();
-            scratch.copy_(logits);
+            scratch.Dispose();
+            scratch = logits.detach().clone().requires_grad_(true);
         });
         scratch.Dispose(); // not needed again: keep the naive run's peak free of it
         var (fusedForward, floor, forwardOverFloor) = TimeAlternating(options.Repeat, FusedForward, Floor);

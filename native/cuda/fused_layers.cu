@@ -133,33 +133,54 @@ rmsnorm_dw_reduce(const float* dw_partial, int chunks, int n, float* dw)
 }
 
 // ---- RoPE: one block per token, threads over (head, i < half) ----
+// src [batch, seq, heads, head_dim] at element strides (sb, st, sh), head_dim contiguous; dst contiguous, or src itself
+// with contiguous strides (in place: each thread reads both halves of its pair before writing them). Same as the CPU path.
 template <typename T>
-__device__ void fl_rope(T* x, const float* __restrict__ cos, const float* __restrict__ sin, int heads, int head_dim, int inverse)
+__device__ void fl_rope(const T* src, long long sb, long long st, long long sh, T* dst, const float* __restrict__ cos,
+                        const float* __restrict__ sin, int seq, int heads, int head_dim, int inverse)
 {
     const int half = head_dim / 2;
     const long long t = blockIdx.x;
+    const long long src_t = (t / seq) * sb + (t % seq) * st;
     const float sign = inverse ? -1.0f : 1.0f;
     for (int k = threadIdx.x; k < heads * half; k += FL_THREADS)
     {
         const int h = k / half, i = k - h * half;
         const long long p = (t * heads + h) * head_dim + i;
+        const long long q = src_t + h * sh + i;
         const float c = cos[t * half + i], s = sign * sin[t * half + i];
-        const float a = fl_load(x, p), b = fl_load(x, p + half);
-        fl_store(x, p, a * c - b * s);
-        fl_store(x, p + half, b * c + a * s);
+        const float a = fl_load(src, q), b = fl_load(src, q + half);
+        fl_store(dst, p, a * c - b * s);
+        fl_store(dst, p + half, b * c + a * s);
     }
 }
 
+// In place on x [tokens, heads, head_dim].
 extern "C" __global__ void __launch_bounds__(FL_THREADS)
 rope_f32(float* x, const float* cos, const float* sin, int heads, int head_dim, int inverse)
 {
-    fl_rope<float>(x, cos, sin, heads, head_dim, inverse);
+    fl_rope<float>(x, 0, (long long)heads * head_dim, head_dim, x, cos, sin, gridDim.x, heads, head_dim, inverse);
 }
 
 extern "C" __global__ void __launch_bounds__(FL_THREADS)
 rope_bf16(unsigned short* x, const float* cos, const float* sin, int heads, int head_dim, int inverse)
 {
-    fl_rope<unsigned short>(x, cos, sin, heads, head_dim, inverse);
+    fl_rope<unsigned short>(x, 0, (long long)heads * head_dim, head_dim, x, cos, sin, gridDim.x, heads, head_dim, inverse);
+}
+
+// Strided src -> contiguous dst, grid = batch · seq blocks: the backward on the transposed gradient in one pass.
+extern "C" __global__ void __launch_bounds__(FL_THREADS)
+rope_strided_f32(const float* src, long long sb, long long st, long long sh, float* dst, const float* cos, const float* sin,
+                 int seq, int heads, int head_dim, int inverse)
+{
+    fl_rope<float>(src, sb, st, sh, dst, cos, sin, seq, heads, head_dim, inverse);
+}
+
+extern "C" __global__ void __launch_bounds__(FL_THREADS)
+rope_strided_bf16(const unsigned short* src, long long sb, long long st, long long sh, unsigned short* dst, const float* cos,
+                  const float* sin, int seq, int heads, int head_dim, int inverse)
+{
+    fl_rope<unsigned short>(src, sb, st, sh, dst, cos, sin, seq, heads, head_dim, inverse);
 }
 
 // ---- Gated activations (grid-stride, elementwise) ----

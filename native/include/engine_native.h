@@ -81,6 +81,12 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
  * (x1, x2) -> (x1 c - x2 s, x2 c + x1 s); inverse = 1 applies the transposed rotation (the backward on the gradient). */
 int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
                     int32_t inverse);
+/* The same rotation from src [batch, seq, heads, head_dim] at element strides (batch, token, head; head_dim
+ * contiguous) into dst, contiguous [batch, seq, heads, head_dim]; cos/sin [batch · seq, head_dim / 2]. dst must not
+ * overlap src unless it is src with contiguous strides. One pass for the backward on a transposed gradient. */
+int32_t engine_rope_strided(const void* src, int64_t src_batch_stride, int64_t src_token_stride, int64_t src_head_stride,
+                            void* dst, int32_t dtype, const float* cos, const float* sin, int64_t batch, int64_t seq,
+                            int64_t heads, int64_t head_dim, int32_t inverse);
 
 /* Gated activation h = act(gate) · up over count elements (act: ENGINE_GLU_*). */
 int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h);

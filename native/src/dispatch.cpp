@@ -97,13 +97,31 @@ void parallel_rows(int64_t rows, int64_t vocab, Body body)
     engine::parallel_for(0, rows, std::max<int64_t>(1, kMinElementsPerRange / vocab), body);
 }
 
+// Outputs of at least this many bytes are written with streaming (non-temporal) stores when every vector store lands
+// on a 64-byte boundary (row_bytes: the distance between the starts of the pieces the kernel writes). A plain store
+// to a line not in cache first reads it (read-for-ownership); for a buffer larger than the caches that read is
+// wasted traffic (a 4 MB f32 product: 0.52 ms with plain stores, 0.21 ms streamed on this Zen 4, one thread).
+// Smaller outputs stay plain, so a consumer that runs next still finds them in cache.
+constexpr int64_t kStreamMinBytes = int64_t{1} << 20;
+
+int32_t stream_output(const void* out, int64_t bytes, int64_t row_bytes)
+{
+    return bytes >= kStreamMinBytes && reinterpret_cast<uintptr_t>(out) % 64 == 0 && row_bytes % 64 == 0 ? 1 : 0;
+}
+
+int64_t element_size(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 ? 4 : 2; }
+
+// The gated activations split their flat range in blocks of this many elements, so every range starts on a
+// 64-byte boundary of an aligned buffer (for streaming stores).
+constexpr int64_t kGluBlock = 1024;
+
 bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == ENGINE_DTYPE_BF16; }
 
 } // namespace
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 3; }
+int32_t engine_native_abi_version(void) { return 4; }
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 
@@ -196,13 +214,14 @@ int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int6
     if (rows == 0) return ENGINE_OK;
     if (!x || !w || !y || !inv_rms) return ENGINE_BAD_ARGUMENT;
     const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    const int32_t stream = stream_output(y, rows * n * element_size(dtype), n * element_size(dtype));
     parallel_rows(rows, n, [&](int64_t begin, int64_t end) {
         if (dtype == ENGINE_DTYPE_F32)
             k->rmsnorm_forward_f32(static_cast<const float*>(x), static_cast<const float*>(w), begin, end, n, eps, mode,
-                                   static_cast<float*>(y), inv_rms);
+                                   static_cast<float*>(y), inv_rms, stream);
         else
             k->rmsnorm_forward_bf16(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), begin, end, n, eps, mode,
-                                    static_cast<uint16_t*>(y), inv_rms);
+                                    static_cast<uint16_t*>(y), inv_rms, stream);
     });
     return ENGINE_OK;
 }
@@ -223,6 +242,7 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
     const int64_t chunks = std::min<int64_t>(kMaxChunks, rows);
     const int64_t chunk_rows = (rows + chunks - 1) / chunks;
     std::vector<float> partial(static_cast<size_t>(chunks * n), 0.0f);
+    const int32_t stream = stream_output(dx, rows * n * element_size(dtype), n * element_size(dtype));
     engine::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
         for (int64_t c = c_begin; c < c_end; ++c)
         {
@@ -231,10 +251,10 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
             float* acc = partial.data() + c * n;
             if (dtype == ENGINE_DTYPE_F32)
                 k->rmsnorm_backward_f32(static_cast<const float*>(x), static_cast<const float*>(w), inv_rms,
-                                        static_cast<const float*>(dy), begin, end, n, mode, static_cast<float*>(dx), acc);
+                                        static_cast<const float*>(dy), begin, end, n, mode, static_cast<float*>(dx), acc, stream);
             else
                 k->rmsnorm_backward_bf16(static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w), inv_rms,
-                                         static_cast<const uint16_t*>(dy), begin, end, n, mode, static_cast<uint16_t*>(dx), acc);
+                                         static_cast<const uint16_t*>(dy), begin, end, n, mode, static_cast<uint16_t*>(dx), acc, stream);
         }
     });
     for (int64_t c = 0; c < chunks; ++c)
@@ -242,18 +262,36 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
     return ENGINE_OK;
 }
 
+int32_t engine_rope_strided(const void* src, int64_t src_batch_stride, int64_t src_token_stride, int64_t src_head_stride,
+                            void* dst, int32_t dtype, const float* cos, const float* sin, int64_t batch, int64_t seq,
+                            int64_t heads, int64_t head_dim, int32_t inverse)
+{
+    if (batch < 0 || seq < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !valid_dtype(dtype) ||
+        src_batch_stride < 0 || src_token_stride < 0 || src_head_stride < 0)
+        return ENGINE_BAD_ARGUMENT;
+    const int64_t tokens = batch * seq;
+    if (tokens == 0) return ENGINE_OK;
+    if (!src || !dst || !cos || !sin) return ENGINE_BAD_ARGUMENT;
+    const EngineFusedKernels* k = fused_kernels_for(current_isa());
+    // In place the lines were just read (in cache): plain stores. Into a fresh buffer: streamed when large.
+    const int32_t stream = dst == src ? 0 : stream_output(dst, tokens * heads * head_dim * element_size(dtype), head_dim / 2 * element_size(dtype));
+    parallel_rows(tokens, heads * head_dim, [&](int64_t begin, int64_t end) {
+        if (dtype == ENGINE_DTYPE_F32)
+            k->rope_f32(static_cast<const float*>(src), src_batch_stride, src_token_stride, src_head_stride, static_cast<float*>(dst),
+                        cos, sin, begin, end, seq, heads, head_dim, inverse, stream);
+        else
+            k->rope_bf16(static_cast<const uint16_t*>(src), src_batch_stride, src_token_stride, src_head_stride,
+                         static_cast<uint16_t*>(dst), cos, sin, begin, end, seq, heads, head_dim, inverse, stream);
+    });
+    return ENGINE_OK;
+}
+
 int32_t engine_rope(void* x, int32_t dtype, const float* cos, const float* sin, int64_t tokens, int64_t heads, int64_t head_dim,
                     int32_t inverse)
 {
-    if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || !valid_dtype(dtype)) return ENGINE_BAD_ARGUMENT;
-    if (tokens == 0) return ENGINE_OK;
-    if (!x || !cos || !sin) return ENGINE_BAD_ARGUMENT;
-    const EngineFusedKernels* k = fused_kernels_for(current_isa());
-    parallel_rows(tokens, heads * head_dim, [&](int64_t begin, int64_t end) {
-        if (dtype == ENGINE_DTYPE_F32) k->rope_f32(static_cast<float*>(x), cos, sin, begin, end, heads, head_dim, inverse);
-        else k->rope_bf16(static_cast<uint16_t*>(x), cos, sin, begin, end, heads, head_dim, inverse);
-    });
-    return ENGINE_OK;
+    if (tokens < 0 || heads <= 0 || head_dim <= 0) return ENGINE_BAD_ARGUMENT;
+    return engine_rope_strided(x, tokens * heads * head_dim, heads * head_dim, head_dim, x, dtype, cos, sin, 1, tokens, heads,
+                               head_dim, inverse);
 }
 
 int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_t dtype, int64_t count, void* h)
@@ -262,12 +300,15 @@ int32_t engine_glu_forward(int32_t act, const void* gate, const void* up, int32_
     if (count == 0) return ENGINE_OK;
     if (!gate || !up || !h) return ENGINE_BAD_ARGUMENT;
     const EngineFusedKernels* k = fused_kernels_for(current_isa());
-    engine::parallel_for(0, count, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
+    const int32_t stream = stream_output(h, count * element_size(dtype), 0);
+    engine::parallel_for(0, (count + kGluBlock - 1) / kGluBlock, (int64_t{1} << 15) / kGluBlock, [&](int64_t block_begin, int64_t block_end) {
+        const int64_t begin = block_begin * kGluBlock, end = std::min(count, block_end * kGluBlock);
         if (dtype == ENGINE_DTYPE_F32)
-            k->glu_forward_f32[act](static_cast<const float*>(gate), static_cast<const float*>(up), begin, end, static_cast<float*>(h));
+            k->glu_forward_f32[act](static_cast<const float*>(gate), static_cast<const float*>(up), begin, end, static_cast<float*>(h),
+                                    stream);
         else
             k->glu_forward_bf16[act](static_cast<const uint16_t*>(gate), static_cast<const uint16_t*>(up), begin, end,
-                                     static_cast<uint16_t*>(h));
+                                     static_cast<uint16_t*>(h), stream);
     });
     return ENGINE_OK;
 }
@@ -279,14 +320,16 @@ int32_t engine_glu_backward(int32_t act, const void* gate, const void* up, const
     if (count == 0) return ENGINE_OK;
     if (!gate || !up || !dh || !d_gate || !d_up) return ENGINE_BAD_ARGUMENT;
     const EngineFusedKernels* k = fused_kernels_for(current_isa());
-    engine::parallel_for(0, count, int64_t{1} << 15, [&](int64_t begin, int64_t end) {
+    const int32_t stream = stream_output(d_gate, count * element_size(dtype), 0) & stream_output(d_up, count * element_size(dtype), 0);
+    engine::parallel_for(0, (count + kGluBlock - 1) / kGluBlock, (int64_t{1} << 15) / kGluBlock, [&](int64_t block_begin, int64_t block_end) {
+        const int64_t begin = block_begin * kGluBlock, end = std::min(count, block_end * kGluBlock);
         if (dtype == ENGINE_DTYPE_F32)
             k->glu_backward_f32[act](static_cast<const float*>(gate), static_cast<const float*>(up), static_cast<const float*>(dh),
-                                     begin, end, static_cast<float*>(d_gate), static_cast<float*>(d_up));
+                                     begin, end, static_cast<float*>(d_gate), static_cast<float*>(d_up), stream);
         else
             k->glu_backward_bf16[act](static_cast<const uint16_t*>(gate), static_cast<const uint16_t*>(up),
                                       static_cast<const uint16_t*>(dh), begin, end, static_cast<uint16_t*>(d_gate),
-                                      static_cast<uint16_t*>(d_up));
+                                      static_cast<uint16_t*>(d_up), stream);
     });
     return ENGINE_OK;
 }

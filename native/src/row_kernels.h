@@ -24,22 +24,22 @@ struct EngineRowKernels
 struct EngineFusedKernels
 {
     void (*rmsnorm_forward_f32)(const float* x, const float* w, int64_t row_begin, int64_t row_end, int64_t n, float eps,
-                                int32_t mode, float* y, float* inv_rms);
+                                int32_t mode, float* y, float* inv_rms, int32_t stream);
     void (*rmsnorm_forward_bf16)(const uint16_t* x, const uint16_t* w, int64_t row_begin, int64_t row_end, int64_t n, float eps,
-                                 int32_t mode, uint16_t* y, float* inv_rms);
+                                 int32_t mode, uint16_t* y, float* inv_rms, int32_t stream);
     void (*rmsnorm_backward_f32)(const float* x, const float* w, const float* inv_rms, const float* dy, int64_t row_begin,
-                                 int64_t row_end, int64_t n, int32_t mode, float* dx, float* dw_acc);
+                                 int64_t row_end, int64_t n, int32_t mode, float* dx, float* dw_acc, int32_t stream);
     void (*rmsnorm_backward_bf16)(const uint16_t* x, const uint16_t* w, const float* inv_rms, const uint16_t* dy,
-                                  int64_t row_begin, int64_t row_end, int64_t n, int32_t mode, uint16_t* dx, float* dw_acc);
-    void (*rope_f32)(float* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
-                     int64_t head_dim, int32_t inverse);
-    void (*rope_bf16)(uint16_t* x, const float* cos, const float* sin, int64_t token_begin, int64_t token_end, int64_t heads,
-                      int64_t head_dim, int32_t inverse);
-    void (*glu_forward_f32[2])(const float* g, const float* u, int64_t begin, int64_t end, float* h);
-    void (*glu_forward_bf16[2])(const uint16_t* g, const uint16_t* u, int64_t begin, int64_t end, uint16_t* h);
-    void (*glu_backward_f32[2])(const float* g, const float* u, const float* dh, int64_t begin, int64_t end, float* dg, float* du);
+                                  int64_t row_begin, int64_t row_end, int64_t n, int32_t mode, uint16_t* dx, float* dw_acc, int32_t stream);
+    void (*rope_f32)(const float* src, int64_t sb, int64_t st, int64_t sh, float* dst, const float* cos, const float* sin,
+                     int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse, int32_t stream);
+    void (*rope_bf16)(const uint16_t* src, int64_t sb, int64_t st, int64_t sh, uint16_t* dst, const float* cos, const float* sin,
+                      int64_t token_begin, int64_t token_end, int64_t seq, int64_t heads, int64_t head_dim, int32_t inverse, int32_t stream);
+    void (*glu_forward_f32[2])(const float* g, const float* u, int64_t begin, int64_t end, float* h, int32_t stream);
+    void (*glu_forward_bf16[2])(const uint16_t* g, const uint16_t* u, int64_t begin, int64_t end, uint16_t* h, int32_t stream);
+    void (*glu_backward_f32[2])(const float* g, const float* u, const float* dh, int64_t begin, int64_t end, float* dg, float* du, int32_t stream);
     void (*glu_backward_bf16[2])(const uint16_t* g, const uint16_t* u, const uint16_t* dh, int64_t begin, int64_t end,
-                                 uint16_t* dg, uint16_t* du);
+                                 uint16_t* dg, uint16_t* du, int32_t stream);
 };
 
 const EngineRowKernels* engine_row_kernels_scalar();

@@ -31,6 +31,32 @@ struct SimdAvx2
         b = _mm256_castsi256_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    // Streaming stores (see SimdAvx512): f32 32-byte aligned; bf16 falls back to plain stores (16-byte pieces).
+    static void stream(float* p, V v) { _mm256_stream_ps(p, v); }
+    static void stream(uint16_t* p, V v) { store(p, v); }
+    static void stream2(float* p, V a, V b)
+    {
+        _mm256_stream_ps(p, a);
+        _mm256_stream_ps(p + Width, b);
+    }
+    static void stream2(uint16_t* p, V a, V b) { store2(p, a, b); }
+    static void fence() { _mm_sfence(); }
+    // The inverse of load2 (a: even elements, b: odd ones for bf16), rounding to nearest even.
+    static void store2(float* p, V a, V b)
+    {
+        _mm256_storeu_ps(p, a);
+        _mm256_storeu_ps(p + Width, b);
+    }
+    static void store2(uint16_t* p, V a, V b)
+    {
+        const __m256i half = _mm256_set1_epi32(0x7FFF), one = _mm256_set1_epi32(1);
+        __m256i ua = _mm256_castps_si256(a), ub = _mm256_castps_si256(b);
+        ua = _mm256_add_epi32(ua, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(ua, 16), one)));
+        ub = _mm256_add_epi32(ub, _mm256_add_epi32(half, _mm256_and_si256(_mm256_srli_epi32(ub, 16), one)));
+        const __m256i merged = _mm256_or_si256(_mm256_and_si256(ub, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))),
+                                               _mm256_srli_epi32(ua, 16));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), merged);
+    }
     static void store(uint16_t* p, V v)
     {
         __m256i u = _mm256_castps_si256(v);
@@ -45,6 +71,7 @@ struct SimdAvx2
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
     static V div(V a, V b) { return _mm256_div_ps(a, b); }
+    static V recip(V d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
     static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
     // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
     static V round_bf16(V v)

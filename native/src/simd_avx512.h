@@ -33,6 +33,24 @@ struct SimdAvx512
         b = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
     static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+    // The inverse of load2: a holds elements (0, 2, 4, ...), b (1, 3, 5, ...). For bf16 each is rounded in place
+    // (nearest even) and the two merged by their halves into one store, with no cross-lane packing.
+    static void store2(float* p, V a, V b)
+    {
+        _mm512_storeu_ps(p, a);
+        _mm512_storeu_ps(p + Width, b);
+    }
+    static void store2(uint16_t* p, V a, V b)
+    {
+        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+        __m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
+        ua = _mm512_add_epi32(ua, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one)));
+        ub = _mm512_add_epi32(ub, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ub, 16), one)));
+        // (ub & 0xFFFF0000) | (ua >> 16): vpternlog with the mask selecting b's high half.
+        const __m512i merged = _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), ub,
+                                                         _mm512_srli_epi32(ua, 16), 0xCA);
+        _mm512_storeu_si512(p, merged);
+    }
     static void store(uint16_t* p, V v)
     {
         // Round to nearest even, as torch converts fp32 to bf16.
@@ -41,11 +59,44 @@ struct SimdAvx512
         u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
     }
+    // Non-temporal (streaming) stores for large outputs: the line is written without first being read (no
+    // read-for-ownership), which is most of the cost of writing a fresh buffer. p must be 64-byte aligned for f32,
+    // 32-byte aligned for bf16 (stream2: 64). The caller fences (sfence) before its results are handed on.
+    static void stream(float* p, V v) { _mm512_stream_ps(p, v); }
+    static void stream(uint16_t* p, V v)
+    {
+        __m512i u = _mm512_castps_si512(v);
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+    }
+    static void stream2(float* p, V a, V b)
+    {
+        _mm512_stream_ps(p, a);
+        _mm512_stream_ps(p + Width, b);
+    }
+    static void stream2(uint16_t* p, V a, V b)
+    {
+        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+        __m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
+        ua = _mm512_add_epi32(ua, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one)));
+        ub = _mm512_add_epi32(ub, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ub, 16), one)));
+        const __m512i merged = _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), ub,
+                                                         _mm512_srli_epi32(ua, 16), 0xCA);
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(p), merged);
+    }
+    static void fence() { _mm_sfence(); }
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
     static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     static V div(V a, V b) { return _mm512_div_ps(a, b); }
+    // 1 / d: the 14-bit estimate and one Newton step (about 2^-27 relative; a quarter of a divide's cost).
+    static V recip(V d)
+    {
+        const V r = _mm512_rcp14_ps(d);
+        return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+    }
     static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
     // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
     static V round_bf16(V v)

@@ -29,11 +29,23 @@ struct SimdScalar
         uint32_t u = float_to_bits(v);
         *p = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16); // round to nearest even
     }
+    template <class T>
+    static void store2(T* p, V a, V b)
+    {
+        store(p, a);
+        store(p + 1, b);
+    }
+    template <class T>
+    static void stream(T* p, V v) { store(p, v); }
+    template <class T>
+    static void stream2(T* p, V a, V b) { store2(p, a, b); }
+    static void fence() {}
     static V add(V a, V b) { return a + b; }
     static V sub(V a, V b) { return a - b; }
     static V mul(V a, V b) { return a * b; }
     static V fma(V a, V b, V c) { return a * b + c; }
     static V div(V a, V b) { return a / b; }
+    static V recip(V d) { return 1.0f / d; }
     static V fmadd(V a, V b, V c) { return a * b + c; }
     // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
     static V round_bf16(V v)

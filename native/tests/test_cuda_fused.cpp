@@ -94,6 +94,29 @@ void check_rope(bool bf16)
                 auto expected = rope(x, cos, sin, s.tokens, s.heads, s.head_dim, inverse != 0);
                 const double rt = bf16 ? 8e-3 : 1e-5;
                 for (size_t i = 0; i < x.size(); ++i) CHECK_CLOSE(b.at(i), expected[i], rt * 2, rt, what);
+                // Strided: the same rotation read from [batch = 2, heads, seq, head_dim] memory into contiguous
+                // [batch, seq, heads, head_dim] (the backward on the attention's transposed gradient).
+                const long long batch = 2, seq = s.tokens, heads = s.heads, hd = s.head_dim;
+                std::vector<float> cos2, sin2;
+                rope_tables(static_cast<int>(batch * seq), s.head_dim, kind == 2 ? 500000.0 : 10000.0, kind, cos2, sin2);
+                auto x2 = random_values(static_cast<size_t>(batch * seq * heads * hd), 2.0f, 5u, bf16);
+                std::vector<float> transposed(x2.size());
+                for (long long bb = 0; bb < batch; ++bb)
+                    for (long long t = 0; t < seq; ++t)
+                        for (long long h = 0; h < heads; ++h)
+                            for (long long d = 0; d < hd; ++d)
+                                transposed[static_cast<size_t>(((bb * heads + h) * seq + t) * hd + d)] =
+                                    x2[static_cast<size_t>(((bb * seq + t) * heads + h) * hd + d)];
+                Buffer src(transposed, bf16), dst(std::vector<float>(x2.size(), 0.0f), bf16);
+                const long long sb = heads * seq * hd, st = hd, sh = seq * hd;
+                if (bf16)
+                    launch(rope_strided_bf16, dim3(static_cast<unsigned>(batch * seq)), dim3(FL_THREADS), src.u(), sb, st, sh, dst.u(),
+                           cos2.data(), sin2.data(), s.tokens, s.heads, s.head_dim, inverse);
+                else
+                    launch(rope_strided_f32, dim3(static_cast<unsigned>(batch * seq)), dim3(FL_THREADS), src.f.data(), sb, st, sh,
+                           dst.f.data(), cos2.data(), sin2.data(), s.tokens, s.heads, s.head_dim, inverse);
+                auto expected2 = rope(x2, cos2, sin2, static_cast<int>(batch * seq), s.heads, s.head_dim, inverse != 0);
+                for (size_t i = 0; i < x2.size(); ++i) CHECK_CLOSE(dst.at(i), expected2[i], rt * 2, rt, what + " strided");
             }
 }
 

@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 using namespace fused_reference;
@@ -107,6 +108,31 @@ void check_rope(bool bf16)
                     for (size_t i = 0; i < x.size(); ++i)
                         CHECK_CLOSE(b.at(i), expected[i], tolerance(bf16, 2.0), bf16 ? 8e-3 : 1e-5, what + (inverse ? " inverse" : ""));
                 }
+                // From a strided source ([batch, heads, seq, head_dim] memory, read as [batch, seq, heads, head_dim]:
+                // the gradient the backward receives through the attention's transpose) into a contiguous output.
+                {
+                    const int64_t batch = 2, seq = s.tokens, hd = s.head_dim, heads = s.heads;
+                    std::vector<float> cos2, sin2;
+                    rope_tables(batch * seq, hd, kind == 2 ? 500000.0 : 10000.0, kind, cos2, sin2);
+                    auto x2 = random_values(static_cast<size_t>(batch * seq * heads * hd), 2.0f, 5u, bf16);
+                    std::vector<float> transposed(x2.size());
+                    for (int64_t b = 0; b < batch; ++b)
+                        for (int64_t t = 0; t < seq; ++t)
+                            for (int64_t h = 0; h < heads; ++h)
+                                for (int64_t d = 0; d < hd; ++d)
+                                    transposed[static_cast<size_t>(((b * heads + h) * seq + t) * hd + d)] =
+                                        x2[static_cast<size_t>(((b * seq + t) * heads + h) * hd + d)];
+                    for (int inverse : {0, 1})
+                    {
+                        Buffer src(transposed, bf16), dst(x2.size(), bf16);
+                        CHECK(engine_rope_strided(src.data(), heads * seq * hd, hd, seq * hd, dst.data(), dtype_of(bf16), cos2.data(),
+                                                  sin2.data(), batch, seq, heads, hd, inverse) == ENGINE_OK);
+                        auto expected = rope(x2, cos2, sin2, batch * seq, heads, hd, inverse != 0);
+                        for (size_t i = 0; i < x2.size(); ++i)
+                            CHECK_CLOSE(dst.at(i), expected[i], tolerance(bf16, 2.0), bf16 ? 8e-3 : 1e-5,
+                                        what + " strided" + (inverse ? " inverse" : ""));
+                    }
+                }
                 // Backward = the transposed rotation: it undoes the forward (exactly so in f32 up to rounding).
                 if (!bf16)
                 {
@@ -170,6 +196,72 @@ TEST_CASE(fused_geglu_bf16) { check_glu(true, true); }
 
 // The reference's derivative against a central difference of its own value (so act_slope is not a second copy
 // of the kernel's formula taken on trust).
+// Large outputs are written with streaming stores when 64-byte aligned (dispatch.cpp, kStreamMinBytes = 1 MiB); the
+// same call into a buffer one element off that alignment takes the plain stores. Both must give the same bits, for
+// every kernel, ISA and dtype (the small cases above check the plain path against the formulas).
+TEST_CASE(fused_streaming_stores_match_plain)
+{
+    struct Aligned
+    {
+        std::vector<uint8_t> storage;
+        uint8_t* base;
+        Aligned(size_t bytes, size_t offset) : storage(bytes + 128 + offset)
+        {
+            base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) & ~uintptr_t{63}) + offset;
+        }
+    };
+    for (int32_t isa : available_isas())
+    {
+        engine_force_isa(isa);
+        for (bool bf16 : {false, true})
+        {
+            const size_t e = bf16 ? 2 : 4;
+            // Inputs: any bits of a sane range (the values do not matter, only that both paths agree).
+            const int64_t count = 600001; // >= 1 MiB of output in either dtype, and an odd tail
+            auto src = random_values(static_cast<size_t>(count), 2.0f, 29u, bf16);
+            Buffer g(src, bf16), u(random_values(src.size(), 1.0f, 31u, bf16), bf16), dh(random_values(src.size(), 1.0f, 37u, bf16), bf16);
+            for (int act : {ENGINE_GLU_SWIGLU, ENGINE_GLU_GEGLU})
+            {
+                Aligned a1(count * e, 0), a2(count * e, 0), a3(count * e, 0), p1(count * e, e), p2(count * e, e), p3(count * e, e);
+                CHECK(engine_glu_forward(act, g.data(), u.data(), dtype_of(bf16), count, a1.base) == ENGINE_OK);
+                CHECK(engine_glu_forward(act, g.data(), u.data(), dtype_of(bf16), count, p1.base) == ENGINE_OK);
+                CHECK(engine_glu_backward(act, g.data(), u.data(), dh.data(), dtype_of(bf16), count, a2.base, a3.base) == ENGINE_OK);
+                CHECK(engine_glu_backward(act, g.data(), u.data(), dh.data(), dtype_of(bf16), count, p2.base, p3.base) == ENGINE_OK);
+                CHECK(std::memcmp(a1.base, p1.base, count * e) == 0);
+                CHECK(std::memcmp(a2.base, p2.base, count * e) == 0);
+                CHECK(std::memcmp(a3.base, p3.base, count * e) == 0);
+            }
+            // RMSNorm: 1200 rows of 512.
+            const int64_t rows = 1200, n = 512;
+            Buffer x(random_values(static_cast<size_t>(rows * n), 2.0f, 41u, bf16), bf16), w(random_values(n, 1.0f, 43u, bf16), bf16);
+            Buffer dy(random_values(static_cast<size_t>(rows * n), 1.0f, 47u, bf16), bf16);
+            Aligned ya(rows * n * e, 0), yp(rows * n * e, e), dxa(rows * n * e, 0), dxp(rows * n * e, e);
+            std::vector<float> inv(rows), inv2(rows), dwa(n), dwp(n);
+            CHECK(engine_rmsnorm_forward(x.data(), w.data(), dtype_of(bf16), rows, n, 1e-6f, ENGINE_NORM_WEIGHT, ya.base, inv.data()) == ENGINE_OK);
+            CHECK(engine_rmsnorm_forward(x.data(), w.data(), dtype_of(bf16), rows, n, 1e-6f, ENGINE_NORM_WEIGHT, yp.base, inv2.data()) == ENGINE_OK);
+            CHECK(engine_rmsnorm_backward(x.data(), w.data(), inv.data(), dy.data(), dtype_of(bf16), rows, n, ENGINE_NORM_WEIGHT, dxa.base,
+                                          dwa.data()) == ENGINE_OK);
+            CHECK(engine_rmsnorm_backward(x.data(), w.data(), inv.data(), dy.data(), dtype_of(bf16), rows, n, ENGINE_NORM_WEIGHT, dxp.base,
+                                          dwp.data()) == ENGINE_OK);
+            CHECK(std::memcmp(ya.base, yp.base, rows * n * e) == 0);
+            CHECK(std::memcmp(dxa.base, dxp.base, rows * n * e) == 0);
+            CHECK(dwa == dwp);
+            // RoPE from a transposed source into a fresh output: 2 x 600 tokens x 8 heads x 64.
+            const int64_t batch = 2, seq = 600, heads = 8, hd = 64;
+            std::vector<float> cos, sin;
+            rope_tables(batch * seq, hd, 10000.0, 0, cos, sin);
+            Buffer q(random_values(static_cast<size_t>(batch * seq * heads * hd), 2.0f, 53u, bf16), bf16);
+            const size_t bytes = static_cast<size_t>(batch * seq * heads * hd) * e;
+            Aligned ra(bytes, 0), rp(bytes, e);
+            for (Aligned* r : {&ra, &rp})
+                CHECK(engine_rope_strided(q.data(), heads * seq * hd, hd, seq * hd, r->base, dtype_of(bf16), cos.data(), sin.data(), batch,
+                                          seq, heads, hd, 1) == ENGINE_OK);
+            CHECK(std::memcmp(ra.base, rp.base, bytes) == 0);
+        }
+    }
+    engine_force_isa(-1);
+}
+
 TEST_CASE(fused_reference_slopes)
 {
     for (bool gelu : {false, true})

@@ -99,6 +99,13 @@ public sealed class TrainCommand : CliCommand<TrainArgs>
         {
             new AlignmentTrainer(options, observer, stop, ranks).Run();
         }
+        catch (TrainingStoppedException e) when (!ranks.IsRoot)
+        {
+            // Every rank stops at the same step; rank 0 alone says so (the launcher relays one message, not N).
+            // No MPI_Finalize, as after any failure: the launcher ends the job.
+            (ranks as MpiCommunicator)?.Fail();
+            return StopSignal.ExitCodeFor(e.Signal);
+        }
         catch when (ranks is MpiCommunicator mpi)
         {
             // MPI_Finalize would wait for ranks that may never get there: exit without it, and the launcher ends the job.

@@ -104,6 +104,9 @@ internal sealed class ChunkedLinearLogProbFunction : MultiTensorFunction<Chunked
                 gradWeight.Dispose();
                 gradWeight = rounded;
             }
+            // Their handles would keep both gradients alive through the decoder backward: released once autograd has them.
+            if (gradHidden is not null) LogProbGradientRelease.Defer(gradHidden);
+            if (gradWeight is not null) LogProbGradientRelease.Defer(gradWeight);
             return new List<Tensor> { gradHidden!, gradWeight!, null!, null!, null! };
         }
         finally

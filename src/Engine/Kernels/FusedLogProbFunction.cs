@@ -9,6 +9,9 @@ namespace Engine.Kernels;
 /// Saves only the logits (already alive), the labels and two floats per row; the backward recomputes the softmax
 /// from them and writes the logits' gradient, into the logits' own storage when the caller allows it
 /// (<c>inPlace</c>: the logits are used by nothing else, and the graph is not retained for a second backward).
+/// In place, the [N, V] buffer lives no longer than the head's backward: the saved logits (the caller's tensor itself,
+/// which the graph would keep until the step's scope ends) give up their storage to the gradient, and the gradient's
+/// handle goes to <see cref="LogProbGradientRelease"/>, which drops it once autograd has consumed the gradient.
 /// </summary>
 internal sealed class FusedLogProbFunction : MultiTensorFunction<FusedLogProbFunction>
 {
@@ -43,8 +46,16 @@ internal sealed class FusedLogProbFunction : MultiTensorFunction<FusedLogProbFun
         {
             Tensor logits = saved[0], labels = saved[1], stats = saved[2];
             using var g = grad_outputs[0].to(ScalarType.Float32).contiguous();
-            Tensor grad = (bool)ctx.get_data("inPlace") ? logits.detach() : LogProbKernels.NewGradientBuffer(logits);
+            if (!(bool)ctx.get_data("inPlace"))
+            {
+                var buffer = LogProbKernels.NewGradientBuffer(logits);
+                LogProbKernels.Backward(logits, labels, stats, g, buffer);
+                return new List<Tensor> { buffer, null!, null! };
+            }
+            var grad = LogProbGradientRelease.Defer(logits.detach());
             LogProbKernels.Backward(logits, labels, stats, g, grad);
+            // The unpacked saved logits are the saved tensor itself: emptying it leaves the storage to the gradient alone.
+            logits.set_(empty(0, logits.dtype, logits.device));
             return new List<Tensor> { grad, null!, null! };
         }
         finally

@@ -17,7 +17,7 @@ internal sealed class GatedActivationFunction : SingleTensorFunction<GatedActiva
         var up = ((Tensor)vars[1]).contiguous();
         int activation = (int)(GatedActivation)vars[2];
         var h = empty_like(gate);
-        NativeKernels.GluForward(activation, LayerKernels.Ptr(gate), LayerKernels.Ptr(up), LayerKernels.Dtype(gate), gate.numel(), LayerKernels.Ptr(h));
+        LayerKernels.GluForward(activation, gate, up, h);
         ctx.save_for_backward(new List<Tensor> { gate, up });
         ctx.save_data("activation", activation);
         return h;
@@ -32,8 +32,7 @@ internal sealed class GatedActivationFunction : SingleTensorFunction<GatedActiva
             using var dh = gradOutput.to(gate.dtype).contiguous();
             var dGate = empty_like(gate);
             var dUp = empty_like(up);
-            NativeKernels.GluBackward((int)ctx.get_data("activation"), LayerKernels.Ptr(gate), LayerKernels.Ptr(up), LayerKernels.Ptr(dh),
-                LayerKernels.Dtype(gate), gate.numel(), LayerKernels.Ptr(dGate), LayerKernels.Ptr(dUp));
+            LayerKernels.GluBackward((int)ctx.get_data("activation"), gate, up, dh, dGate, dUp);
             return ReturnedGradients.Hand(dGate, dUp, null);
         }
         finally

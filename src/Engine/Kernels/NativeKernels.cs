@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 3;
+    const int ExpectedAbi = 4;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -30,6 +30,7 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int> RmsNormForward;
         public delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int> RmsNormBackward;
         public delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int> Rope;
+        public delegate* unmanaged<void*, long, long, long, void*, int, float*, float*, long, long, long, long, int, int> RopeStrided;
         public delegate* unmanaged<int, void*, void*, int, long, void*, int> GluForward;
         public delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int> GluBackward;
         public delegate* unmanaged<AdamWTensor*, long, double*, int> AdamWGradSumSquares;
@@ -94,6 +95,7 @@ internal static unsafe class NativeKernels
                     RmsNormForward = (delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_forward"),
                     RmsNormBackward = (delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_backward"),
                     Rope = (delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope"),
+                    RopeStrided = (delegate* unmanaged<void*, long, long, long, void*, int, float*, float*, long, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope_strided"),
                     GluForward = (delegate* unmanaged<int, void*, void*, int, long, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_forward"),
                     GluBackward = (delegate* unmanaged<int, void*, void*, void*, int, long, void*, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_backward"),
                     AdamWGradSumSquares = (delegate* unmanaged<AdamWTensor*, long, double*, int>)NativeLibrary.GetExport(handle, "engine_adamw_grad_sum_squares"),
@@ -228,6 +230,15 @@ internal static unsafe class NativeKernels
     {
         FollowTorchThreads();
         Check(Require().Rope((void*)x, dtype, (float*)cos, (float*)sin, tokens, heads, headDim, inverse ? 1 : 0), "engine_rope");
+    }
+
+    /// <summary>RoPE from src [batch, seq, heads, headDim] at element strides (head_dim contiguous) into contiguous dst.</summary>
+    public static void RopeStrided(IntPtr src, long batchStride, long tokenStride, long headStride, IntPtr dst, int dtype, IntPtr cos, IntPtr sin,
+        long batch, long seq, long heads, long headDim, bool inverse)
+    {
+        FollowTorchThreads();
+        Check(Require().RopeStrided((void*)src, batchStride, tokenStride, headStride, (void*)dst, dtype, (float*)cos, (float*)sin,
+            batch, seq, heads, headDim, inverse ? 1 : 0), "engine_rope_strided");
     }
 
     public static void GluForward(int activation, IntPtr gate, IntPtr up, int dtype, long count, IntPtr h)

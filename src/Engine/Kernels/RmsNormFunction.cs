@@ -22,9 +22,8 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         int mode = (bool)vars[3] ? ModeUnitOffset : ModeWeight;
         long n = x.shape[^1], rows = x.numel() / n;
         var y = empty_like(x);
-        var inv = empty(new[] { rows }, ScalarType.Float32);
-        NativeKernels.RmsNormForward(LayerKernels.Ptr(x), LayerKernels.Ptr(weight), LayerKernels.Dtype(x), rows, n, (float)eps, mode,
-            LayerKernels.Ptr(y), LayerKernels.Ptr(inv));
+        var inv = empty(new[] { rows }, ScalarType.Float32, x.device);
+        LayerKernels.RmsNormForward(x, weight, (float)eps, mode, y, inv);
         ctx.save_for_backward(new List<Tensor> { x, weight, inv });
         ctx.save_data("mode", mode);
         return y;
@@ -37,12 +36,11 @@ internal sealed class RmsNormFunction : SingleTensorFunction<RmsNormFunction>
         {
             Tensor x = saved[0], weight = saved[1], inv = saved[2];
             int mode = (int)ctx.get_data("mode");
-            long n = x.shape[^1], rows = x.numel() / n;
+            long n = x.shape[^1];
             using var dy = gradOutput.to(x.dtype).contiguous();
             var dx = empty_like(x);
-            using var dw32 = empty(new[] { n }, ScalarType.Float32);
-            NativeKernels.RmsNormBackward(LayerKernels.Ptr(x), LayerKernels.Ptr(weight), LayerKernels.Ptr(inv), LayerKernels.Ptr(dy),
-                LayerKernels.Dtype(x), rows, n, mode, LayerKernels.Ptr(dx), LayerKernels.Ptr(dw32));
+            using var dw32 = empty(new[] { n }, ScalarType.Float32, x.device);
+            LayerKernels.RmsNormBackward(x, weight, inv, dy, mode, dx, dw32);
             var dw = dw32.to(weight.dtype);
             return ReturnedGradients.Hand(dx, dw, null, null);
         }

@@ -6,7 +6,7 @@ namespace Engine.Kernels;
 /// <summary>
 /// Fused RoPE on one of queries or keys [B, T, heads, headDim], in place (a fresh projection output that nothing
 /// else reads: a linear's backward needs its input, not its output). Saves only the fp32 cos/sin tables; the
-/// backward applies the inverse rotation to the gradient. Arguments: x, cos, sin ([B·T, headDim/2] fp32).
+/// backward applies the inverse rotation to the gradient, read in whatever layout it comes in, into a new tensor. Arguments: x, cos, sin ([B·T, headDim/2] fp32).
 /// One tensor per call: autograd allows an in-place function on a view to return only one output.
 /// </summary>
 internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
@@ -27,9 +27,13 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
         var saved = ctx.get_saved_variables();
         try
         {
-            // A contiguous gradient may be autograd's own buffer: rotate a copy, never it.
-            var rotated = gradOutput.is_contiguous() ? gradOutput.clone() : gradOutput.contiguous();
-            Rotate(rotated, saved[0], saved[1], inverse: true);
+            // The gradient usually arrives as a transposed view of attention's [B, heads, T, headDim] gradient (and a
+            // contiguous one may be autograd's own buffer, never to be written): rotate it straight into a fresh
+            // contiguous tensor, one read and one write, instead of a copy and then a rotation in place.
+            var grad = gradOutput.stride(3) == 1 ? gradOutput : gradOutput.contiguous();
+            var rotated = empty(grad.shape, grad.dtype, device: grad.device);
+            LayerKernels.RopeInto(grad, rotated, saved[0], saved[1], inverse: true);
+            if (!ReferenceEquals(grad, gradOutput)) grad.Dispose();
             return ReturnedGradients.Hand(rotated, null, null);
         }
         finally
@@ -38,9 +42,5 @@ internal sealed class RopeFunction : SingleTensorFunction<RopeFunction>
         }
     }
 
-    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse)
-    {
-        long tokens = x.shape[0] * x.shape[1];
-        NativeKernels.Rope(LayerKernels.Ptr(x), LayerKernels.Dtype(x), LayerKernels.Ptr(cos), LayerKernels.Ptr(sin), tokens, x.shape[2], x.shape[3], inverse);
-    }
+    static void Rotate(Tensor x, Tensor cos, Tensor sin, bool inverse) => LayerKernels.Rope(x, cos, sin, inverse);
 }

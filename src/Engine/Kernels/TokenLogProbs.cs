@@ -33,7 +33,8 @@ public static class TokenLogProbs
     /// Rows whose label is <see cref="IgnoreIndex"/> give 0 and no gradient. Returns fp32 [N] log-probs (with
     /// autograd to hidden and weight) and fp32 [N] mean logits (detached). hidden/weight: f32 or bf16 (same dtype);
     /// leading dimensions of hidden beyond [N, H] are flattened to match labels.
-    /// Fused: one linear, then the fused kernel, whose backward overwrites the (private) logits with their gradient.
+    /// Fused: one linear, then the fused kernel, whose backward overwrites the (private) logits with their gradient
+    /// and lets them go as soon as the linear's backward has consumed it (not at the end of the caller's scope).
     /// Chunked: the chunked linear + log-prob; <paramref name="chunkRows"/> defaults to a 64 MiB logits block.
     /// <paramref name="softcap"/>: the model's logits are cap·tanh(z / cap) of the linear ones (Gemma's
     /// final_logit_softcapping); every mode applies it before the log-softmax, and the mean logits are of the capped logits.
@@ -44,7 +45,8 @@ public static class TokenLogProbs
         long h = hidden.shape[^1];
         if (weight.dim() != 2 || weight.shape[1] != h)
             throw new ArgumentException($"weight must be [vocab, {h}] (got [{string.Join(", ", weight.shape)}])");
-        var hidden2 = hidden.reshape(-1, h);
+        // The head's backward returns gradients whose handles are released behind it (LogProbGradientRelease).
+        var hidden2 = mode == LogProbMode.Naive ? hidden.reshape(-1, h) : LogProbGradientRelease.After(hidden.reshape(-1, h));
         var labels1 = FlatLabels(labels, hidden2.shape[0]);
         TokenLogProbResult result;
         switch (mode)

@@ -253,16 +253,12 @@ public sealed class StepMemoryModel
     };
 
     /// <summary>
-    /// Gradients the head's custom autograd functions return keep their C# handles in the step's dispose scope until
-    /// the microstep ends: the fused head's logits (its gradient is written into them), the chunked head's hidden
-    /// gradient and weight gradient (fp32 accumulator, or its bf16 rounding).
+    /// What the head leaves allocated through the decoder backward: the gradient of its input rows [M, H], whose C# handle
+    /// (the release node's, in front of the fused and chunked heads) stays in the step's dispose scope. The fused head's
+    /// [M, V] logits and gradient and the chunked head's weight gradient are released right after the head's backward
+    /// (LogProbGradientRelease); the naive head runs no C# code in backward and holds nothing.
     /// </summary>
-    public long HeadGradientsHeldByScope => _s.Head switch
-    {
-        LogProbMode.Naive => 0,
-        LogProbMode.Fused => HeadRows * V * _bytes,
-        _ => HeadRows * H * _bytes + (Lora ? 0 : V * H * (_bytes == 4 ? 4 : 2)),
-    };
+    public long HeadGradientsHeldByScope => _s.Head == LogProbMode.Naive ? 0 : HeadRows * H * _bytes;
 
     /// <summary>
     /// Extra bytes while one layer's backward runs: the MLP product's two input gradients (2·N·I·s, measured), or the
@@ -359,7 +355,7 @@ public sealed class StepMemoryModel
         {
             Activations(),
             new("gradient flowing back", 2 * Tokens * H * _bytes, "dx and the residual branch's gradient"),
-            new("head gradients held by the step's scope", HeadGradientsHeldByScope, "fused: M × V × s; chunked: M × H × s + V × H × (4 or 2)"),
+            new("head gradients held by the step's scope", HeadGradientsHeldByScope, "fused, chunked: the head input's gradient M × H × s"),
             new("layer backward workspace", LayerBackwardWorkspace + DequantWorkspace, "max(2 × B·T × I × s, RMSNorm's fp32 backward temporaries)"
                 + (DequantWorkspace > 0 ? " + the dequantizing matmul's workspace" : "")),
         };

@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Kernels.Cuda;
 using Engine.Models;
 using Engine.Util;
 using static TorchSharp.torch;
@@ -10,8 +11,8 @@ public enum OptimizerKernel
 {
     /// <summary>
     /// The multi-tensor native kernel (native/src/adamw.cpp): one pass over all parameters on the kernels' thread
-    /// pool, after one pass over the gradients for the clipping norm. CPU tensors; on other devices the step falls
-    /// back to <see cref="Torch"/>.
+    /// pool, after one pass over the gradients for the clipping norm. CPU tensors; CUDA tensors take the same kernel
+    /// in native/cuda/adamw.cu (<see cref="Kernels.Cuda.AdamWCudaKernels"/>); other devices fall back to <see cref="Torch"/>.
     /// </summary>
     [Spelling("fused")] Fused,
     /// <summary>libtorch's composite ops, about ten per parameter tensor.</summary>
@@ -100,7 +101,7 @@ public sealed class AdamW : IDisposable
         {
             if (FusedTensors() is { } fused)
             {
-                NativeKernels.AdamWStep(fused, Hyper(lr, bc1, bc2, gradScale));
+                FusedStep(fused, Hyper(lr, bc1, bc2, gradScale));
                 return;
             }
         }
@@ -143,7 +144,7 @@ public sealed class AdamW : IDisposable
         _pendingGradScale = 1.0;
         if (FusedTensors() is { } fused)
         {
-            double norm = Math.Sqrt(NativeKernels.AdamWGradSumSquares(fused));
+            double norm = Math.Sqrt(FusedGradSumSquares(fused));
             if (agree != null) norm = agree(norm);
             if (maxNorm > 0 && double.IsFinite(norm) && norm > maxNorm) _pendingGradScale = maxNorm / (norm + 1e-6);
             return norm;
@@ -179,12 +180,15 @@ public sealed class AdamW : IDisposable
 
     /// <summary>
     /// The native kernel's view of every slot with a gradient, or null when the step must take the composite path:
-    /// <see cref="OptimizerKernel.Torch"/> chosen, or a tensor that is not a contiguous CPU tensor with the
-    /// parameter's dtype. Gradient handles are registered in the caller's dispose scope.
+    /// <see cref="OptimizerKernel.Torch"/> chosen, or a tensor that is not a contiguous f32/bf16 tensor on the first
+    /// parameter's device (CPU or CUDA) with the parameter's dtype. Gradient handles are registered in the caller's dispose scope.
     /// </summary>
     NativeKernels.AdamWTensor[]? FusedTensors()
     {
         if (Kernel != OptimizerKernel.Fused) return null;
+        var device = FusedDevice;
+        bool Fusable(Tensor t) => t.device_type == device.type && t.device_index == device.index && t.is_contiguous() &&
+                                  (t.dtype == ScalarType.Float32 || t.dtype == ScalarType.BFloat16);
         var list = new List<NativeKernels.AdamWTensor>(_slots.Count);
         foreach (var s in _slots)
         {
@@ -210,8 +214,19 @@ public sealed class AdamW : IDisposable
         return list.ToArray();
     }
 
-    static bool Fusable(Tensor t) =>
-        t.device_type == DeviceType.CPU && t.is_contiguous() && (t.dtype == ScalarType.Float32 || t.dtype == ScalarType.BFloat16);
+    /// <summary>The device of the fused kernel's tensors: the first parameter's when it is a CPU or CUDA device.</summary>
+    Device FusedDevice => _slots.Count > 0 && _slots[0].Parameter.device_type is DeviceType.CPU or DeviceType.CUDA
+        ? _slots[0].Parameter.device : CPU;
+
+    // The device dispatch of the fused kernel: CUDA tensors to native/cuda/adamw.cu, CPU tensors to the native library.
+    double FusedGradSumSquares(NativeKernels.AdamWTensor[] fused) => FusedDevice.type == DeviceType.CUDA
+        ? AdamWCudaKernels.GradSumSquares(fused, FusedDevice) : NativeKernels.AdamWGradSumSquares(fused);
+
+    void FusedStep(NativeKernels.AdamWTensor[] fused, in NativeKernels.AdamWHyper hyper)
+    {
+        if (FusedDevice.type == DeviceType.CUDA) AdamWCudaKernels.Step(fused, hyper, FusedDevice);
+        else NativeKernels.AdamWStep(fused, hyper);
+    }
 
     /// <summary>The step's scalars as the composite path's ops see them: each double rounded once to f32.</summary>
     NativeKernels.AdamWHyper Hyper(double lr, double bc1, double bc2, double gradScale) => new()

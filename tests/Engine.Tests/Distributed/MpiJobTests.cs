@@ -11,8 +11,8 @@ namespace Engine.Tests.Distributed;
 /// <summary>
 /// Real Open MPI jobs of `engine train --nproc 2` on stories260K (f32, 10 steps), against the same training on one
 /// process in this test run: 2 ranks × micro-batch 2 must log what 1 rank × micro-batch 4 logs, step by step and metric
-/// by metric; checkpoints move between rank counts; a rank killed with SIGKILL ends the job quickly and cleanly.
-/// Four mpirun jobs in all; each test skips, with mpirun's own words, only where Open MPI cannot start two ranks here.
+/// by metric; checkpoints move between rank counts; a rank killed with SIGKILL ends the job quickly and cleanly; Ctrl-C
+/// to the launcher stops every rank at a checkpoint. Five mpirun jobs in all; each test skips, with mpirun's own words, only where Open MPI cannot start two ranks here.
 /// </summary>
 public class MpiJobTests(ITestOutputHelper output)
 {
@@ -156,6 +156,55 @@ public class MpiJobTests(ITestOutputHelper output)
         Assert.True(state.Step >= 4);
         using var loaded = ModelLoader.Load(CheckpointStore.ModelDir(newest), TorchSharp.torch.ScalarType.Float32, requireTokenizer: true).Model;
         Assert.NotEmpty(loaded.parameters());
+    }
+
+    [SkippableFact]
+    public void CtrlCToTheLauncherStopsEveryRankAfterAStepWithOneMessageACheckpointAndExit130()
+    {
+        OpenMpiProbe.SkipUnlessTwoRanksStart();
+        Skip.IfNot(OperatingSystem.IsLinux(), "signals and /proc");
+        using var dir = new TempDir();
+        string data = StoryPreferences.WritePaired(dir.File("train.jsonl"), StoryPreferences.Pairs(16, seed: 8));
+        string run = dir.File("run");
+        var args = TwoRanks(Train("dpo", data, run, 2, "--save-steps", "1000")).ToList();
+        args[args.IndexOf("--max-steps") + 1] = "100000";
+        using var job = CliRunner.Start(null, new Dictionary<string, string>(), args.ToArray());
+        string metrics = Path.Combine(run, MetricsLog.FileName);
+        var started = Stopwatch.StartNew();
+        while (!(File.Exists(metrics) && File.ReadAllLines(metrics).Length >= 2))
+        {
+            if (job.Process.HasExited) Assert.Fail("the job ended before its second step: " + job.Wait(TimeSpan.FromSeconds(5)));
+            Assert.True(started.Elapsed < JobTimeout, "no second step in time");
+            Thread.Sleep(100);
+        }
+        // A terminal's Ctrl-C goes to the foreground process group: mpirun must not be in the launcher's, or it would get
+        // the signal twice (directly and forwarded) and kill the ranks without their checkpoint.
+        int mpirun = Process.GetProcesses().Single(p => p.ProcessName == "mpirun" && DescendsFrom(p.Id, job.Process.Id)).Id;
+        Assert.NotEqual(ProcessGroup(job.Process.Id), ProcessGroup(mpirun));
+        Assert.Equal(0, SendSignal(job.Process.Id, 2));
+        var result = job.Wait(TimeSpan.FromSeconds(90));
+        output.WriteLine(result.Stderr);
+
+        Assert.True(result.ExitCode == 130, result.ToString());
+        string newest = CheckpointStore.Resolve(run);
+        Assert.Contains($"the 2-rank job stopped on SIGINT after", result.Stderr);
+        Assert.Contains($"the newest complete checkpoint is {newest}", result.Stderr);
+        // The ranks finished their step and wrote the checkpoint (no --save-steps checkpoint is due this early), and only
+        // rank 0 said so.
+        int step = CheckpointStore.ReadState(newest).Step;
+        Assert.Equal(Path.Combine(run, $"checkpoint-{step}"), newest);
+        Assert.Single(result.Stderr.Split('\n'), l => l.StartsWith("stopped by ", StringComparison.Ordinal));
+        Assert.Equal(step, Rows(run).Count);
+        Assert.False(Directory.Exists(Path.Combine(run, "final")));
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
+    static extern int SendSignal(int pid, int signal);
+
+    static int ProcessGroup(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        return int.Parse(stat[(stat.LastIndexOf(')') + 2)..].Split(' ')[2]);
     }
 
     /// <summary>The pid of rank <paramref name="rank"/> among the descendants of <paramref name="launcher"/> (Open MPI sets OMPI_COMM_WORLD_RANK).</summary>

@@ -14,7 +14,7 @@ public class KernelCliTests
         using var doc = JsonDocument.Parse(r.Stdout);
         var items = doc.RootElement.EnumerateArray().ToList();
         int kernels = Engine.Kernels.Cuda.KernelSources.Kernels.Values.Sum(k => k.Length);
-        Assert.Equal(23, kernels); // log-prob (4), z0 (1), dequantizing matmul (4), layer kernels (11), AdamW (3)
+        Assert.Equal(25, kernels); // log-prob (4), z0 (1), dequantizing matmul (4), layer kernels (13), AdamW (3)
         Assert.Equal(kernels * 2, items.Count); // each kernel x (sm_89 cubin, compute_80 PTX)
         var cubins = items.Where(i => i.GetProperty("arch").GetString() == "sm_89").ToList();
         Assert.Equal(kernels, cubins.Count);
@@ -22,6 +22,7 @@ public class KernelCliTests
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "adamw_step");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "token_logprob_forward_bf16");
         Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "kl_z0_reduce");
+        Assert.Contains(cubins, i => i.GetProperty("kernel").GetString() == "rope_strided_bf16");
         foreach (var c in cubins)
         {
             Assert.InRange(c.GetProperty("registers").GetInt32(), 1, 255);

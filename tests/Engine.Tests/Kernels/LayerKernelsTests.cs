@@ -89,9 +89,11 @@ public class LayerKernelsTests
     }
 
     [SkippableTheory]
-    [InlineData(ScalarType.Float32)]
-    [InlineData(ScalarType.BFloat16)]
-    public void RopeMatchesTheFormulaInPlace(ScalarType dtype)
+    [InlineData(ScalarType.Float32, false)]
+    [InlineData(ScalarType.BFloat16, false)]
+    [InlineData(ScalarType.Float32, true)]
+    [InlineData(ScalarType.BFloat16, true)]
+    public void RopeMatchesTheFormulaInPlace(ScalarType dtype, bool transposedGradient)
     {
         Skip.IfNot(NativeKernels.IsAvailable, "native kernels not built");
         using var scope = NewDisposeScope();
@@ -100,8 +102,10 @@ public class LayerKernelsTests
         Tensor cos = angles.cos().contiguous(), sin = angles.sin().contiguous();
         var q = Randn(8, b, t, hq, d).to(dtype);
         var k = Randn(9, b, t, hk, d).to(dtype);
-        var gq = Randn(10, b, t, hq, d).to(dtype);
-        var gk = Randn(11, b, t, hk, d).to(dtype);
+        // transposedGradient: the gradients come as views of [B, heads, T, d] memory, as attention hands them back.
+        var gq = transposedGradient ? Randn(10, b, hq, t, d).to(dtype).transpose(1, 2) : Randn(10, b, t, hq, d).to(dtype);
+        var gk = transposedGradient ? Randn(11, b, hk, t, d).to(dtype).transpose(1, 2) : Randn(11, b, t, hk, d).to(dtype);
+        Tensor gqBefore = gq.clone(), gkBefore = gk.clone();
         Tensor qLeaf = q.clone().requires_grad_(true), kLeaf = k.clone().requires_grad_(true);
         Tensor qo, ko;
         using (FusedKernels.Use(KernelChoice.Fused))
@@ -124,6 +128,7 @@ public class LayerKernelsTests
         TensorAssert.Close(ko, rk.Out, atol, rtol, "k");
         TensorAssert.Close(qLeaf.grad!, rq.Grads[0], atol, rtol, "dq");
         TensorAssert.Close(kLeaf.grad!, rk.Grads[0], atol, rtol, "dk");
+        Assert.True(gq.eq(gqBefore).all().item<bool>() && gk.eq(gkBefore).all().item<bool>(), "the upstream gradients were written to");
     }
 
     [SkippableTheory]

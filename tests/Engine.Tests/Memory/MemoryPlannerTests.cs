@@ -52,9 +52,9 @@ public class MemoryPlannerTests
     public void ATooSmallBudgetReportsTheExactShortfallOfTheSmallestConfiguration()
     {
         long budget = 2L << 30;
-        // With the composites' activations the smallest configuration is unique (micro-batch 1). The fused kernels
-        // save so little per layer that the optimizer update becomes the peak at small micro-batches (a tie that the
-        // score breaks towards larger ones), so they are checked below only to need no more.
+        // The optimizer update is the peak at the smallest micro-batches, so they need about the same (the larger batch
+        // tensors count as static, which lowers the fragmentation allowance by a few KB): the smallest configuration is
+        // checked to need no more than micro-batch 1. The fused kernels save less per layer: checked to need no more.
         var torchRequest = Minerva(AlignmentMethods.Dpo, budget);
         torchRequest = torchRequest with { Step = torchRequest.Step with { Kernels = KernelChoice.Torch } };
         var plan = MemoryPlanner.Plan(torchRequest);
@@ -62,7 +62,9 @@ public class MemoryPlannerTests
         Assert.True(fused.Smallest.Estimate.PeakBytes <= plan.Smallest.Estimate.PeakBytes);
         Assert.False(plan.Fits);
         var s = plan.Smallest.Settings;
-        Assert.Equal(1, s.MicroBatch);
+        var one = MemoryPlanner.Evaluate(torchRequest, s with { MicroBatch = 1 });
+        Assert.True(plan.Smallest.Estimate.PeakBytes <= one.Estimate.PeakBytes);
+        Assert.Equal("optimizer update", plan.Smallest.Estimate.PeakPoint.Name);
         Assert.Equal(Precision.Bf16Pure, s.Precision);
         Assert.True(s.Bf16OptimizerStates && s.ActivationCheckpointing);
         Assert.Equal(ReferenceMode.Cached, s.Reference);

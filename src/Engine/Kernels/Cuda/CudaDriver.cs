@@ -52,7 +52,7 @@ internal static unsafe class CudaDriver
     internal static IDisposable Substitute(Api fake)
     {
         substitute = fake;
-        CudaKernels.ForgetDevices();
+        ForgetLoadedModules();
         return new SubstituteScope();
     }
 
@@ -61,8 +61,16 @@ internal static unsafe class CudaDriver
         public void Dispose()
         {
             substitute = null;
-            CudaKernels.ForgetDevices();
+            ForgetLoadedModules();
         }
+    }
+
+    static void ForgetLoadedModules()
+    {
+        CudaKernels.ForgetDevices();
+        LayerCudaKernels.ForgetDevices();
+        AdamWCudaKernels.ForgetDevices();
+        Quantized.QuantizedCudaKernels.ForgetDevices();
     }
 
     static (Api?, string?) Load()

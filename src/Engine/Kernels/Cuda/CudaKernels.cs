@@ -10,7 +10,7 @@ namespace Engine.Kernels.Cuda;
 /// Launches are asynchronous, on the caller's stream (<see cref="CallerStream"/>); nothing here waits for the
 /// device except where a result must reach the host (z0's two numbers, the label check's verdict).
 /// </summary>
-internal static unsafe class CudaKernels
+internal static class CudaKernels
 {
     const uint LogProbThreads = 256;        // TLP_THREADS in token_logprob.cu
     const uint BackwardItemsPerThread = 8;  // TLP_BACKWARD_ITEMS
@@ -70,11 +70,12 @@ internal static unsafe class CudaKernels
                                        IntPtr pLogp, IntPtr pStats, IntPtr pMeans, IntPtr stream)
     {
         var f = For(deviceIndex);
-        long ignore = TokenLogProbs.IgnoreIndex;
-        void** args = stackalloc void*[] { &pLogits, &pLabels, &rows, &vocab, &ignore, &pLogp, &pStats, &pMeans };
-        using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.Launch(bf16 ? f.ForwardBf16 : f.ForwardF32, ((uint)rows, 1), LogProbThreads, stream, args,
-            bf16 ? "token_logprob_forward_bf16" : "token_logprob_forward_f32");
+        using var a = new KernelArguments()
+            .Pointer("logits", pLogits, KernelArguments.Element(bf16)).Pointer("labels", pLabels, "long long").Int("rows", rows)
+            .Int("vocab", vocab).Long("ignore_index", TokenLogProbs.IgnoreIndex).Pointer("logp", pLogp, "float")
+            .Pointer("stats", pStats, "float").Pointer("logit_mean", pMeans, "float");
+        a.Launch(f.Context, bf16 ? f.ForwardBf16 : f.ForwardF32, bf16 ? "token_logprob_forward_bf16" : "token_logprob_forward_f32",
+            ((uint)rows, 1), LogProbThreads, stream);
     }
 
     public static void Backward(Tensor logits, Tensor labels, Tensor stats, Tensor gradOut, Tensor grad)
@@ -91,13 +92,15 @@ internal static unsafe class CudaKernels
                                         IntPtr pStats, IntPtr pGradOut, IntPtr pGrad, IntPtr stream)
     {
         var f = For(deviceIndex);
-        long ignore = TokenLogProbs.IgnoreIndex;
-        void** args = stackalloc void*[] { &pLogits, &pLabels, &pStats, &pGradOut, &rows, &vocab, &ignore, &pGrad };
+        string e = KernelArguments.Element(bf16);
+        using var a = new KernelArguments()
+            .Pointer("logits", pLogits, e).Pointer("labels", pLabels, "long long").Pointer("stats", pStats, "float")
+            .Pointer("grad_out", pGradOut, "float").Int("rows", rows).Int("vocab", vocab).Long("ignore_index", TokenLogProbs.IgnoreIndex)
+            .Pointer("grad", pGrad, e);
         uint tile = LogProbThreads * BackwardItemsPerThread;
         uint tiles = (uint)((vocab + tile - 1) / tile);
-        using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.Launch(bf16 ? f.BackwardBf16 : f.BackwardF32, ((uint)rows, tiles), LogProbThreads, stream, args,
-            bf16 ? "token_logprob_backward_bf16" : "token_logprob_backward_f32");
+        a.Launch(f.Context, bf16 ? f.BackwardBf16 : f.BackwardF32, bf16 ? "token_logprob_backward_bf16" : "token_logprob_backward_f32",
+            ((uint)rows, tiles), LogProbThreads, stream);
     }
 
     /// <summary>z0 in one launch; referenceTokens or referenceSums is undefined (IntPtr.Zero is passed for it).</summary>
@@ -123,8 +126,10 @@ internal static unsafe class CudaKernels
                                     IntPtr pMask, IntPtr pPolicySums, IntPtr pRefSumsOut, IntPtr pScratch, IntPtr pStatsOut, IntPtr stream)
     {
         var f = For(deviceIndex);
-        void** args = stackalloc void*[] { &pPolicy, &pRefTokens, &pRefSums, &pMask, &batch, &tokens, &pPolicySums, &pRefSumsOut, &pScratch, &pStatsOut };
-        using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.Launch(f.KlZ0, (1, 1), KlThreads, stream, args, "kl_z0_reduce");
+        using var a = new KernelArguments()
+            .Pointer("policy", pPolicy, "float").Pointer("ref_tokens", pRefTokens, "float").Pointer("ref_sums_in", pRefSums, "float")
+            .Pointer("mask", pMask, "unsigned char").Int("batch", batch).Int("tokens", tokens).Pointer("policy_sums", pPolicySums, "float")
+            .Pointer("ref_sums", pRefSumsOut, "float").Pointer("seq_diff", pScratch, "double").Pointer("out", pStatsOut, "double");
+        a.Launch(f.Context, f.KlZ0, "kl_z0_reduce", (1, 1), KlThreads, stream);
     }
 }

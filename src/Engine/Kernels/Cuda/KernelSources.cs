@@ -20,7 +20,7 @@ internal static class KernelSources
         [FusedLayers] = new[]
         {
             "rmsnorm_forward_f32", "rmsnorm_forward_bf16", "rmsnorm_backward_f32", "rmsnorm_backward_bf16", "rmsnorm_dw_reduce",
-            "rope_f32", "rope_bf16", "glu_forward_f32", "glu_forward_bf16", "glu_backward_f32", "glu_backward_bf16",
+            "rope_f32", "rope_bf16", "rope_strided_f32", "rope_strided_bf16", "glu_forward_f32", "glu_forward_bf16", "glu_backward_f32", "glu_backward_bf16",
         },
         [AdamW] = new[] { "adamw_grad_sum_squares", "adamw_clip_scale", "adamw_step" },
     };

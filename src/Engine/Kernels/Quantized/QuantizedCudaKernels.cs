@@ -9,7 +9,7 @@ namespace Engine.Kernels.Quantized;
 /// Launches native/cuda/qmatmul.cu on TorchSharp CUDA tensors through <see cref="CudaDriver"/>, on the caller's
 /// stream and without waiting (as <see cref="CudaKernels"/> does for the log-prob kernels).
 /// </summary>
-internal static unsafe class QuantizedCudaKernels
+internal static class QuantizedCudaKernels
 {
     const uint Threads = 256; // QMM_THREADS
     const int Tile = 64;      // QMM_TILE
@@ -17,6 +17,8 @@ internal static unsafe class QuantizedCudaKernels
     sealed record Functions(IntPtr Context, IntPtr ForwardF32, IntPtr ForwardBf16, IntPtr BackwardF32, IntPtr BackwardBf16);
 
     static readonly ConcurrentDictionary<int, Functions> Devices = new();
+
+    internal static void ForgetDevices() => Devices.Clear();
 
     static Functions For(int deviceIndex)
     {
@@ -45,14 +47,15 @@ internal static unsafe class QuantizedCudaKernels
         bool bf16 = a.dtype == ScalarType.BFloat16;
         var f = For(a.device_index);
         var w = weight.NativeView();
-        IntPtr pa = TensorMemory.DataPointer(a), pc = TensorMemory.DataPointer(c), pcode = TensorMemory.DataPointer(weight.DeviceNf4Code());
-        int rows = (int)weight.Rows, cols = (int)weight.Cols, mm = (int)m, format = w.Format;
-        IntPtr data = w.Data, absmax = w.Absmax, qabsmax = w.QAbsmax, absmax2 = w.Absmax2, code2 = w.Code2;
-        float offset = w.Offset;
-        void** args = stackalloc void*[] { &pa, &mm, &format, &rows, &cols, &data, &absmax, &qabsmax, &absmax2, &code2, &offset, &pcode, &pc };
+        string e = KernelArguments.Element(bf16);
+        using var args = new KernelArguments()
+            .Pointer("a", TensorMemory.DataPointer(a), e).Int("m", (int)m).Int("format", w.Format).Int("rows", (int)weight.Rows)
+            .Int("cols", (int)weight.Cols).Pointer("data", w.Data, "unsigned char").Pointer("absmax", w.Absmax, "float")
+            .Pointer("qabsmax", w.QAbsmax, "unsigned char").Pointer("absmax2", w.Absmax2, "float").Pointer("code2", w.Code2, "float")
+            .Float("offset", w.Offset).Pointer("nf4_code", TensorMemory.DataPointer(weight.DeviceNf4Code()), "float")
+            .Pointer("c", TensorMemory.DataPointer(c), e);
         string name = (inputGradient ? "qmatmul_backward_" : "qmatmul_forward_") + (bf16 ? "bf16" : "f32");
         IntPtr function = inputGradient ? (bf16 ? f.BackwardBf16 : f.BackwardF32) : (bf16 ? f.ForwardBf16 : f.ForwardF32);
-        using var scope = CudaDriver.Enter(f.Context);
-        CudaDriver.Launch(function, ((uint)((outCols + Tile - 1) / Tile), (uint)gridY), Threads, CudaKernels.CallerStream, args, name);
+        args.Launch(f.Context, function, name, ((uint)((outCols + Tile - 1) / Tile), (uint)gridY), Threads);
     }
 }
