@@ -2,24 +2,17 @@
 // AdamW of adamw_reference.h, over several steps with weight decay and clipping factors.
 #include "engine_native.h"
 #include "adamw_reference.h"
+#include "isa_util.h"
 #include "test_util.h"
 
 #include <string>
 
 using namespace adamw_reference;
 
+using isa_util::available_isas;
+using isa_util::isa_name;
+
 namespace {
-
-std::vector<int32_t> available_isas()
-{
-    std::vector<int32_t> isas;
-    for (int32_t isa : {ENGINE_ISA_SCALAR, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512})
-        if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
-    engine_force_isa(-1);
-    return isas;
-}
-
-const char* isa_name(int32_t isa) { return isa == ENGINE_ISA_AVX512 ? "avx512" : isa == ENGINE_ISA_AVX2 ? "avx2" : "scalar"; }
 
 // Every element of the kernel's weights and moments against the reference, and (bf16 + master) the bf16 weight
 // being exactly the master's rounding.

@@ -1,6 +1,7 @@
 // The CPU kernels of libengine_native (every ISA this machine supports) against the double-precision reference.
 #include "engine_native.h"
 #include "reference.h"
+#include "isa_util.h"
 #include "test_util.h"
 
 #include <algorithm>
@@ -13,16 +14,10 @@
 
 using namespace reference;
 
-namespace {
+using isa_util::available_isas;
+using isa_util::isa_name;
 
-std::vector<int32_t> available_isas()
-{
-    std::vector<int32_t> isas;
-    for (int32_t isa : {ENGINE_ISA_SCALAR, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512})
-        if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
-    engine_force_isa(-1);
-    return isas;
-}
+namespace {
 
 // The kernel thread ids of this process (Linux: /proc/self/task).
 std::set<std::string> process_threads()
@@ -35,11 +30,6 @@ std::set<std::string> process_threads()
         closedir(d);
     }
     return ids;
-}
-
-const char* isa_name(int32_t isa)
-{
-    return isa == ENGINE_ISA_AVX512 ? "avx512" : isa == ENGINE_ISA_AVX2 ? "avx2" : "scalar";
 }
 
 struct Outputs

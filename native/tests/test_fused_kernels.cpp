@@ -2,6 +2,7 @@
 // double-precision formulas of reference_fused.h, in f32 and bf16.
 #include "engine_native.h"
 #include "reference_fused.h"
+#include "isa_util.h"
 #include "test_util.h"
 
 #include <algorithm>
@@ -12,16 +13,10 @@ using namespace fused_reference;
 using reference::as_bf16;
 using reference::from_bf16;
 
-namespace {
+using isa_util::available_isas;
+using isa_util::isa_name;
 
-std::vector<int32_t> available_isas()
-{
-    std::vector<int32_t> isas;
-    for (int32_t isa : {ENGINE_ISA_SCALAR, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512})
-        if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
-    engine_force_isa(-1);
-    return isas;
-}
+namespace {
 
 // A tensor of either dtype for the kernels, read back as floats.
 struct Buffer

@@ -2,6 +2,7 @@
 // reference in quant_reference.h.
 #include "engine_native.h"
 #include "quant_reference.h"
+#include "isa_util.h"
 #include "test_util.h"
 
 #include <algorithm>
@@ -10,20 +11,12 @@
 using reference::from_bf16;
 using reference::to_bf16;
 
+using isa_util::available_isas;
+using isa_util::isa_name;
+
 namespace {
 
 const int32_t kFormats[] = {ENGINE_QUANT_NF4, ENGINE_QUANT_NF4_DQ, ENGINE_QUANT_INT8};
-
-std::vector<int32_t> available_isas()
-{
-    std::vector<int32_t> isas;
-    for (int32_t isa : {ENGINE_ISA_SCALAR, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512})
-        if (engine_force_isa(isa) == ENGINE_OK) isas.push_back(isa);
-    engine_force_isa(-1);
-    return isas;
-}
-
-const char* isa_name(int32_t isa) { return isa == ENGINE_ISA_AVX512 ? "avx512" : isa == ENGINE_ISA_AVX2 ? "avx2" : "scalar"; }
 
 // Runs the kernel for one shape/format/direction/dtype and compares with dequantize-then-matmul in double:
 // fp32 outputs within 1e-5 (1 + |ref|), bf16 outputs within their rounding (2^-8 relative) of the reference.
