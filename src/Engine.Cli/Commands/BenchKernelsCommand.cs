@@ -60,98 +60,83 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
         var w = context.Out;
         // JSON is streamed one case per line, so a long run that is interrupted still leaves every finished case.
         if (json) w.WriteLine("[");
-        bool first = true;
+        var rows = new RowWriter(w, json);
         string load = BenchmarkMachine.LoadAverage();
-        if (options.Cases.Contains("logprob")) (first, load) = RunLogProb(options, json, context, first, load);
-        if (options.Cases.Contains("qmatmul")) first = RunQuantizedMatmul(options, json, context, first);
+        if (options.Cases.Contains("logprob")) load = RunLogProb(options, rows, context, load);
+        if (options.Cases.Contains("qmatmul")) RunQuantizedMatmul(options, rows, context);
         var layerKernels = LayerKernelBenchmark.Kernels.Where(options.Cases.Contains).ToList();
-        if (layerKernels.Count > 0) first = RunLayerKernels(layerKernels, parsed.Value.Tokens, options, json, context, first);
-        if (options.Cases.Contains("adamw")) load = RunAdamW(options, json, context, first, load);
+        if (layerKernels.Count > 0) RunLayerKernels(layerKernels, parsed.Value.Tokens, options, rows, context);
+        if (options.Cases.Contains("adamw")) load = RunAdamW(options, rows, context, load);
         if (json) w.WriteLine("]");
         else w.WriteLine($"machine: {BenchmarkMachine.Describe(KernelBenchmark.Threads, load)}");
         return 0;
     }
 
-    static (bool First, string Load) RunLogProb(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    /// <summary>Each measured case as it comes: one JSON object per line inside the array, or one line of the text table.</summary>
+    sealed class RowWriter(TextWriter w, bool json)
     {
-        var w = context.Out;
-        if (!json) w.WriteLine($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
+        bool _first = true;
+
+        public void Header(string line)
+        {
+            if (!json) w.WriteLine(line);
+        }
+
+        public void Row<T>(T result, Func<T, string> text)
+        {
+            if (json)
+            {
+                w.WriteLine((_first ? "  " : ", ") + JsonSerializer.Serialize(result, JsonOptions));
+                _first = false;
+            }
+            else
+                w.WriteLine(text(result));
+            w.Flush();
+        }
+    }
+
+    static string RunLogProb(KernelBenchOptions options, RowWriter rows, CliContext context, string load)
+    {
+        rows.Header($"{"rows",6} {"vocab",7} {"dtype",5} {"naive ms",9} {"fused ms",9} {"speedup",7} {"fwd ms",8} {"floor ms",8} {"fwd/floor",9} {"naive extra",12} {"fused extra",12} {"head naive",12} {"head chunked",12}");
         foreach (var measured in KernelBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
             var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
             load = BenchmarkMachine.LoadAverage();
             foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
-            if (json)
-            {
-                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
-                first = false;
-            }
-            else
-                w.WriteLine($"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
-                                  $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
-            w.Flush();
+            rows.Row(r, r => $"{r.Rows,6} {r.Vocab,7} {r.Dtype,5} {F(r.NaiveMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FusedForwardMs),8} {F(r.FloorMs),8} {F(r.ForwardOverFloor, "x"),9} " +
+                                 $"{Mb(r.NaiveExtraBytes),12} {Mb(r.FusedExtraBytes),12} {Mb(r.HeadNaiveExtraBytes),12} {Mb(r.HeadChunkedExtraBytes),12}" + (r.Note is null ? "" : $"  ({r.Note})"));
         }
-        return (first, load);
+        return load;
     }
 
-    static bool RunQuantizedMatmul(KernelBenchOptions options, bool json, CliContext context, bool first)
+    static void RunQuantizedMatmul(KernelBenchOptions options, RowWriter rows, CliContext context)
     {
-        var w = context.Out;
-        if (!json)
-            w.WriteLine($"{"rows",6} {"out x in",11} {"format",6} {"bf16 ms",8} {"q ms",8} {"rate",6} {"pairs min-max",14} {"bf16 dx ms",10} {"q dx ms",8} {"rate",6}");
-        foreach (var r in QuantizedMatmulBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
-        {
-            if (json)
-            {
-                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
-                first = false;
-            }
-            else
+        rows.Header($"{"rows",6} {"out x in",11} {"format",6} {"bf16 ms",8} {"q ms",8} {"rate",6} {"pairs min-max",14} {"bf16 dx ms",10} {"q dx ms",8} {"rate",6}");
+        foreach (var result in QuantizedMatmulBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
+            rows.Row(result, r =>
             {
                 var pairs = r.MinMedianMax["forward_rate_ratio_pairs"];
-                w.WriteLine($"{r.Rows,6} {$"{r.OutFeatures}x{r.InFeatures}",11} {r.Format,6} {F(r.Bf16MatmulMs),8} {F(r.QmatmulMs),8} {F(r.ForwardRateRatio),6} " +
-                            $"{$"{F(pairs[0])}-{F(pairs[2])}",14} {F(r.Bf16InputGradMs),10} {F(r.QmatmulInputGradMs),8} {F(r.InputGradRateRatio),6}");
-            }
-            w.Flush();
-        }
-        return first;
+                return $"{r.Rows,6} {$"{r.OutFeatures}x{r.InFeatures}",11} {r.Format,6} {F(r.Bf16MatmulMs),8} {F(r.QmatmulMs),8} {F(r.ForwardRateRatio),6} " +
+                       $"{$"{F(pairs[0])}-{F(pairs[2])}",14} {F(r.Bf16InputGradMs),10} {F(r.QmatmulInputGradMs),8} {F(r.InputGradRateRatio),6}";
+            });
     }
 
-    static bool RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, bool json, CliContext context, bool first)
+    static void RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, RowWriter rows, CliContext context)
     {
-        var w = context.Out;
-        if (!json) w.WriteLine($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
-        foreach (var r in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
-        {
-            if (json)
-            {
-                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
-                first = false;
-            }
-            else
-                w.WriteLine($"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
-            w.Flush();
-        }
-        return first;
+        rows.Header($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
+        foreach (var result in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
+            rows.Row(result, r => $"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
     }
 
-    static string RunAdamW(KernelBenchOptions options, bool json, CliContext context, bool first, string load)
+    static string RunAdamW(KernelBenchOptions options, RowWriter rows, CliContext context, string load)
     {
-        var w = context.Out;
-        if (!json) w.WriteLine($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
+        rows.Header($"{"adamw",6} {"params",10} {"dtype",5} {"state",5} {"torch ms",9} {"fused ms",9} {"speedup",7} {"floor ms",8} {"fused/floor",11} {"GB/s",6}");
         foreach (var measured in AdamWBenchmark.Run(options, msg => context.Err.WriteLine(msg)))
         {
             var r = measured.Described(BenchmarkMachine.Describe(KernelBenchmark.Threads, load));
             load = BenchmarkMachine.LoadAverage();
             foreach (var warning in r.Warnings) context.Err.WriteLine(warning);
-            if (json)
-            {
-                w.WriteLine((first ? "  " : ", ") + JsonSerializer.Serialize(r, JsonOptions));
-                first = false;
-            }
-            else
-                w.WriteLine($"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
-            w.Flush();
+            rows.Row(r, r => $"{"",6} {r.Parameters,10} {r.Dtype,5} {r.StateDtype,5} {F(r.TorchMs),9} {F(r.FusedMs),9} {F(r.Speedup, "x"),7} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11} {F(r.BandwidthGBs),6}");
         }
         return load;
     }
