@@ -137,4 +137,18 @@ inline double act_slope(bool gelu, double g)
     return 0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * k * (1.0 + 3.0 * 0.044715 * g * g);
 }
 
+// A tensor of either dtype for the kernels under test (CPU and emulated CUDA), read back as floats.
+struct Buffer
+{
+    bool bf16;
+    std::vector<float> f;
+    std::vector<uint16_t> b;
+    Buffer(const std::vector<float>& v, bool is_bf16) : bf16(is_bf16), f(v), b(reference::as_bf16(v)) {}
+    Buffer(size_t n, bool is_bf16) : bf16(is_bf16), f(n, 0.0f), b(n, 0) {}
+    void* data() { return bf16 ? static_cast<void*>(b.data()) : static_cast<void*>(f.data()); }
+    unsigned short* u() { return reinterpret_cast<unsigned short*>(b.data()); }
+    float at(size_t i) const { return bf16 ? reference::from_bf16(b[i]) : f[i]; }
+    size_t size() const { return f.size(); }
+};
+
 } // namespace fused_reference

@@ -17,17 +17,6 @@ using reference::from_bf16;
 
 namespace {
 
-struct Buffer
-{
-    bool bf16;
-    std::vector<float> f;
-    std::vector<uint16_t> b;
-    Buffer(const std::vector<float>& v, bool is_bf16) : bf16(is_bf16), f(v), b(as_bf16(v)) {}
-    Buffer(size_t n, bool is_bf16) : bf16(is_bf16), f(n, 0.0f), b(n, 0) {}
-    float at(size_t i) const { return bf16 ? from_bf16(b[i]) : f[i]; }
-    unsigned short* u() { return reinterpret_cast<unsigned short*>(b.data()); }
-};
-
 double max_abs(const std::vector<double>& v)
 {
     double m = 0;

@@ -18,19 +18,6 @@ using isa_util::isa_name;
 
 namespace {
 
-// A tensor of either dtype for the kernels, read back as floats.
-struct Buffer
-{
-    bool bf16;
-    std::vector<float> f;
-    std::vector<uint16_t> b;
-    Buffer(const std::vector<float>& v, bool is_bf16) : bf16(is_bf16), f(v), b(as_bf16(v)) {}
-    Buffer(size_t n, bool is_bf16) : bf16(is_bf16), f(n, 0.0f), b(n, 0) {}
-    void* data() { return bf16 ? static_cast<void*>(b.data()) : static_cast<void*>(f.data()); }
-    float at(size_t i) const { return bf16 ? from_bf16(b[i]) : f[i]; }
-    size_t size() const { return f.size(); }
-};
-
 int32_t dtype_of(bool bf16) { return bf16 ? ENGINE_DTYPE_BF16 : ENGINE_DTYPE_F32; }
 
 // f32: 1e-5 relative to the row's scale; bf16: one rounding of the output (2^-8) plus the fp32 arithmetic.
