@@ -71,6 +71,18 @@ __device__ __forceinline__ int adamw_tensor_of(const long long* first_chunk, int
     return lo;
 }
 
+// The sum of every thread's s in the block, valid in thread 0 (warp shuffles, then one shared slot per warp).
+__device__ __forceinline__ double adamw_block_sum(double s, double* warp_sums)
+{
+    for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
+    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double total = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < ADAMW_WARPS; ++w) total += warp_sums[w];
+    return total;
+}
+
 extern "C" __global__ void __launch_bounds__(ADAMW_THREADS)
 adamw_grad_sum_squares(const AdamWTensorDesc* tensors, const long long* first_chunk, int count, double* partials)
 {
@@ -86,15 +98,8 @@ adamw_grad_sum_squares(const AdamWTensorDesc* tensors, const long long* first_ch
         const double g = (double)adamw_load(t.grad, t.param_dtype, i);
         s += g * g;
     }
-    for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
-    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = s;
-    __syncthreads();
-    if (threadIdx.x == 0)
-    {
-        double total = 0.0;
-        for (int w = 0; w < ADAMW_WARPS; ++w) total += warp_sums[w];
-        partials[chunk] = total;
-    }
+    const double total = adamw_block_sum(s, warp_sums);
+    if (threadIdx.x == 0) partials[chunk] = total;
 }
 
 extern "C" __global__ void __launch_bounds__(ADAMW_THREADS)
@@ -103,13 +108,9 @@ adamw_clip_scale(const double* partials, long long chunks, float max_norm, doubl
     __shared__ double warp_sums[ADAMW_WARPS];
     double s = 0.0;
     for (long long c = threadIdx.x; c < chunks; c += ADAMW_THREADS) s += partials[c];
-    for (int offset = 16; offset > 0; offset >>= 1) s += __shfl_xor_sync(0xffffffffu, s, offset);
-    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x >> 5] = s;
-    __syncthreads();
+    const double total = adamw_block_sum(s, warp_sums);
     if (threadIdx.x == 0)
     {
-        double total = 0.0;
-        for (int w = 0; w < ADAMW_WARPS; ++w) total += warp_sums[w];
         *sum_squares = total;
         const double norm = sqrt(total);
         // norm - norm == 0 only for a finite norm; a NaN or infinite norm leaves the gradients alone (the trainer

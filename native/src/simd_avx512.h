@@ -40,51 +40,33 @@ struct SimdAvx512
         _mm512_storeu_ps(p, a);
         _mm512_storeu_ps(p + Width, b);
     }
-    static void store2(uint16_t* p, V a, V b)
+    // fp32 bits rounded to nearest even at bit 16, as torch converts fp32 to bf16: the bf16 is the high half.
+    static __m512i rounded_bf16_high(V v)
     {
-        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
-        __m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
-        ua = _mm512_add_epi32(ua, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one)));
-        ub = _mm512_add_epi32(ub, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ub, 16), one)));
-        // (ub & 0xFFFF0000) | (ua >> 16): vpternlog with the mask selecting b's high half.
-        const __m512i merged = _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), ub,
-                                                         _mm512_srli_epi32(ua, 16), 0xCA);
-        _mm512_storeu_si512(p, merged);
+        const __m512i u = _mm512_castps_si512(v);
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+        return _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
     }
-    static void store(uint16_t* p, V v)
+    // 32 bf16 values in element order from a (even elements) and b (odd): (b & 0xFFFF0000) | (a >> 16), one vpternlog.
+    static __m512i merged_bf16_pairs(V a, V b)
     {
-        // Round to nearest even, as torch converts fp32 to bf16.
-        __m512i u = _mm512_castps_si512(v);
-        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        return _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), rounded_bf16_high(b),
+                                         _mm512_srli_epi32(rounded_bf16_high(a), 16), 0xCA);
     }
+    static __m256i packed_bf16(V v) { return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded_bf16_high(v), 16)); }
+    static void store2(uint16_t* p, V a, V b) { _mm512_storeu_si512(p, merged_bf16_pairs(a, b)); }
+    static void store(uint16_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), packed_bf16(v)); }
     // Non-temporal (streaming) stores for large outputs: the line is written without first being read (no
     // read-for-ownership), which is most of the cost of writing a fresh buffer. p must be 64-byte aligned for f32,
     // 32-byte aligned for bf16 (stream2: 64). The caller fences (sfence) before its results are handed on.
     static void stream(float* p, V v) { _mm512_stream_ps(p, v); }
-    static void stream(uint16_t* p, V v)
-    {
-        __m512i u = _mm512_castps_si512(v);
-        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-        _mm256_stream_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
-    }
+    static void stream(uint16_t* p, V v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), packed_bf16(v)); }
     static void stream2(float* p, V a, V b)
     {
         _mm512_stream_ps(p, a);
         _mm512_stream_ps(p + Width, b);
     }
-    static void stream2(uint16_t* p, V a, V b)
-    {
-        const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
-        __m512i ua = _mm512_castps_si512(a), ub = _mm512_castps_si512(b);
-        ua = _mm512_add_epi32(ua, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ua, 16), one)));
-        ub = _mm512_add_epi32(ub, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(ub, 16), one)));
-        const __m512i merged = _mm512_ternarylogic_epi32(_mm512_set1_epi32(static_cast<int>(0xFFFF0000u)), ub,
-                                                         _mm512_srli_epi32(ua, 16), 0xCA);
-        _mm512_stream_si512(reinterpret_cast<__m512i*>(p), merged);
-    }
+    static void stream2(uint16_t* p, V a, V b) { _mm512_stream_si512(reinterpret_cast<__m512i*>(p), merged_bf16_pairs(a, b)); }
     static void fence() { _mm_sfence(); }
     static V add(V a, V b) { return _mm512_add_ps(a, b); }
     static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
@@ -101,10 +83,7 @@ struct SimdAvx512
     // x rounded to the nearest bf16 (even on ties) and widened back: what a bf16 tensor would hold.
     static V round_bf16(V v)
     {
-        __m512i u = _mm512_castps_si512(v);
-        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-        u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-        return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+        return _mm512_castsi512_ps(_mm512_and_si512(rounded_bf16_high(v), _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
     }
     static V sqrt(V a) { return _mm512_sqrt_ps(a); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
