@@ -37,6 +37,27 @@ public class LlamaCppBindingTests
     }
 
     [SkippableFact]
+    public void MetadataLookupIgnoresWhatTheSharedArrayPoolLeftBehind()
+    {
+        LlamaCppRequirement.Require();
+        using var model = LlamaCppModel.Load(SharedData.Require("models/stories260K/stories260K.gguf"), contextLength: 64);
+        // LLamaSharp hands llama.cpp the key in a rented buffer with no terminating NUL; leave non-zero bytes in every
+        // pooled buffer a 20-40 byte key could be given, on this thread, so a key read past its end cannot match.
+        foreach (int size in new[] { 16, 32, 64 })
+        {
+            var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(size);
+            Array.Fill(rented, (byte)'x');
+            System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        }
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal("llama", model.Metadata("general.architecture"));
+            Assert.Equal("5", model.Metadata("llama.block_count"));
+            Assert.Equal("64", model.Metadata("llama.embedding_length"));
+        }
+    }
+
+    [SkippableFact]
     public void ReferenceGgufLogitsMatchTheIndependentForward()
     {
         LlamaCppRequirement.Require();

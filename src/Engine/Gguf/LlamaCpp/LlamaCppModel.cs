@@ -98,7 +98,14 @@ public sealed class LlamaCppModel : IDisposable
     public string? Metadata(string key)
     {
         ThrowIfDisposed();
-        return _model.MetadataValueByKey(key) is Memory<byte> value ? Encoding.UTF8.GetString(value.Span) : null;
+        // Looked up by index, not with MetadataValueByKey: LLamaSharp 0.30 passes the key to llama.cpp in a pooled
+        // buffer without a terminating NUL, so the lookup reads whatever follows and misses now and then.
+        for (int i = 0; i < _model.MetadataCount; i++)
+        {
+            if (_model.MetadataKeyByIndex(i) is not Memory<byte> name || Encoding.UTF8.GetString(name.Span) != key) continue;
+            return _model.MetadataValueByIndex(i) is Memory<byte> value ? Encoding.UTF8.GetString(value.Span) : null;
+        }
+        return null;
     }
 
     public int TrainingContextLength
