@@ -1,4 +1,5 @@
 using Engine.Models;
+using Engine.Util;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -22,6 +23,7 @@ public sealed class LoraLayer : ILinearAdapter, IDisposable
     public Parameter A { get; private set; }
     public Parameter B { get; private set; }
     public double Scaling { get; }
+    readonly Scalar _scaling; // held by the layer: a temporary Scalar could be finalized mid-call (see StableScalars)
     public double Dropout { get; }
     internal Projection Target => _target;
 
@@ -32,6 +34,7 @@ public sealed class LoraLayer : ILinearAdapter, IDisposable
         A = new Parameter(a, requires_grad: true);
         B = new Parameter(b, requires_grad: true);
         Scaling = scaling;
+        _scaling = scaling;
         Dropout = dropout;
     }
 
@@ -47,7 +50,7 @@ public sealed class LoraLayer : ILinearAdapter, IDisposable
     {
         if (!_switch.Enabled) return baseOutput;
         var h = Dropout > 0 && _target.training ? F.dropout(x, Dropout, true) : x;
-        return baseOutput + F.linear(F.linear(h, A), B) * Scaling;
+        return StableScalars.Add(baseOutput, F.linear(F.linear(h, A), B).mul(_scaling));
     }
 
     /// <summary>scaling · B·A in fp32, the update the merged weight gets.</summary>
@@ -78,6 +81,6 @@ public sealed class LoraLayer : ILinearAdapter, IDisposable
     public void Dispose()
     {
         if (ReferenceEquals(_target.Adapter, this)) _target.Adapter = null;
-        A.Dispose(); B.Dispose();
+        A.Dispose(); B.Dispose(); _scaling.Dispose();
     }
 }

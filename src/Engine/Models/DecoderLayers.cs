@@ -1,3 +1,4 @@
+using Engine.Util;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,8 +43,8 @@ public sealed class PreNormDecoderLayer : DecoderLayer
     public override Tensor Forward(Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.forward(x), rope, mask, cache, Index);
-        var o = h + mlp.forward(post_attention_layernorm.forward(h));
+        var h = StableScalars.Add(x, self_attn.Forward(input_layernorm.forward(x), rope, mask, cache, Index));
+        var o = StableScalars.Add(h, mlp.forward(post_attention_layernorm.forward(h)));
         return o.MoveToOuterDisposeScope();
     }
 }
@@ -68,8 +69,8 @@ public sealed class SandwichNormDecoderLayer : DecoderLayer
     public override Tensor Forward(Tensor x, RotaryTables rope, Tensor? mask, KvCache? cache)
     {
         using var scope = NewDisposeScope();
-        var h = x + post_attention_layernorm.forward(self_attn.Forward(input_layernorm.forward(x), rope, mask, cache, Index));
-        var o = h + post_feedforward_layernorm.forward(mlp.forward(pre_feedforward_layernorm.forward(h)));
+        var h = StableScalars.Add(x, post_attention_layernorm.forward(self_attn.Forward(input_layernorm.forward(x), rope, mask, cache, Index)));
+        var o = StableScalars.Add(h, post_feedforward_layernorm.forward(mlp.forward(pre_feedforward_layernorm.forward(h))));
         return o.MoveToOuterDisposeScope();
     }
 }
