@@ -36,7 +36,8 @@ public sealed record BenchmarkMachine(string Cpu, int Cores, string VectorIsa, i
         string conversions = FloatCodecs.Widest switch { SimdWidth.V512 => "Vector512", SimdWidth.V256 => "Vector256", _ => "scalar" };
         string features = string.Join(",", new[] { ("avx512f", Avx512F.IsSupported), ("avx512bw", Avx512BW.IsSupported), ("avx2", Avx2.IsSupported) }
             .Where(f => f.Item2).Select(f => f.Item1));
-        string kernels = NativeKernels.IsAvailable ? $"; native kernels {NativeKernels.IsaName}" : "";
+        string kernels = !NativeKernels.IsAvailable ? ""
+            : $"; native kernels {NativeKernels.IsaName} on {(NativeKernels.ThreadRuntime is string omp ? $"libtorch's OpenMP threads ({Path.GetFileName(omp)})" : "their own threads")}";
         return $"{conversions} conversions ({(features.Length > 0 ? features : "no x86 vector extensions")}){kernels}";
     }
 

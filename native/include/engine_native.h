@@ -43,6 +43,10 @@ int32_t engine_force_isa(int32_t isa);
  * (ENGINE_NATIVE_THREADS, else the CPUs we may run on). Waits for a kernel running on another thread. */
 void engine_set_threads(int32_t threads);
 int32_t engine_threads(void);
+/* Runs the kernels' parallel work as regions of the OpenMP runtime libtorch loaded (its libgomp), so libtorch's
+ * spinning workers take it at once instead of sharing cores with ours (src/thread_pool.h). Call once libtorch is
+ * loaded. Returns the runtime's path, or NULL (own workers: no libgomp mapped, or ENGINE_NATIVE_OPENMP=0). */
+const char* engine_share_openmp_runtime(void);
 
 /* Fused per-token log-prob, forward. One streaming pass over each row of logits [rows, vocab] (rarely two):
  *   logp[r]      = log softmax(logits[r])[labels[r]]   (0 when labels[r] == ignore_index)

@@ -121,7 +121,7 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 4; }
+int32_t engine_native_abi_version(void) { return 5; }
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 
@@ -147,6 +147,8 @@ int32_t engine_force_isa(int32_t isa)
 void engine_set_threads(int32_t threads) { engine::set_threads(threads); }
 
 int32_t engine_threads(void) { return engine::threads(); }
+
+const char* engine_share_openmp_runtime(void) { return engine::share_openmp_runtime(); }
 
 int32_t engine_logprob_forward(const void* logits, int32_t dtype, const int64_t* labels, int64_t rows, int64_t vocab,
                                int64_t ignore_index, float* logp, float* stats, float* logit_mean, int64_t* bad_row)

@@ -2,8 +2,12 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #if defined(__linux__)
+#include <dlfcn.h>
 #include <sched.h>
 #endif
 
@@ -21,6 +25,89 @@ struct RegionFlag
 } // namespace
 
 bool ThreadPool::in_parallel_region() { return t_in_parallel_region; }
+
+namespace {
+// The two libgomp entry points a job needs (GCC's OpenMP ABI, stable since GCC 4.9).
+struct OpenMpRuntime
+{
+    void (*parallel)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
+    std::string path;
+};
+std::atomic<const OpenMpRuntime*> g_openmp{nullptr};
+
+// One job on the OpenMP team: tasks claimed one at a time, as on the pool's own workers.
+struct OpenMpJob
+{
+    FunctionRef<void(int64_t)>* task;
+    int64_t tasks;
+    std::atomic<int64_t> next{0};
+    std::mutex error_mutex;
+    std::exception_ptr error;
+};
+
+void run_openmp_job(void* data)
+{
+    auto& job = *static_cast<OpenMpJob*>(data);
+    RegionFlag region;
+    for (;;)
+    {
+        const int64_t i = job.next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= job.tasks) return;
+        try
+        {
+            (*job.task)(i);
+        }
+        catch (...) // an exception must not leave an OpenMP region
+        {
+            std::lock_guard<std::mutex> lk(job.error_mutex);
+            if (!job.error) job.error = std::current_exception();
+            job.next.store(job.tasks, std::memory_order_relaxed);
+        }
+    }
+}
+} // namespace
+
+bool ThreadPool::use_openmp_runtime(const char* path)
+{
+    if (path == nullptr)
+    {
+        g_openmp.store(nullptr, std::memory_order_release);
+        return true;
+    }
+#if defined(__linux__)
+    // RTLD_NOLOAD: only a runtime already in the process (a second libgomp would be a second team of threads).
+    void* handle = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (handle == nullptr) return false;
+    void* parallel = dlsym(handle, "GOMP_parallel");
+    if (parallel == nullptr)
+    {
+        dlclose(handle);
+        return false;
+    }
+    // Kept for the life of the process (the handle too): a job may still hold the previous one.
+    auto* runtime = new OpenMpRuntime{reinterpret_cast<decltype(OpenMpRuntime::parallel)>(parallel), path};
+    g_openmp.store(runtime, std::memory_order_release);
+    return true;
+#else
+    return false;
+#endif
+}
+
+const char* ThreadPool::openmp_runtime()
+{
+    const OpenMpRuntime* runtime = g_openmp.load(std::memory_order_acquire);
+    return runtime ? runtime->path.c_str() : nullptr;
+}
+
+void ThreadPool::run_on_openmp(int64_t tasks, FunctionRef<void(int64_t)>& task)
+{
+    OpenMpJob job;
+    job.task = &task;
+    job.tasks = tasks;
+    const auto threads = static_cast<unsigned>(std::min<int64_t>(participants(), tasks));
+    g_openmp.load(std::memory_order_acquire)->parallel(&run_openmp_job, &job, threads, 0);
+    if (job.error) std::rethrow_exception(job.error);
+}
 
 ThreadPool::ThreadPool(int participants) { start_workers(std::max(1, participants) - 1); }
 
@@ -120,6 +207,11 @@ void ThreadPool::run(int64_t tasks, FunctionRef<void(int64_t)> task)
         run_inline();
         return;
     }
+    if (g_openmp.load(std::memory_order_acquire) != nullptr)
+    {
+        run_on_openmp(tasks, task);
+        return;
+    }
     {
         std::lock_guard<std::mutex> lk(state_mutex_);
         task_ = &task;
@@ -143,6 +235,39 @@ void ThreadPool::run(int64_t tasks, FunctionRef<void(int64_t)> task)
         std::swap(error, error_);
     }
     if (error) std::rethrow_exception(error);
+}
+
+const char* share_openmp_runtime()
+{
+    if (const char* off = std::getenv("ENGINE_NATIVE_OPENMP"); off != nullptr && std::strcmp(off, "0") == 0) return nullptr;
+    if (const char* bound = ThreadPool::openmp_runtime()) return bound;
+#if defined(__linux__)
+    std::string torch_dir;
+    std::vector<std::string> runtimes;
+    if (FILE* maps = std::fopen("/proc/self/maps", "r"))
+    {
+        char line[4096];
+        while (std::fgets(line, sizeof line, maps))
+        {
+            const char* slash = std::strchr(line, '/');
+            if (slash == nullptr) continue;
+            std::string path(slash);
+            while (!path.empty() && (path.back() == '\n' || path.back() == ' ')) path.pop_back();
+            const std::string name = path.substr(path.rfind('/') + 1);
+            if (name.rfind("libtorch_cpu.so", 0) == 0) torch_dir = path.substr(0, path.rfind('/') + 1);
+            else if (name.rfind("libgomp", 0) == 0 && name.find(".so") != std::string::npos &&
+                     std::find(runtimes.begin(), runtimes.end(), path) == runtimes.end())
+                runtimes.push_back(path);
+        }
+        std::fclose(maps);
+    }
+    // libtorch's own libgomp first (a wheel names it libgomp-<hash>.so.1 and keeps it beside libtorch_cpu.so).
+    std::stable_partition(runtimes.begin(), runtimes.end(),
+                          [&](const std::string& p) { return !torch_dir.empty() && p.rfind(torch_dir, 0) == 0; });
+    for (const std::string& path : runtimes)
+        if (ThreadPool::use_openmp_runtime(path.c_str())) return ThreadPool::openmp_runtime();
+#endif
+    return nullptr;
 }
 
 int default_threads()

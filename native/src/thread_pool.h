@@ -6,10 +6,15 @@
 //
 // The thread rule (docs/kernels.md, "Threads"): the pool has as many participants as libtorch's intra-op
 // pool (the C# side passes torch.get_num_threads() through engine_set_threads), the calling thread being one
-// of them. Native kernels are called between torch operations, never from inside a libtorch parallel region,
-// so at any moment either torch's threads or ours are busy, never both. A parallel_for nested inside another
-// (or called while another thread's job holds the pool) runs on its caller's thread: it never waits for the
-// pool and never adds threads.
+// of them. Native kernels are called between torch operations, never from inside a libtorch parallel region.
+// A parallel_for nested inside another (or called while another thread's job holds the pool) runs on its
+// caller's thread: it never waits for the pool and never adds threads.
+//
+// Between torch operations libtorch's OpenMP workers do not sleep at once: libgomp spins them for a while (up to
+// milliseconds) waiting for the next region. Our own workers would then share cores with spinning threads, and a
+// kernel right after a torch op ran at up to half speed. So where the process has an OpenMP runtime loaded
+// (libtorch's libgomp), share_openmp_runtime() makes every job run as a region of that runtime instead: the
+// spinning workers take our tasks at once, and torch's and ours are one team that takes turns.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -66,11 +71,19 @@ public:
     // True on a thread that is executing a task of some ThreadPool job (worker or participating caller).
     static bool in_parallel_region();
 
+    // Jobs run as regions of the OpenMP runtime (libgomp) at `path`, which must already be loaded in the process;
+    // nullptr goes back to the pool's own workers. Returns false (and changes nothing) when the library is not
+    // loaded or lacks the entry points.
+    static bool use_openmp_runtime(const char* path);
+    // The path of the OpenMP runtime jobs run on, or nullptr (the pool's own workers).
+    static const char* openmp_runtime();
+
 private:
     void start_workers(int count);
     void stop_workers();
     void worker_loop(int index, uint64_t generation);
     void work_on_current_job();
+    void run_on_openmp(int64_t tasks, FunctionRef<void(int64_t)>& task);
 
     std::mutex job_mutex_; // one job at a time
     std::mutex state_mutex_;
@@ -90,6 +103,9 @@ private:
 
 // The process-wide pool of the kernels, created on first use with default_threads() participants.
 ThreadPool& global_pool();
+// Finds the OpenMP runtime libtorch loaded (a mapped libgomp, preferring one beside libtorch_cpu) and has every
+// pool run its jobs on it (see the top of this file); nullptr when there is none or ENGINE_NATIVE_OPENMP=0.
+const char* share_openmp_runtime();
 // ENGINE_NATIVE_THREADS when set, otherwise the CPUs this process may run on.
 int default_threads();
 // Resizes the global pool; threads <= 0 restores default_threads().

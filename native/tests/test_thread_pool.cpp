@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <dlfcn.h>
 #include <dirent.h>
 #include <mutex>
 #include <set>
@@ -188,6 +191,63 @@ TEST_CASE(parallel_for_covers_the_range_in_grains)
     }
     engine::set_threads(0);
     CHECK(engine::threads() == engine::default_threads());
+}
+
+// libtorch's libgomp stands in as the system's: once a libgomp is loaded, jobs run as its regions (the OpenMP team
+// takes the tasks), every task still once, nesting inline, errors to the caller; unbound, the pool's own workers.
+TEST_CASE(pool_runs_jobs_on_a_loaded_openmp_runtime)
+{
+    CHECK(!ThreadPool::use_openmp_runtime("/no/such/libgomp.so.1")); // not loaded: refused
+    CHECK(ThreadPool::openmp_runtime() == nullptr);
+    void* gomp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (gomp == nullptr) throw std::runtime_error(std::string("libgomp.so.1 (package libgomp1, installed with g++) would not load: ") + dlerror());
+    auto omp_thread_num = reinterpret_cast<int (*)()>(dlsym(gomp, "omp_get_thread_num"));
+    CHECK(omp_thread_num != nullptr);
+    const char* runtime = engine::share_openmp_runtime();
+    CHECK(runtime != nullptr && std::string(runtime).find("libgomp") != std::string::npos);
+    CHECK(ThreadPool::openmp_runtime() == runtime);
+
+    for (bool shared : {true, false})
+    {
+        if (!shared) CHECK(ThreadPool::use_openmp_runtime(nullptr) && ThreadPool::openmp_runtime() == nullptr);
+        ThreadPool pool(3);
+        const int64_t tasks = 64;
+        std::vector<std::atomic<int>> hits(tasks);
+        std::atomic<int> on_team_workers{0}, outside_region{0};
+        pool.run(tasks, [&](int64_t i) {
+            hits[static_cast<size_t>(i)].fetch_add(1);
+            if (omp_thread_num() > 0) on_team_workers.fetch_add(1);
+            if (!ThreadPool::in_parallel_region()) outside_region.fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::microseconds(500)); // every participant gets some
+        });
+        for (int64_t i = 0; i < tasks; ++i) CHECK(hits[static_cast<size_t>(i)].load() == 1);
+        CHECK(outside_region.load() == 0);
+        if (shared) CHECK(on_team_workers.load() > 0);
+        else CHECK(on_team_workers.load() == 0);
+
+        // Nested jobs run inline on the task's thread; a task's exception reaches the caller.
+        std::atomic<int> nested_elsewhere{0};
+        pool.run(8, [&](int64_t) {
+            const auto me = std::this_thread::get_id();
+            pool.run(4, [&](int64_t) { if (std::this_thread::get_id() != me) nested_elsewhere.fetch_add(1); });
+        });
+        CHECK(nested_elsewhere.load() == 0);
+        bool caught = false;
+        try
+        {
+            pool.run(16, [&](int64_t i) { if (i == 5) throw std::runtime_error("task 5"); });
+        }
+        catch (const std::runtime_error& e)
+        {
+            caught = std::string(e.what()) == "task 5";
+        }
+        CHECK(caught);
+    }
+
+    // ENGINE_NATIVE_OPENMP=0 keeps the pool's own workers even with a runtime loaded.
+    setenv("ENGINE_NATIVE_OPENMP", "0", 1);
+    CHECK(engine::share_openmp_runtime() == nullptr && ThreadPool::openmp_runtime() == nullptr);
+    unsetenv("ENGINE_NATIVE_OPENMP");
 }
 
 int main(int argc, char** argv) { return testing_util::run_main(argc, argv); }

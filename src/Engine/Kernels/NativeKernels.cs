@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 4;
+    const int ExpectedAbi = 5;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -22,6 +22,7 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<int, int> ForceIsa;
         public delegate* unmanaged<int, void> SetThreads;
         public delegate* unmanaged<int> Threads;
+        public delegate* unmanaged<IntPtr> ShareOpenMpRuntime;
         public delegate* unmanaged<void*, int, long*, long, long, long, float*, float*, float*, long*, int> Forward;
         public delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int> Backward;
         public delegate* unmanaged<void*, int, long, long, float*, int> FloorExpSum;
@@ -87,6 +88,7 @@ internal static unsafe class NativeKernels
                     ForceIsa = (delegate* unmanaged<int, int>)NativeLibrary.GetExport(handle, "engine_force_isa"),
                     SetThreads = (delegate* unmanaged<int, void>)NativeLibrary.GetExport(handle, "engine_set_threads"),
                     Threads = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_threads"),
+                    ShareOpenMpRuntime = (delegate* unmanaged<IntPtr>)NativeLibrary.GetExport(handle, "engine_share_openmp_runtime"),
                     Forward = (delegate* unmanaged<void*, int, long*, long, long, long, float*, float*, float*, long*, int>)NativeLibrary.GetExport(handle, "engine_logprob_forward"),
                     Backward = (delegate* unmanaged<void*, int, long*, float*, float*, long, long, long, void*, int>)NativeLibrary.GetExport(handle, "engine_logprob_backward"),
                     FloorExpSum = (delegate* unmanaged<void*, int, long, long, float*, int>)NativeLibrary.GetExport(handle, "engine_floor_exp_sum"),
@@ -168,6 +170,7 @@ internal static unsafe class NativeKernels
     /// </summary>
     static void FollowTorchThreads()
     {
+        ShareTorchOpenMp();
         if (pinnedThreads is not null || ThreadsFromEnvironment) return;
         int torchThreads = TorchSharp.torch.get_num_threads();
         if (torchThreads == appliedTorchThreads) return;
@@ -176,6 +179,31 @@ internal static unsafe class NativeKernels
             if (pinnedThreads is not null || torchThreads == appliedTorchThreads) return;
             Require().SetThreads(torchThreads);
             appliedTorchThreads = torchThreads;
+        }
+    }
+
+    static volatile bool openMpShared;
+    static string? openMpRuntime;
+
+    /// <summary>
+    /// Once libtorch is loaded, the kernels' parallel work runs on its OpenMP runtime (native/src/thread_pool.h):
+    /// libgomp keeps torch's workers spinning for a while after each op, and a kernel on our own workers right after
+    /// one ran at up to half speed on the cores they held. Null: the kernels' own workers.
+    /// </summary>
+    public static string? ThreadRuntime
+    {
+        get { ShareTorchOpenMp(); return openMpRuntime; }
+    }
+
+    static void ShareTorchOpenMp()
+    {
+        if (openMpShared) return;
+        lock (ThreadsLock)
+        {
+            if (openMpShared) return;
+            _ = TorchSharp.torch.get_num_threads(); // libtorch (and its libgomp) loaded first
+            openMpRuntime = Marshal.PtrToStringUTF8(Require().ShareOpenMpRuntime());
+            openMpShared = true;
         }
     }
 

@@ -51,4 +51,27 @@ public class NativeLibraryTests
         }
         Assert.Equal(original, NativeKernels.Threads);
     }
+    /// <summary>
+    /// The kernels' parallel work runs on the OpenMP runtime libtorch loaded (its bundled libgomp, beside
+    /// libtorch_cpu.so), not on a second pool competing with libtorch's spinning workers; results are unchanged.
+    /// </summary>
+    [Fact]
+    public void KernelsRunOnLibtorchsOpenMpThreads()
+    {
+        if (Environment.GetEnvironmentVariable("ENGINE_NATIVE_OPENMP") == "0") return; // the user chose the own workers
+        string? runtime = NativeKernels.ThreadRuntime;
+        Assert.NotNull(runtime);
+        Assert.StartsWith("libgomp", Path.GetFileName(runtime));
+        // The one libtorch itself uses: mapped from the folder libtorch_cpu.so was loaded from.
+        string torchDir = File.ReadLines("/proc/self/maps").Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Where(f => f.Length >= 6 && Path.GetFileName(f[^1]) == "libtorch_cpu.so").Select(f => Path.GetDirectoryName(f[^1])!).First();
+        Assert.Equal(torchDir, Path.GetDirectoryName(runtime));
+        // A row-parallel kernel on that team equals the composite.
+        using var logits = TorchSharp.torch.randn(512, 300);
+        using var labels = TorchSharp.torch.randint(0, 300, new long[] { 512 });
+        var (lp, stats, means) = LogProbKernels.Forward(logits, labels);
+        using var expected = TorchSharp.torch.nn.functional.log_softmax(logits, 1).gather(1, labels.unsqueeze(1)).squeeze(1);
+        Assert.True(lp.allclose(expected, rtol: 1e-5, atol: 1e-5));
+        lp.Dispose(); stats.Dispose(); means.Dispose();
+    }
 }
