@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace Engine.Tests.Infrastructure;
 
@@ -34,6 +35,7 @@ public static class CliRunner
     /// <summary>The built CLI as a separate process, left running (to signal it while it works).</summary>
     public static Running Start(string? workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
+        ChildrenGetTheDefaultInterrupt.Ensure();
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
@@ -79,4 +81,33 @@ public static class CliRunner
             Process.Dispose();
         }
     }
+}
+
+/// <summary>
+/// A shell that starts a command in the background without job control (`cmd &amp;` in a script, `nohup … &amp;`) starts
+/// it with SIGINT and SIGQUIT ignored, and an ignored signal stays ignored across fork and exec: every `engine`
+/// this test host started would ignore Ctrl-C, as Unix wants for background jobs, and the tests that send it would
+/// hang. The tests are about a foreground run, so the host puts SIGINT back to its default (only when it found it
+/// ignored: a handler the runtime installed is left alone) before it starts a child.
+/// </summary>
+static class ChildrenGetTheDefaultInterrupt
+{
+    const int Sigint = 2;
+    static readonly IntPtr Default = IntPtr.Zero;
+    static readonly Lazy<bool> Done = new(() =>
+    {
+        if (!OperatingSystem.IsLinux() || !IgnoredAtStart(Sigint)) return false;
+        signal(Sigint, Default);
+        return true;
+    });
+
+    public static void Ensure() => _ = Done.Value;
+
+    /// <summary>The SigIgn mask of /proc/self/status (bit n - 1 for signal n).</summary>
+    static bool IgnoredAtStart(int signal) =>
+        File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:")) is string line &&
+        (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & (1UL << (signal - 1))) != 0;
+
+    [DllImport("libc")]
+    static extern IntPtr signal(int signum, IntPtr handler);
 }
