@@ -1,3 +1,4 @@
+using Engine.Util;
 using Engine.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -132,7 +133,7 @@ public sealed class LlamaForCausalLM : nn.Module
         var logits = F.linear(hidden, LmHeadWeight);
         if (Config.FinalLogitSoftcapping is not double cap) return logits;
         using var scope = NewDisposeScope();
-        return ((logits / cap).tanh() * cap).MoveToOuterDisposeScope();
+        return StableScalars.Mul(StableScalars.Div(logits, cap).tanh(), cap).MoveToOuterDisposeScope();
     }
 
     public Tensor Forward(Tensor inputIds, Tensor? attentionMask = null, Tensor? positionIds = null, KvCache? cache = null)

@@ -1,3 +1,4 @@
+using Engine.Util;
 using Engine.Kernels;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -239,7 +240,7 @@ public sealed class Attention : nn.Module
         long t = q.shape[2];
         // In place: matmul's backward needs its inputs, not its output; the scale and the fill keep no tensor for backward,
         // and softmax keeps its output, so the scores are freed as soon as it has run.
-        var scores = torch.matmul(q, k.transpose(-2, -1)).mul_(1.0 / Math.Sqrt(q.shape[^1]));
+        var scores = StableScalars.MulInPlace(torch.matmul(q, k.transpose(-2, -1)), 1.0 / Math.Sqrt(q.shape[^1]));
         using (var future = torch.ones(t, t, dtype: ScalarType.Bool, device: q.device).triu_(1)) scores.masked_fill_(future, double.NegativeInfinity);
         var probabilities = F.softmax(scores, -1);
         scores.Dispose();

@@ -15,4 +15,25 @@ public static class StableScalars
 
     /// <summary><c>a + b</c> (with autograd), alpha held alive for the whole native call.</summary>
     public static Tensor Add(Tensor a, Tensor b) => a.add(b, One);
+
+    /// <summary><c>a · s</c>; the Scalar is disposed after the call, so it cannot be finalized during it.</summary>
+    public static Tensor Mul(Tensor a, double s)
+    {
+        using Scalar scalar = s;
+        return a.mul(scalar);
+    }
+
+    /// <summary><c>a / s</c>.</summary>
+    public static Tensor Div(Tensor a, double s)
+    {
+        using Scalar scalar = s;
+        return a.div(scalar);
+    }
+
+    /// <summary><c>a · s</c> in place.</summary>
+    public static Tensor MulInPlace(Tensor a, double s)
+    {
+        using Scalar scalar = s;
+        return a.mul_(scalar);
+    }
 }
