@@ -13,24 +13,13 @@
 #include <string>
 
 using namespace reference;
+using testing_util::process_threads;
 
 using isa_util::available_isas;
 using isa_util::isa_name;
 
 namespace {
 
-// The kernel thread ids of this process (Linux: /proc/self/task).
-std::set<std::string> process_threads()
-{
-    std::set<std::string> ids;
-    if (DIR* d = opendir("/proc/self/task"))
-    {
-        while (dirent* e = readdir(d))
-            if (e->d_name[0] != '.') ids.insert(e->d_name);
-        closedir(d);
-    }
-    return ids;
-}
 
 struct Outputs
 {

@@ -17,23 +17,7 @@
 #include <vector>
 
 using engine::ThreadPool;
-
-namespace {
-
-// The kernel thread ids of this process (Linux: /proc/self/task).
-std::set<std::string> process_threads()
-{
-    std::set<std::string> ids;
-    if (DIR* d = opendir("/proc/self/task"))
-    {
-        while (dirent* e = readdir(d))
-            if (e->d_name[0] != '.') ids.insert(e->d_name);
-        closedir(d);
-    }
-    return ids;
-}
-
-} // namespace
+using testing_util::process_threads;
 
 TEST_CASE(pool_runs_every_task_once)
 {

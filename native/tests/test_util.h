@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,6 +54,19 @@ inline int run_main(int argc, char** argv)
         return 2;
     }
     return failures == 0 ? 0 : 1;
+}
+
+// The kernel thread ids of this process (Linux: /proc/self/task): tests that threads persist, or are not added.
+inline std::set<std::string> process_threads()
+{
+    std::set<std::string> ids;
+    if (DIR* d = opendir("/proc/self/task"))
+    {
+        while (dirent* e = readdir(d))
+            if (e->d_name[0] != '.') ids.insert(e->d_name);
+        closedir(d);
+    }
+    return ids;
 }
 
 } // namespace testing_util
