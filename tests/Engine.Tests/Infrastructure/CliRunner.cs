@@ -25,6 +25,13 @@ public static class CliRunner
         return new Result(code, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>
+    /// The built CLI in a fresh process, as a user runs it: for measurements of the process's own memory, which in
+    /// this host would also see what earlier tests left behind (freed memory the allocator kept, tensors awaiting
+    /// their finalizer).
+    /// </summary>
+    public static Result RunAlone(params string[] args) => RunWith(null, TimeSpan.FromMinutes(10), new Dictionary<string, string>(), args);
+
     /// <summary>The built CLI as a separate process.</summary>
     public static Result RunWith(string? workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string> environment, params string[] args)
     {

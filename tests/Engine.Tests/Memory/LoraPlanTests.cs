@@ -154,7 +154,7 @@ public class LoraPlanMeasurementTests
             "--micro-batch", "4", "--precision", "f32", "--checkpointing", checkpointing, "--logprob", "fused", "--ref-mode", "cached",
             "--use-peft", "--lora-r", "8", "--lora-dropout", dropout, "--lora-target-modules", "all-linear", "--measure", "--json" };
         if (fourBit) args.Add("--load-in-4bit");
-        var r = CliRunner.Run(args.ToArray());
+        var r = CliRunner.RunAlone(args.ToArray());
         Assert.True(r.ExitCode == 0, r.ToString());
         var m = JsonNode.Parse(r.Stdout)!["measured"]!;
         double ratio = m["ratio"]!.GetValue<double>();
@@ -169,7 +169,7 @@ public class LoraPlanMeasurementTests
     [Fact]
     public void FusedHeadLogitsAreNotHeldThroughTheDecoderBackward()
     {
-        var r = CliRunner.Run("plan", "--model", "bench-25m", "--method", "dpo", "--seq-len", "128", "--vram", "2GiB", "--device", "cpu",
+        var r = CliRunner.RunAlone("plan", "--model", "bench-25m", "--method", "dpo", "--seq-len", "128", "--vram", "2GiB", "--device", "cpu",
             "--micro-batch", "2", "--precision", "bf16", "--checkpointing", "on", "--logprob", "fused", "--ref-mode", "cached",
             "--use-peft", "--lora-r", "8", "--lora-dropout", "0", "--lora-target-modules", "all-linear", "--measure", "--repeats", "1", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());

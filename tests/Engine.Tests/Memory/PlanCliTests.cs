@@ -76,7 +76,7 @@ public class PlanCliTests
     public void MeasuredPeakOnStoriesIsWithinTenPercentOfThePrediction(string precision, string kernels)
     {
         string stories = SharedData.Require(SharedData.Stories);
-        var r = CliRunner.Run("plan", "--model", stories, "--method", "dpo", "--seq-len", "128", "--vram", "1GiB", "--device", "cpu",
+        var r = CliRunner.RunAlone("plan", "--model", stories, "--method", "dpo", "--seq-len", "128", "--vram", "1GiB", "--device", "cpu",
             "--micro-batch", "4", "--precision", precision, "--kernels", kernels, "--checkpointing", "off", "--logprob", "fused", "--ref-mode", "cached",
             "--measure", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
