@@ -27,6 +27,29 @@ struct RegionFlag
 bool ThreadPool::in_parallel_region() { return t_in_parallel_region; }
 
 namespace {
+// Runs task(i) for indices claimed one at a time from `next` until `tasks` are taken. The first exception is kept
+// in `error` (under `error_mutex`) and ends the claiming: a failed job starts no more tasks. Shared by the pool's
+// own workers and the OpenMP team.
+void claim_tasks(std::atomic<int64_t>& next, int64_t tasks, FunctionRef<void(int64_t)>& task, std::mutex& error_mutex,
+                 std::exception_ptr& error)
+{
+    for (;;)
+    {
+        const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
+        if (i >= tasks) return;
+        try
+        {
+            task(i);
+        }
+        catch (...) // also: an exception must not leave an OpenMP region
+        {
+            std::lock_guard<std::mutex> lk(error_mutex);
+            if (!error) error = std::current_exception();
+            next.store(tasks, std::memory_order_relaxed);
+        }
+    }
+}
+
 // The two libgomp entry points a job needs (GCC's OpenMP ABI, stable since GCC 4.9).
 struct OpenMpRuntime
 {
@@ -49,21 +72,7 @@ void run_openmp_job(void* data)
 {
     auto& job = *static_cast<OpenMpJob*>(data);
     RegionFlag region;
-    for (;;)
-    {
-        const int64_t i = job.next.fetch_add(1, std::memory_order_relaxed);
-        if (i >= job.tasks) return;
-        try
-        {
-            (*job.task)(i);
-        }
-        catch (...) // an exception must not leave an OpenMP region
-        {
-            std::lock_guard<std::mutex> lk(job.error_mutex);
-            if (!job.error) job.error = std::current_exception();
-            job.next.store(job.tasks, std::memory_order_relaxed);
-        }
-    }
+    claim_tasks(job.next, job.tasks, *job.task, job.error_mutex, job.error);
 }
 } // namespace
 
@@ -169,24 +178,7 @@ void ThreadPool::worker_loop(int index, uint64_t seen)
     }
 }
 
-void ThreadPool::work_on_current_job()
-{
-    for (;;)
-    {
-        const int64_t i = next_task_.fetch_add(1, std::memory_order_relaxed);
-        if (i >= tasks_) return;
-        try
-        {
-            (*task_)(i);
-        }
-        catch (...)
-        {
-            std::lock_guard<std::mutex> lk(state_mutex_);
-            if (!error_) error_ = std::current_exception();
-            next_task_.store(tasks_, std::memory_order_relaxed); // the job has failed: start no more tasks
-        }
-    }
-}
+void ThreadPool::work_on_current_job() { claim_tasks(next_task_, tasks_, *task_, state_mutex_, error_); }
 
 void ThreadPool::run(int64_t tasks, FunctionRef<void(int64_t)> task)
 {
