@@ -261,32 +261,33 @@ struct Silu
 struct GeluTanh
 {
     static constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
-    // With a = √(2/π)(g + 0.044715 g³) and e = e^(−2a): 1 + tanh(a) = 2 / (1 + e) and 1 − tanh²(a) = (1 + tanh)² · e.
-    // Both forms stay accurate where tanh is near ±1 (no 1 − t cancellation), and exp's clamp at 88 keeps e finite.
+    // With a = √(2/π)(g + 0.044715 g³), e = e^(−2a) and s = 1 / (1 + e) (so 1 + tanh(a) = 2s):
+    //   gelu(g) = ½ g (1 + tanh a) = g · s,
+    //   d/dg    = ½(1 + tanh a) + ½ g (1 − tanh² a) a' = s + g · s² e · 2a'   (1 − tanh² a = 4 s² e).
+    // No 1 − t cancellation where tanh is near ±1; exp's clamp at 88 keeps e finite (s² e → 0 for very negative g).
+    // −2a and 2a' are each one fmadd on g² with the constants folded in.
     template <class Q>
-    static typename Q::V one_plus_tanh(typename Q::V g, typename Q::V& e)
+    static typename Q::V sigmoid_of_2a(typename Q::V g, typename Q::V g2, typename Q::V& e)
     {
-        const auto a = Q::mul(Q::set1(kSqrt2OverPi), Q::fmadd(Q::mul(Q::set1(kCubic), g), Q::mul(g, g), g));
-        e = Q::exp(Q::mul(Q::set1(-2.0f), a));
-        return Q::mul(Q::set1(2.0f), Q::recip(Q::add(Q::set1(1.0f), e)));
+        const auto minus_2a = Q::mul(g, Q::fmadd(Q::set1(-2.0f * kSqrt2OverPi * kCubic), g2, Q::set1(-2.0f * kSqrt2OverPi)));
+        e = Q::exp(minus_2a);
+        return Q::recip(Q::add(Q::set1(1.0f), e));
     }
     template <class Q>
     static typename Q::V value(typename Q::V g)
     {
         typename Q::V e;
-        return Q::mul(Q::mul(Q::set1(0.5f), g), one_plus_tanh<Q>(g, e));
+        return Q::mul(g, sigmoid_of_2a<Q>(g, Q::mul(g, g), e));
     }
-    // d/dg = ½(1 + t) + ½ g (1 − t²) √(2/π) (1 + 3 · 0.044715 g²)
     template <class Q>
     static void value_and_slope(typename Q::V g, typename Q::V& v, typename Q::V& d)
     {
         typename Q::V e;
-        const auto p = one_plus_tanh<Q>(g, e);
-        const auto half = Q::set1(0.5f);
-        v = Q::mul(Q::mul(half, g), p);
-        const auto inner = Q::mul(Q::set1(kSqrt2OverPi), Q::fmadd(Q::set1(3.0f * kCubic), Q::mul(g, g), Q::set1(1.0f)));
-        const auto sech2 = Q::mul(Q::mul(p, p), e);
-        d = Q::mul(half, Q::fmadd(Q::mul(g, sech2), inner, p));
+        const auto g2 = Q::mul(g, g);
+        const auto s = sigmoid_of_2a<Q>(g, g2, e);
+        v = Q::mul(g, s);
+        const auto two_a_slope = Q::fmadd(Q::set1(2.0f * kSqrt2OverPi * 3.0f * kCubic), g2, Q::set1(2.0f * kSqrt2OverPi));
+        d = Q::fmadd(Q::mul(v, Q::mul(s, e)), two_a_slope, s);
     }
 };
 
