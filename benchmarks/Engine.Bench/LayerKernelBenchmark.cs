@@ -20,6 +20,8 @@ public sealed record LayerKernelBenchResult
     [JsonPropertyName("shape")] public string Shape { get; init; } = "";
     [JsonPropertyName("threads")] public int Threads { get; init; }
     [JsonPropertyName("isa")] public string Isa { get; init; } = "";
+    /// <summary>How bf16 outputs are rounded: "avx512bf16" (the CPU's instruction) or "integer" (<see cref="NativeKernels.Bf16Conversions"/>).</summary>
+    [JsonPropertyName("bf16_conversions")] public string Bf16Conversions { get; init; } = "";
     [JsonPropertyName("fused_ms")] public double FusedMs { get; init; }
     [JsonPropertyName("composite_ms")] public double CompositeMs { get; init; }
     [JsonPropertyName("speedup")] public double Speedup => CompositeMs / FusedMs;
@@ -168,7 +170,7 @@ public static class LayerKernelBenchmark
             var (tf, tc, ratio) = KernelBenchmark.TimeAlternatingPublic(repeat, fused, composite, setup);
             return new LayerKernelBenchResult
             {
-                Kernel = kernel, Dtype = dtypeName, Shape = shape, Threads = NativeKernels.Threads, Isa = NativeKernels.IsaName,
+                Kernel = kernel, Dtype = dtypeName, Shape = shape, Threads = NativeKernels.Threads, Isa = NativeKernels.IsaName, Bf16Conversions = NativeKernels.Bf16Conversions,
                 FusedMs = tf.Median, CompositeMs = tc.Median, SpeedupPairs = ratio.ToArray().Select(r => 1 / r).Reverse().ToArray(),
                 BytesMoved = bytes, CopyBandwidthGbs = bandwidth, Repeat = repeat,
                 MinMedianMax = new Dictionary<string, double[]> { ["fused"] = tf.ToArray(), ["composite"] = tc.ToArray() },

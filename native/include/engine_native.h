@@ -153,6 +153,10 @@ int32_t engine_quantize(const void* w, int32_t dtype, EngineQuantWeight* q);
 /* out [rows, cols] = the dequantized weight, f32, or rounded to bf16 (nearest even) when dtype is bf16. */
 int32_t engine_dequantize(const EngineQuantWeight* q, int32_t dtype, void* out);
 
+/* 1 when the fused layer kernels round their bf16 outputs with AVX512-BF16's conversion (ISA avx512 on a CPU that has
+ * it, unless ENGINE_NATIVE_AVX512BF16=0), else 0: to nearest even like the other paths, but fp32 denormals become zeros. */
+int32_t engine_fused_bf16_conversions(void);
+
 /* Dequantizing matmul, forward: y [m, rows] = x [m, cols] . dequant(W)^T. Input gradient (W is frozen):
  * dx [m, cols] = dy [m, rows] . dequant(W). Activations f32 or bf16 (then W is dequantized to bf16, as
  * dequantize-then-matmul in bf16 does); products accumulated in f32; the output in out_dtype. */

@@ -6,6 +6,8 @@
 #include <sys/mman.h>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -61,12 +63,29 @@ const EngineRowKernels* kernels_for(int32_t isa)
     }
 }
 
+#if defined(ENGINE_HAVE_AVX512BF16)
+// Under ISA avx512, the fused kernels convert their bf16 outputs with AVX512-BF16 where the CPU has it
+// (simd_avx512bf16.h); ENGINE_NATIVE_AVX512BF16=0 keeps the plain AVX-512 conversions (their test on such a CPU).
+bool fused_bf16_conversions()
+{
+    static const bool use = [] {
+        const char* off = std::getenv("ENGINE_NATIVE_AVX512BF16");
+        return __builtin_cpu_supports("avx512bf16") && !(off != nullptr && std::strcmp(off, "0") == 0);
+    }();
+    return use;
+}
+#endif
+
 const EngineFusedKernels* fused_kernels_for(int32_t isa)
 {
     switch (isa)
     {
 #ifdef ENGINE_HAVE_AVX512
-    case ENGINE_ISA_AVX512: return engine_fused_kernels_avx512();
+    case ENGINE_ISA_AVX512:
+#ifdef ENGINE_HAVE_AVX512BF16
+        if (fused_bf16_conversions()) return engine_fused_kernels_avx512bf16();
+#endif
+        return engine_fused_kernels_avx512();
 #endif
 #ifdef ENGINE_HAVE_AVX2
     case ENGINE_ISA_AVX2: return engine_fused_kernels_avx2();
@@ -121,7 +140,16 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 5; }
+int32_t engine_native_abi_version(void) { return 6; }
+
+int32_t engine_fused_bf16_conversions(void)
+{
+#if defined(ENGINE_HAVE_AVX512BF16)
+    return current_isa() == ENGINE_ISA_AVX512 && fused_bf16_conversions() ? 1 : 0;
+#else
+    return 0;
+#endif
+}
 
 int32_t engine_cpu_isa(void) { return current_isa(); }
 

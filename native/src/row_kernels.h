@@ -48,3 +48,4 @@ const EngineRowKernels* engine_row_kernels_avx512();
 const EngineFusedKernels* engine_fused_kernels_scalar();
 const EngineFusedKernels* engine_fused_kernels_avx2();
 const EngineFusedKernels* engine_fused_kernels_avx512();
+const EngineFusedKernels* engine_fused_kernels_avx512bf16(); // AVX512-BF16 output conversions (isa_avx512bf16.cpp)

@@ -244,6 +244,27 @@ TEST_CASE(fused_streaming_stores_match_plain)
     engine_force_isa(-1);
 }
 
+// Every path rounds its bf16 outputs to nearest even, as torch does, whichever conversion it uses (plain integer ops,
+// or AVX512-BF16's instruction: simd_avx512bf16.h). silu(24) is exactly 24 in fp32, so h = 24 · u is exact before
+// its one rounding; 24 · u has up to 10 significant bits, so the 8 kept include ties (to even) and carries.
+TEST_CASE(fused_bf16_outputs_round_to_nearest_even)
+{
+    const int64_t count = 4099; // vector pairs, single vectors and a scalar tail
+    std::vector<float> g(static_cast<size_t>(count), 24.0f), u = random_values(g.size(), 3.0f, 59u, true);
+    for (size_t i = 0; i < u.size(); i += 7) u[i] = -u[i];
+    Buffer bg(g, true), bu(u, true), bh(g.size(), true);
+    for (int32_t isa : available_isas())
+    {
+        engine_force_isa(isa);
+        CHECK(engine_glu_forward(ENGINE_GLU_SWIGLU, bg.data(), bu.data(), ENGINE_DTYPE_BF16, count, bh.data()) == ENGINE_OK);
+        int64_t wrong = 0;
+        for (size_t i = 0; i < g.size(); ++i)
+            wrong += reference::to_bf16(24.0f * u[i]) != reinterpret_cast<const uint16_t*>(bh.data())[i];
+        CHECK(wrong == 0);
+    }
+    engine_force_isa(-1);
+}
+
 TEST_CASE(fused_reference_slopes)
 {
     for (bool gelu : {false, true})

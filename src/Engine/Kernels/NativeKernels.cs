@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 5;
+    const int ExpectedAbi = 6;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -19,6 +19,7 @@ internal static unsafe class NativeKernels
     {
         public delegate* unmanaged<int> AbiVersion;
         public delegate* unmanaged<int> CpuIsa;
+        public delegate* unmanaged<int> FusedBf16Conversions;
         public delegate* unmanaged<int, int> ForceIsa;
         public delegate* unmanaged<int, void> SetThreads;
         public delegate* unmanaged<int> Threads;
@@ -85,6 +86,7 @@ internal static unsafe class NativeKernels
                 {
                     AbiVersion = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_native_abi_version"),
                     CpuIsa = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_cpu_isa"),
+                    FusedBf16Conversions = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_fused_bf16_conversions"),
                     ForceIsa = (delegate* unmanaged<int, int>)NativeLibrary.GetExport(handle, "engine_force_isa"),
                     SetThreads = (delegate* unmanaged<int, void>)NativeLibrary.GetExport(handle, "engine_set_threads"),
                     Threads = (delegate* unmanaged<int>)NativeLibrary.GetExport(handle, "engine_threads"),
@@ -118,6 +120,12 @@ internal static unsafe class NativeKernels
         return (null, $"the native kernel library {LibraryFile} was not found (looked in {string.Join(", ", tried)}): " +
                       "run ./build.sh to build native/ (or use --logprob naive)");
     }
+
+    /// <summary>
+    /// How the fused layer kernels round bf16 outputs: "avx512bf16" (the CPU's conversion instruction, where it has one
+    /// and the ISA is avx512) or "integer" (the same rounding to nearest even in integer ops).
+    /// </summary>
+    public static string Bf16Conversions => Require().FusedBf16Conversions() != 0 ? "avx512bf16" : "integer";
 
     public static string IsaName
     {

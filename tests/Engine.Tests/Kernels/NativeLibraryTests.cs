@@ -1,4 +1,5 @@
 using Engine.Kernels;
+using Engine.Tests.Infrastructure;
 
 namespace Engine.Tests.Kernels;
 
@@ -23,6 +24,26 @@ public class NativeLibraryTests
         string expected = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && System.Runtime.Intrinsics.X86.Avx512DQ.IsSupported ? "avx512"
             : System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported ? "avx2" : "scalar";
         Assert.Equal(expected, NativeKernels.IsaName);
+    }
+
+    /// <summary>
+    /// The fused kernels round bf16 with AVX512-BF16's instruction exactly where the CPU lists avx512_bf16 and the
+    /// automatic ISA is avx512 (this Zen 4 has it), and a process started with ENGINE_NATIVE_AVX512BF16=0 uses the
+    /// integer rounding (its kernels are checked against the formulas by ctest's *_plain_avx512 cases).
+    /// </summary>
+    [Fact]
+    public void Bf16ConversionsUseTheInstructionWhereTheCpuHasIt()
+    {
+        bool listed = File.Exists("/proc/cpuinfo") && File.ReadLines("/proc/cpuinfo")
+            .Where(l => l.StartsWith("flags", StringComparison.Ordinal)).Take(1)
+            .Any(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Contains("avx512_bf16"));
+        string expected = listed && NativeKernels.IsaName == "avx512" ? "avx512bf16" : "integer";
+        Assert.Equal(expected, NativeKernels.Bf16Conversions);
+
+        var off = CliRunner.RunWith(null, TimeSpan.FromMinutes(5), new Dictionary<string, string> { ["ENGINE_NATIVE_AVX512BF16"] = "0" },
+            "bench", "kernels", "--case", "rmsnorm", "--dtype", "bf16", "--tokens", "64", "--repeat", "1", "--json");
+        Assert.True(off.ExitCode == 0, off.Stderr);
+        Assert.Contains("\"bf16_conversions\":\"integer\"", off.Stdout);
     }
 
     /// <summary>The thread rule: the native pool follows torch's intra-op thread count, also after it changes.</summary>
