@@ -6,6 +6,7 @@
 #include "row_kernels.h"
 #include <stdint.h>
 #include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -104,10 +105,31 @@ float sum_of_squares(const T* x, int64_t n)
     return s;
 }
 
+// The weight as fp32 w' = w + offset (offset 1 for Gemma's form), stored in the order load2 hands out elements (for
+// bf16 each block of 2W holds the even elements, then the odd ones), so a row's loop reads it with a float load2: no
+// conversion and no add per row. Converted once per range of rows into this thread's buffer (the same fp32 sums as
+// doing it per row, so the same bits).
+template <class S, class T>
+const float* weight_in_pair_order(const T* w, int64_t n, float offset)
+{
+    thread_local std::vector<float> buffer;
+    buffer.resize(static_cast<size_t>(n));
+    float* wf = buffer.data();
+    for_pairs<S>(0, n, [&](auto q, int64_t i) {
+        using Q = decltype(q);
+        typename Q::V a, b;
+        Q::load2(w + i, a, b);
+        Q::store2(wf + i, Q::add(a, Q::set1(offset)), Q::add(b, Q::set1(offset)));
+    });
+    return wf;
+}
+
 template <class S, class T>
 void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row_end, int64_t n, float eps, int32_t mode,
                           T* y, float* inv_rms, int32_t stream)
 {
+    const bool unit_offset = mode == ENGINE_NORM_UNIT_OFFSET;
+    const float* wf = weight_in_pair_order<S>(w, n, unit_offset ? 1.0f : 0.0f);
     with_stream<S>(stream, [&](auto nt) {
     for (int64_t r = row_begin; r < row_end; ++r)
     {
@@ -120,12 +142,12 @@ void rmsnorm_forward_rows(const T* x, const T* w, int64_t row_begin, int64_t row
             using QV = typename Q::V;
             QV x0, x1, w0, w1;
             Q::load2(xr + i, x0, x1);
-            Q::load2(w + i, w0, w1);
+            Q::load2(wf + i, w0, w1);
             auto out = [&](QV xv, QV wv) {
                 QV xhat = Q::mul(xv, Q::set1(inv));
-                if (mode == ENGINE_NORM_UNIT_OFFSET) return Q::mul(xhat, Q::add(wv, Q::set1(1.0f)));
-                if constexpr (kIsBf16<T>) xhat = Q::round_bf16(xhat);
-                return Q::mul(wv, xhat);
+                if constexpr (kIsBf16<T>)
+                    if (!unit_offset) xhat = Q::round_bf16(xhat);
+                return Q::mul(xhat, wv);
             };
             put2<decltype(nt)::value && Q::Width != 1, Q>(yr + i, out(x0, w0), out(x1, w1));
         });
@@ -140,7 +162,7 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
                            int64_t n, int32_t mode, T* dx, float* dw_acc, int32_t stream)
 {
     using V = typename S::V;
-    const float offset = mode == ENGINE_NORM_UNIT_OFFSET ? 1.0f : 0.0f;
+    const float* wf = weight_in_pair_order<S>(w, n, mode == ENGINE_NORM_UNIT_OFFSET ? 1.0f : 0.0f);
     with_stream<S>(stream, [&](auto nt) {
     for (int64_t r = row_begin; r < row_end; ++r)
     {
@@ -155,15 +177,15 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
         {
             V g0, g1, w0, w1, x0, x1;
             S::load2(gr + i, g0, g1);
-            S::load2(w + i, w0, w1);
+            S::load2(wf + i, w0, w1);
             S::load2(xr + i, x0, x1);
-            acc0 = S::fmadd(S::mul(g0, S::add(w0, S::set1(offset))), x0, acc0);
-            acc1 = S::fmadd(S::mul(g1, S::add(w1, S::set1(offset))), x1, acc1);
+            acc0 = S::fmadd(S::mul(g0, w0), x0, acc0);
+            acc1 = S::fmadd(S::mul(g1, w1), x1, acc1);
         }
         float dot = S::hsum(S::add(acc0, acc1));
-        for (; i < n; ++i)
-            dot += SimdScalar::load(gr + i) * (SimdScalar::load(w + i) + offset) * SimdScalar::load(xr + i);
+        for (; i < n; ++i) dot += SimdScalar::load(gr + i) * wf[i] * SimdScalar::load(xr + i);
         const float c = dot * inv * inv / static_cast<float>(n); // mean(ĝ·x̂) · inv, applied to x (not x̂) below
+        const float minus_c_inv = -(c * inv);
         // dw_acc is fp32 and goes through load2/store2 of floats (consecutive halves), so for bf16 a vector block
         // of 2W holds the even elements' sums, then the odd ones': put back in order after the last row.
         for_pairs<S>(0, n, [&](auto q, int64_t j) {
@@ -172,13 +194,11 @@ void rmsnorm_backward_rows(const T* x, const T* w, const float* inv_rms, const T
             QV x0, x1, g0, g1, w0, w1, a0, a1;
             Q::load2(xr + j, x0, x1);
             Q::load2(gr + j, g0, g1);
-            Q::load2(w + j, w0, w1);
+            Q::load2(wf + j, w0, w1);
             Q::load2(dw_acc + j, a0, a1);
             Q::store2(dw_acc + j, Q::fmadd(g0, Q::mul(x0, Q::set1(inv)), a0), Q::fmadd(g1, Q::mul(x1, Q::set1(inv)), a1));
-            auto dxv = [&](QV xv, QV gv, QV wv) {
-                const QV ghat = Q::mul(gv, Q::add(wv, Q::set1(offset)));
-                return Q::mul(Q::set1(inv), Q::sub(ghat, Q::mul(xv, Q::set1(c))));
-            };
+            // inv · (ĝ − x · c) as ĝ · inv − x · (c · inv): the subtraction folded into a fused multiply-add.
+            auto dxv = [&](QV xv, QV gv, QV wv) { return Q::fmadd(xv, Q::set1(minus_c_inv), Q::mul(Q::mul(gv, wv), Q::set1(inv))); };
             put2<decltype(nt)::value && Q::Width != 1, Q>(dxr + j, dxv(x0, g0, w0), dxv(x1, g1, w1));
         });
     }

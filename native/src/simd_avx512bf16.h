@@ -22,6 +22,8 @@ struct SimdAvx512Bf16 : SimdAvx512
                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
         return _mm512_permutexvar_epi16(index, (__m512i)_mm512_cvtne2ps_pbh(b, a));
     }
+    // x rounded to the nearest bf16 and widened back (RMSNorm's x̂ before the weight, as HF rounds it).
+    static V round_bf16(V v) { return _mm512_cvtpbh_ps(_mm512_cvtneps_pbh(v)); }
     static void store2(uint16_t* p, V a, V b) { _mm512_storeu_si512(p, interleaved_bf16(a, b)); }
     static void stream2(uint16_t* p, V a, V b) { _mm512_stream_si512(reinterpret_cast<__m512i*>(p), interleaved_bf16(a, b)); }
     static void store(uint16_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v)); }
