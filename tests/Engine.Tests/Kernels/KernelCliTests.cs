@@ -107,9 +107,21 @@ public class KernelCliTests
         Assert.Equal(new[] { "rmsnorm", "rmsnorm", "rope", "rope", "swiglu", "swiglu", "geglu", "geglu" }, items.Select(i => i.GetProperty("kernel").GetString()));
         foreach (var item in items)
         {
-            foreach (string field in new[] { "fused_ms", "composite_ms", "speedup", "floor_ms", "fused_over_floor", "copy_bandwidth_gb_s" })
+            foreach (string field in new[] { "fused_ms", "composite_ms", "speedup", "floor_ms", "fused_over_floor", "fused_over_best_floor", "copy_bandwidth_gb_s" })
                 Assert.True(item.GetProperty(field).GetDouble() > 0, $"{field} in {item}");
             Assert.True(item.GetProperty("bytes_moved").GetInt64() > 0);
+            // The floor: the bytes at the median of the per-repeat copy bandwidths; the target's ratio: the median of
+            // the per-repeat ratios (each fused time over the floor of its own repeat's bandwidth).
+            double[] Triple(string name)
+            {
+                var v = item.GetProperty(name).EnumerateArray().Select(e => e.GetDouble()).ToArray();
+                Assert.True(v.Length == 3 && v[0] <= v[1] && v[1] <= v[2], $"{name}: {string.Join(", ", v)}");
+                return v;
+            }
+            var bandwidth = Triple("copy_bandwidth_samples");
+            Assert.Equal(bandwidth[1], item.GetProperty("copy_bandwidth_gb_s").GetDouble());
+            Assert.Equal(item.GetProperty("bytes_moved").GetInt64() / (bandwidth[1] * 1e6), item.GetProperty("floor_ms").GetDouble(), 9);
+            Assert.Equal(Triple("fused_over_floor_pairs")[1], item.GetProperty("fused_over_floor").GetDouble());
             var spread = item.GetProperty("min_median_max_ms");
             foreach (string figure in new[] { "fused", "composite" })
             {
