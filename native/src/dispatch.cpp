@@ -271,14 +271,19 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
     constexpr int64_t kMaxChunks = 64;
     const int64_t chunks = std::min<int64_t>(kMaxChunks, rows);
     const int64_t chunk_rows = (rows + chunks - 1) / chunks;
-    std::vector<float> partial(static_cast<size_t>(chunks * n), 0.0f);
+    // Reused by the calling thread across calls: a fresh 128 KiB+ vector per call came from mmap, so each backward
+    // paid page faults and an munmap (a TLB shootdown across the kernel threads).
+    // (The workers get its data pointer: a thread_local named inside their lambda would be their own, empty, one.)
+    thread_local std::vector<float> partial_storage;
+    partial_storage.assign(static_cast<size_t>(chunks * n), 0.0f);
+    float* const partial = partial_storage.data();
     const int32_t stream = stream_output(dx, rows * n * element_size(dtype), n * element_size(dtype));
     engine::parallel_for(0, chunks, 1, [&](int64_t c_begin, int64_t c_end) {
         for (int64_t c = c_begin; c < c_end; ++c)
         {
             const int64_t begin = c * chunk_rows, end = std::min(rows, begin + chunk_rows);
             if (begin >= end) continue;
-            float* acc = partial.data() + c * n;
+            float* acc = partial + c * n;
             if (dtype == ENGINE_DTYPE_F32)
                 k->rmsnorm_backward_f32(static_cast<const float*>(x), static_cast<const float*>(w), inv_rms,
                                         static_cast<const float*>(dy), begin, end, n, mode, static_cast<float*>(dx), acc, stream);
@@ -288,7 +293,7 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
         }
     });
     for (int64_t c = 0; c < chunks; ++c)
-        for (int64_t j = 0; j < n; ++j) dw[j] += partial[static_cast<size_t>(c * n + j)];
+        for (int64_t j = 0; j < n; ++j) dw[j] += partial[c * n + j];
     return ENGINE_OK;
 }
 
