@@ -132,28 +132,38 @@ public class LayerActivationMeasurementTests
             using var x = randn(b, t, c.HiddenSize).to(dtype).requires_grad_(true);
             using var positions = arange(t).unsqueeze(0).expand(b, t);
             using var rope = new RotaryTables(c, positions, dtype);
-            // Another thread of the process may allocate or free while one forward runs (seen both ways: +6%, -15%;
-            // once +8-13% in three of four Qwen2 bf16 forwards in CI): an untimed forward first, so caches the kernels
-            // allocate on first use exist, then the median of five is the layer's own steady state.
-            var measurements = new List<long>();
-            for (int rep = -1; rep < 5; rep++)
-            {
-                Collect();
-                long before = HostAllocatorProbe.InUseBytes();
-                Tensor output;
-                using (var scope = NewDisposeScope()) output = layer.Forward(x, rope, null, null).MoveToOuterDisposeScope();
-                if (rep >= 0) measurements.Add(HostAllocatorProbe.InUseBytes() - before - output.numel() * output.element_size());
-                output.Dispose();
-            }
-            long measured = measurements.Order().ElementAt(2);
+            long s = precision == Precision.F32 ? 4 : 2;
             // The f32 and fused tables count the layer input, which exists before the forward here.
             bool tableHasInput = precision == Precision.F32 || kernels == KernelChoice.Fused;
-            long s = precision == Precision.F32 ? 4 : 2;
             // bf16 on the CPU: the explicit softmax saves the [B, heads, T, T] probabilities instead of the log-sum-exp.
             long keys = LayerActivations.ProbabilityKeys(MemoryDevice.Cpu, precision, t);
             Assert.Equal(precision == Precision.Bf16Mixed ? t : 0, keys);
             long predicted = b * t * LayerActivations.BytesPerToken(c, precision, kernels, keys) - (tableHasInput ? b * t * c.HiddenSize * s : 0);
-            Assert.True(measured / (double)predicted is > 0.97 and < 1.03, $"{family} {kernels} {precision}: measured {string.Join(", ", measurements.Select(m => m.ToString("N0")))} bytes, predicted {predicted:N0}");
+            // The probe sees the whole process, and another thread of it may allocate or free while one forward runs
+            // (seen both ways: +6%, -15%, and +8-13% in three of four Qwen2 bf16 forwards of one CI run). One round: an
+            // untimed forward (caches the kernels allocate on first use), then the median of five forwards. A table
+            // that is wrong is wrong in every round; a busy moment passes, so up to three rounds, and every round's
+            // figures go into the message.
+            var rounds = new List<List<long>>();
+            for (int round = 0; round < 3; round++)
+            {
+                var measurements = new List<long>();
+                for (int rep = -1; rep < 5; rep++)
+                {
+                    Collect();
+                    long before = HostAllocatorProbe.InUseBytes();
+                    Tensor output;
+                    using (var scope = NewDisposeScope()) output = layer.Forward(x, rope, null, null).MoveToOuterDisposeScope();
+                    if (rep >= 0) measurements.Add(HostAllocatorProbe.InUseBytes() - before - output.numel() * output.element_size());
+                    output.Dispose();
+                }
+                rounds.Add(measurements);
+                if (measurements.Order().ElementAt(2) / (double)predicted is > 0.97 and < 1.03) break;
+                Thread.Sleep(200);
+            }
+            long measured = rounds[^1].Order().ElementAt(2);
+            Assert.True(measured / (double)predicted is > 0.97 and < 1.03,
+                $"{family} {kernels} {precision}: measured {string.Join("; ", rounds.Select(r => string.Join(", ", r.Select(m => m.ToString("N0")))))} bytes, predicted {predicted:N0}");
         }
     }
 
