@@ -271,8 +271,8 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
     constexpr int64_t kMaxChunks = 64;
     const int64_t chunks = std::min<int64_t>(kMaxChunks, rows);
     const int64_t chunk_rows = (rows + chunks - 1) / chunks;
-    // Reused by the calling thread across calls: a fresh 128 KiB+ vector per call came from mmap, so each backward
-    // paid page faults and an munmap (a TLB shootdown across the kernel threads).
+    // Reused by the calling thread across calls: a fresh vector per call (128 KiB at 64 chunks × 512, glibc's initial
+    // mmap threshold) may come from mmap, and then each backward pays its page faults and an munmap.
     // (The workers get its data pointer: a thread_local named inside their lambda would be their own, empty, one.)
     thread_local std::vector<float> partial_storage;
     partial_storage.assign(static_cast<size_t>(chunks * n), 0.0f);
