@@ -169,16 +169,17 @@ public static class LayerKernelBenchmark
             }
             case "rope":
             {
-                var q0 = Keep(randn(new[] { batch, t, (long)c.NumHeads, c.HeadDim }, generator: gen).to(dtype));
-                var k0 = Keep(randn(new[] { batch, t, (long)c.NumKvHeads, c.HeadDim }, generator: gen).to(dtype));
+                var q0 = Keep(randn(new[] { batch, t, (long)c.NumHeads, c.HeadDim }, generator: gen).to(dtype).requires_grad_(true));
+                var k0 = Keep(randn(new[] { batch, t, (long)c.NumKvHeads, c.HeadDim }, generator: gen).to(dtype).requires_grad_(true));
                 var positions = Keep(arange(t).unsqueeze(0).expand(batch, t).contiguous());
                 var rope = new RotaryTables(c, positions, dtype);
                 var gq = Keep(randn(new[] { batch, (long)c.NumHeads, t, c.HeadDim }, generator: gen).to(dtype));
                 var gk = Keep(randn(new[] { batch, (long)c.NumKvHeads, t, c.HeadDim }, generator: gen).to(dtype));
-                // RoPE rotates the projections' fresh outputs in place. Each call gets fresh copies of q0 and k0, made
-                // untimed, attached to the graph by FreshOutputFunction (no data pass), so only the rotation forward
-                // and backward (and the gradient's layout change, which training pays too) are timed.
-                var anchor = Keep(zeros(1, dtype: ScalarType.Float32).requires_grad_(true));
+                // RoPE rotates the projections' fresh outputs in place. Each call gets clones of the leaves q0 and k0,
+                // made untimed: non-leaf tensors it may rotate in place, whose gradients flow back to q0 and k0 through
+                // libtorch's own clone node (no data pass), as a projection's output has a native node in training. So
+                // only the rotation forward and backward (and the gradient's layout change, which training pays too) are
+                // timed. (A C# no-op autograd function in their place cost each call two more custom functions.)
                 Tensor? q = null, k = null;
                 setup = () =>
                 {
@@ -189,9 +190,9 @@ public static class LayerKernelBenchmark
                 };
                 Action run(KernelChoice choice) => () => Step(choice, () =>
                 {
-                    var (rq, rk) = rope.ApplyToQueryKey(FreshOutputFunction.apply(anchor, q!), FreshOutputFunction.apply(anchor, k!));
+                    var (rq, rk) = rope.ApplyToQueryKey(q!, k!);
                     return new[] { rq, rk };
-                }, new[] { gq, gk }, anchor);
+                }, new[] { gq, gk }, q0, k0);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
                 long n = q0.numel() + k0.numel();
                 bytes = 4 * n * e; // in place: read + write q and k forward, their gradients backward
@@ -251,28 +252,4 @@ public static class LayerKernelBenchmark
         using var use = FusedKernels.Use(choice);
         autograd.grad(forward(), inputs, upstream);
     }
-}
-
-/// <summary>
-/// Hands a tensor made outside the timed region to autograd as the output of a function of <c>anchor</c> (a one-element
-/// leaf): a stand-in for a projection's fresh output that RoPE may rotate in place, without a timed copy. Its backward
-/// drops the incoming gradient and gives the anchor zero.
-/// </summary>
-sealed class FreshOutputFunction : TorchSharp.torch.autograd.SingleTensorFunction<FreshOutputFunction>
-{
-    public override string Name => "FreshOutput";
-
-    static Tensor? _next;
-
-    public static Tensor apply(Tensor anchor, Tensor fresh)
-    {
-        _next = fresh;
-        try { return apply(anchor); }
-        finally { _next = null; }
-    }
-
-    public override Tensor forward(TorchSharp.torch.autograd.AutogradContext ctx, params object[] vars) => _next!;
-
-    public override List<Tensor> backward(TorchSharp.torch.autograd.AutogradContext ctx, Tensor gradOutput) =>
-        new() { zeros(1, dtype: ScalarType.Float32) };
 }
