@@ -159,8 +159,6 @@ public static class KernelBenchmark
         return (Timing.Of(ta), Timing.Of(tb), Timing.Of(ta.Zip(tb, (x, y) => x / y).ToList()));
     }
 
-    /// <summary>For the other benchmarks of this assembly: <see cref="TimeAlternating"/>.</summary>
-    internal static (Timing A, Timing B, Timing Ratio) TimeAlternatingPublic(int repeat, Action a, Action b, Action? setup = null) => TimeAlternating(repeat, a, b, setup);
 
     static KernelBenchResult RunCase(long rows, long vocab, string dtypeName, KernelBenchOptions options)
     {

@@ -72,8 +72,8 @@ public static class LayerKernelBenchmark
     /// (plain vector stores, each written line first read for ownership: 3 bytes cross the bus per 2 counted) and
     /// glibc's memmove on each thread's share (streaming stores at this size: 2 per 2). The fused kernels stream their
     /// large outputs, so the floor's rate comes from the copy that streams too, not the slower one. 256 MB is far beyond
-    /// the caches: training's activations come from memory, not from a cache a benchmark loop warmed. One sample is
-    /// taken per repeat, in the same loop as the kernels, so each fused time has a floor measured at the same moment.
+    /// the caches: training's activations come from memory, not from a cache a benchmark loop warmed. Sampled in the
+    /// kernels' own timing loop (<see cref="TimeWithFloor"/>), so each fused time has a floor measured at about the same moment.
     /// </summary>
     sealed unsafe class CopyProbe : IDisposable
     {
