@@ -11,7 +11,10 @@ namespace Engine.Bench;
 /// <summary>
 /// One row of the layer-kernel benchmark: a fused kernel (RMSNorm, RoPE, SwiGLU, GeGLU) against its TorchSharp
 /// composite, forward + backward through autograd, both timed alternately in one run; the bytes the fused kernels
-/// must move at least and the time that takes at the measured copy bandwidth (the floor).
+/// must move at least and the time that takes at the measured copy bandwidth (the floor). The native kernels are
+/// also timed alone (forward + backward on buffers made once), so the row shows both what the kernels cost against
+/// the floor and what a call through autograd adds: TorchSharp's custom-function node, its handles and the
+/// allocation of the outputs, a fixed cost per call that does not grow with the tensors.
 /// </summary>
 public sealed record LayerKernelBenchResult
 {
@@ -42,6 +45,15 @@ public sealed record LayerKernelBenchResult
     [JsonPropertyName("fused_over_floor")] public double FusedOverFloor => FusedOverFloorPairs.Length == 3 ? FusedOverFloorPairs[1] : FusedMs / FloorMs;
     /// <summary>The per-repeat ratios fused / floor: [min, median, max].</summary>
     [JsonPropertyName("fused_over_floor_pairs")] public double[] FusedOverFloorPairs { get; init; } = Array.Empty<double>();
+    /// <summary>The native kernels alone (forward + backward, no autograd, outputs allocated once): median ms.</summary>
+    [JsonPropertyName("kernel_ms")] public double KernelMs { get; init; }
+    /// <summary>
+    /// The kernels' own ratio to the floor: each repeat's kernel time over the floor at its block's bandwidth, median of
+    /// the repeats. <see cref="FusedOverFloor"/> minus this is what the autograd call adds per call.
+    /// </summary>
+    [JsonPropertyName("kernel_over_floor")] public double KernelOverFloor => KernelOverFloorPairs.Length == 3 ? KernelOverFloorPairs[1] : KernelMs / FloorMs;
+    /// <summary>The per-repeat ratios kernel / floor: [min, median, max].</summary>
+    [JsonPropertyName("kernel_over_floor_pairs")] public double[] KernelOverFloorPairs { get; init; } = Array.Empty<double>();
     /// <summary>The stricter figure: the median fused time over the floor at the best bandwidth any repeat saw.</summary>
     [JsonPropertyName("fused_over_best_floor")] public double FusedOverBestFloor => CopyBandwidthSamples.Length == 3 ? FusedMs / (BytesMoved / (CopyBandwidthSamples[2] * 1e6)) : FusedOverFloor;
     [JsonPropertyName("min_median_max_ms")] public IReadOnlyDictionary<string, double[]> MinMedianMax { get; init; } = new Dictionary<string, double[]>();
@@ -111,14 +123,16 @@ public static class LayerKernelBenchmark
 
     /// <summary>
     /// The repeats in blocks of <see cref="RepeatsPerCopySample"/>: before each block one copy bandwidth sample, then one
-    /// untimed composite + fused round (the 256 MB copy evicts everything, code and allocator state included: measured at
-    /// 8 tokens, a fused RMSNorm right after it took 0.29 ms against 0.08), then the block's timed composite, fused
-    /// pairs. Each fused time is paired with the bandwidth of its own block, measured a few milliseconds before.
+    /// untimed composite + fused + kernel round (the 256 MB copy evicts everything, code and allocator state included:
+    /// measured at 8 tokens, a fused RMSNorm right after it took 0.29 ms against 0.08), then the block's timed repeats:
+    /// composite, fused, an untimed composite, the kernels alone. So the fused call and the kernels alone each follow a
+    /// composite, which leaves the caches as a training step's other work does. Each fused and kernel time is paired with
+    /// the bandwidth of its own block, measured a few milliseconds before.
     /// </summary>
-    static (List<double> Fused, List<double> Composite, List<double> Bandwidth) TimeWithFloor(int repeat, Action fused, Action composite,
-        Action? setup, CopyProbe copy)
+    static (List<double> Fused, List<double> Composite, List<double> Kernel, List<double> Bandwidth) TimeWithFloor(int repeat, Action fused,
+        Action composite, Action kernel, Action? setup, CopyProbe copy)
     {
-        var (tf, tc, bw) = (new List<double>(), new List<double>(), new List<double>());
+        var (tf, tc, tk, bw) = (new List<double>(), new List<double>(), new List<double>(), new List<double>());
         double Once(Action action)
         {
             setup?.Invoke();
@@ -134,12 +148,15 @@ public static class LayerKernelBenchmark
                 gbs = copy.SampleGbs();
                 Once(composite);
                 Once(fused);
+                Once(kernel);
             }
             tc.Add(Once(composite));
             tf.Add(Once(fused));
+            Once(composite);
+            tk.Add(Once(kernel));
             bw.Add(gbs);
         }
-        return (tf, tc, bw);
+        return (tf, tc, tk, bw);
     }
 
     static LayerKernelBenchResult RunCase(string kernel, ScalarType dtype, string dtypeName, long tokens, LlamaConfig c, int repeat, CopyProbe copy)
@@ -147,7 +164,7 @@ public static class LayerKernelBenchmark
         long e = dtype == ScalarType.BFloat16 ? 2 : 4;
         long batch = 8, t = tokens / batch;
         var gen = new Generator(3);
-        Action fused, composite;
+        Action fused, composite, kernelAlone;
         Action? setup = null, teardown = null;
         long bytes;
         string shape;
@@ -162,6 +179,12 @@ public static class LayerKernelBenchmark
                 var norm = new WeightRmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
                 Action run(KernelChoice k) => () => Step(k, () => new[] { norm.forward(x) }, new[] { g }, x, norm.weight);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
+                var (y, inv, dx, dw) = (Keep(empty_like(x)), Keep(empty(batch * t, ScalarType.Float32)), Keep(empty_like(x)), Keep(empty(c.HiddenSize, ScalarType.Float32)));
+                kernelAlone = () =>
+                {
+                    LayerKernels.RmsNormForward(x, norm.weight!, (float)c.RmsNormEps, 0, y, inv);
+                    LayerKernels.RmsNormBackward(x, norm.weight!, inv, g, 0, dx, dw);
+                };
                 long n = x.numel();
                 bytes = 5 * n * e; // forward: read x, write y; backward: read x and dy, write dx
                 shape = $"{batch * t}x{c.HiddenSize}";
@@ -194,6 +217,19 @@ public static class LayerKernelBenchmark
                     return new[] { rq, rk };
                 }, new[] { gq, gk }, q0, k0);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
+                // The kernels alone: q and k rotated in place forward, and the gradients as attention hands them back
+                // ([B, heads, T, d] seen as [B, T, heads, d]) rotated back into contiguous buffers.
+                var (qa, ka) = (Keep(q0.detach().clone()), Keep(k0.detach().clone()));
+                var (dq, dk) = (Keep(empty_like(q0)), Keep(empty_like(k0)));
+                var (gqView, gkView) = (Keep(gq.transpose(1, 2)), Keep(gk.transpose(1, 2)));
+                var (cos, sin) = rope.HalfTables();
+                kernelAlone = () =>
+                {
+                    LayerKernels.Rope(qa, cos, sin, inverse: false);
+                    LayerKernels.Rope(ka, cos, sin, inverse: false);
+                    LayerKernels.RopeInto(gqView, dq, cos, sin, inverse: true);
+                    LayerKernels.RopeInto(gkView, dk, cos, sin, inverse: true);
+                };
                 long n = q0.numel() + k0.numel();
                 bytes = 4 * n * e; // in place: read + write q and k forward, their gradients backward
                 shape = $"{batch * t}x({c.NumHeads}+{c.NumKvHeads})x{c.HeadDim}";
@@ -212,6 +248,12 @@ public static class LayerKernelBenchmark
                     : () => F.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh, false) * up;
                 fused = () => Step(KernelChoice.Fused, () => new[] { LayerKernels.Gated(gate, up, act)! }, new[] { g }, gate, up);
                 composite = () => Step(KernelChoice.Torch, () => new[] { torchForward() }, new[] { g }, gate, up);
+                var (h, dGate, dUp) = (Keep(empty_like(gate)), Keep(empty_like(gate)), Keep(empty_like(gate)));
+                kernelAlone = () =>
+                {
+                    LayerKernels.GluForward((int)act, gate, up, h);
+                    LayerKernels.GluBackward((int)act, gate, up, g, dGate, dUp);
+                };
                 long n = gate.numel();
                 bytes = 8 * n * e; // forward: read gate, up, write h; backward: read gate, up, dh, write both gradients
                 shape = $"{batch * t}x{c.IntermediateSize}";
@@ -221,17 +263,20 @@ public static class LayerKernelBenchmark
         }
         try
         {
-            var (fusedMs, compositeMs, bandwidth) = TimeWithFloor(repeat, fused, composite, setup, copy);
-            var (tf, tc, bw) = (KernelBenchmark.Timing.Of(fusedMs), KernelBenchmark.Timing.Of(compositeMs), KernelBenchmark.Timing.Of(bandwidth));
+            var (fusedMs, compositeMs, kernelMs, bandwidth) = TimeWithFloor(repeat, fused, composite, kernelAlone, setup, copy);
+            var (tf, tc, tk, bw) = (KernelBenchmark.Timing.Of(fusedMs), KernelBenchmark.Timing.Of(compositeMs), KernelBenchmark.Timing.Of(kernelMs),
+                KernelBenchmark.Timing.Of(bandwidth));
             var speedups = KernelBenchmark.Timing.Of(compositeMs.Zip(fusedMs, (cm, fm) => cm / fm).ToList());
-            var overFloor = KernelBenchmark.Timing.Of(fusedMs.Zip(bandwidth, (fm, gbs) => fm / (bytes / (gbs * 1e6))).ToList());
+            List<double> OverFloor(List<double> ms) => ms.Zip(bandwidth, (m, gbs) => m / (bytes / (gbs * 1e6))).ToList();
+            var (overFloor, kernelOverFloor) = (KernelBenchmark.Timing.Of(OverFloor(fusedMs)), KernelBenchmark.Timing.Of(OverFloor(kernelMs)));
             return new LayerKernelBenchResult
             {
                 Kernel = kernel, Dtype = dtypeName, Shape = shape, Threads = NativeKernels.Threads, Isa = NativeKernels.IsaName, Bf16Conversions = NativeKernels.Bf16Conversions,
                 FusedMs = tf.Median, CompositeMs = tc.Median, SpeedupPairs = speedups.ToArray(),
                 BytesMoved = bytes, CopyBandwidthGbs = bw.Median, CopyBandwidthSamples = bw.ToArray(), FusedOverFloorPairs = overFloor.ToArray(),
+                KernelMs = tk.Median, KernelOverFloorPairs = kernelOverFloor.ToArray(),
                 Repeat = repeat,
-                MinMedianMax = new Dictionary<string, double[]> { ["fused"] = tf.ToArray(), ["composite"] = tc.ToArray() },
+                MinMedianMax = new Dictionary<string, double[]> { ["fused"] = tf.ToArray(), ["composite"] = tc.ToArray(), ["kernel"] = tk.ToArray() },
             };
         }
         finally

@@ -123,9 +123,10 @@ public sealed class BenchKernelsCommand : CliCommand<BenchKernelsArgs>
 
     static void RunLayerKernels(IReadOnlyList<string> layerKernels, long tokens, KernelBenchOptions options, RowWriter rows, CliContext context)
     {
-        rows.Header($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11}");
+        rows.Header($"{"kernel",-8} {"dtype",5} {"shape",-22} {"fused ms",9} {"torch ms",9} {"speedup",7} {"MB moved",9} {"floor ms",8} {"fused/floor",11} {"kernel ms",9} {"kernel/floor",12}");
         foreach (var result in LayerKernelBenchmark.Run(layerKernels, options.Dtypes, tokens, "bench-25m", options.Repeat, msg => context.Err.WriteLine(msg)))
-            rows.Row(result, r => $"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} {F(r.FusedOverFloor, "x"),11}");
+            rows.Row(result, r => $"{r.Kernel,-8} {r.Dtype,5} {r.Shape,-22} {F(r.FusedMs),9} {F(r.CompositeMs),9} {F(r.Speedup, "x"),7} {r.BytesMoved / 1e6,9:F1} {F(r.FloorMs),8} " +
+                                  $"{F(r.FusedOverFloor, "x"),11} {F(r.KernelMs),9} {F(r.KernelOverFloor, "x"),12}");
     }
 
     static string RunAdamW(KernelBenchOptions options, RowWriter rows, CliContext context, string load)

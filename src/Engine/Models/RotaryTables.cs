@@ -105,7 +105,7 @@ public sealed class RotaryTables : IDisposable
     Tensor? _cosHalf, _sinHalf;
 
     /// <summary>cos/sin as the fused kernel reads them: fp32 [B·T, headDim/2] (the tables repeat over the two halves).</summary>
-    (Tensor Cos, Tensor Sin) HalfTables()
+    internal (Tensor Cos, Tensor Sin) HalfTables()
     {
         if (_cosHalf is null || _sinHalf is null)
         {

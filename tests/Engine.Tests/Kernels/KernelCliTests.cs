@@ -107,7 +107,8 @@ public class KernelCliTests
         Assert.Equal(new[] { "rmsnorm", "rmsnorm", "rope", "rope", "swiglu", "swiglu", "geglu", "geglu" }, items.Select(i => i.GetProperty("kernel").GetString()));
         foreach (var item in items)
         {
-            foreach (string field in new[] { "fused_ms", "composite_ms", "speedup", "floor_ms", "fused_over_floor", "fused_over_best_floor", "copy_bandwidth_gb_s" })
+            foreach (string field in new[] { "fused_ms", "composite_ms", "speedup", "floor_ms", "fused_over_floor", "fused_over_best_floor", "copy_bandwidth_gb_s",
+                         "kernel_ms", "kernel_over_floor" })
                 Assert.True(item.GetProperty(field).GetDouble() > 0, $"{field} in {item}");
             Assert.True(item.GetProperty("bytes_moved").GetInt64() > 0);
             // The floor: the bytes at the median of the per-repeat copy bandwidths; the target's ratio: the median of
@@ -122,12 +123,14 @@ public class KernelCliTests
             Assert.Equal(bandwidth[1], item.GetProperty("copy_bandwidth_gb_s").GetDouble());
             Assert.Equal(item.GetProperty("bytes_moved").GetInt64() / (bandwidth[1] * 1e6), item.GetProperty("floor_ms").GetDouble(), 9);
             Assert.Equal(Triple("fused_over_floor_pairs")[1], item.GetProperty("fused_over_floor").GetDouble());
+            Assert.Equal(Triple("kernel_over_floor_pairs")[1], item.GetProperty("kernel_over_floor").GetDouble());
             var spread = item.GetProperty("min_median_max_ms");
-            foreach (string figure in new[] { "fused", "composite" })
+            foreach (string figure in new[] { "fused", "composite", "kernel" })
             {
                 var v = spread.GetProperty(figure).EnumerateArray().Select(e => e.GetDouble()).ToArray();
                 Assert.True(v.Length == 3 && v[0] <= v[1] && v[1] <= v[2], $"{figure}: {string.Join(", ", v)}");
             }
+            Assert.Equal(spread.GetProperty("kernel")[1].GetDouble(), item.GetProperty("kernel_ms").GetDouble());
         }
         // 16 tokens of bench-25m: RMSNorm moves 5 × 16 × 512 elements.
         Assert.Equal(5L * 16 * 512 * 4, items[0].GetProperty("bytes_moved").GetInt64());
