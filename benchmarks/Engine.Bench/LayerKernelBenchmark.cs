@@ -179,11 +179,11 @@ public static class LayerKernelBenchmark
                 var norm = new WeightRmsNorm(c.HiddenSize, c.RmsNormEps, dtype);
                 Action run(KernelChoice k) => () => Step(k, () => new[] { norm.forward(x) }, new[] { g }, x, norm.weight);
                 (fused, composite) = (run(KernelChoice.Fused), run(KernelChoice.Torch));
-                var (y, inv, dx, dw) = (Keep(empty_like(x)), Keep(empty(batch * t, ScalarType.Float32)), Keep(empty_like(x)), Keep(empty(c.HiddenSize, ScalarType.Float32)));
+                var (y, inv, dx) = (Keep(empty_like(x)), Keep(empty(batch * t, ScalarType.Float32)), Keep(empty_like(x)));
                 kernelAlone = () =>
                 {
                     LayerKernels.RmsNormForward(x, norm.weight!, (float)c.RmsNormEps, 0, y, inv);
-                    LayerKernels.RmsNormBackward(x, norm.weight!, inv, g, 0, dx, dw);
+                    LayerKernels.RmsNormBackward(x, norm.weight!, inv, g, 0, dx).Dispose(); // dw: n elements
                 };
                 long n = x.numel();
                 bytes = 5 * n * e; // forward: read x, write y; backward: read x and dy, write dx

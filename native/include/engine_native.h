@@ -76,10 +76,10 @@ int32_t engine_advise_huge_pages(void* p, int64_t bytes);
  *   as HF Llama) or (1 + w) · x̂ (ENGINE_NORM_UNIT_OFFSET, Gemma). All arithmetic in fp32. */
 int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int64_t rows, int64_t n, float eps, int32_t mode,
                                void* y, float* inv_rms);
-/* Backward from the saved inv_rms: dx [rows, n] in x's dtype (may be dy itself), dw [n] fp32. dw is summed over
- * fixed chunks of rows in a fixed order, so it does not depend on the thread count. */
+/* Backward from the saved inv_rms: dx [rows, n] and dw [n], both in x's dtype (dx may be dy itself). dw is summed in
+ * fp32 over fixed chunks of rows in a fixed order, so it does not depend on the thread count, then rounded once. */
 int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_rms, const void* dy, int32_t dtype, int64_t rows,
-                                int64_t n, int32_t mode, void* dx, float* dw);
+                                int64_t n, int32_t mode, void* dx, void* dw);
 
 /* RoPE in place on x [tokens, heads, head_dim] (HF's rotate-half layout) with fp32 cos/sin [tokens, head_dim / 2]:
  * (x1, x2) -> (x1 c - x2 s, x2 c + x1 s); inverse = 1 applies the transposed rotation (the backward on the gradient). */

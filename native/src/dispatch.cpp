@@ -130,6 +130,16 @@ int32_t stream_output(const void* out, int64_t bytes, int64_t row_bytes)
 
 int64_t element_size(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 ? 4 : 2; }
 
+// fp32 to bf16, round to nearest even; a NaN stays a quiet NaN whatever its payload (the plain rounding carries a NaN
+// whose low 16 bits are set into the exponent: an infinity, or a sign flip).
+uint16_t bf16_nearest_even(float v)
+{
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x0040u);
+    return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 // The gated activations split their flat range in blocks of this many elements, so every range starts on a
 // 64-byte boundary of an aligned buffer (for streaming stores).
 constexpr int64_t kGluBlock = 1024;
@@ -140,7 +150,7 @@ bool valid_dtype(int32_t dtype) { return dtype == ENGINE_DTYPE_F32 || dtype == E
 
 extern "C" {
 
-int32_t engine_native_abi_version(void) { return 6; }
+int32_t engine_native_abi_version(void) { return 7; }
 
 int32_t engine_fused_bf16_conversions(void)
 {
@@ -257,13 +267,16 @@ int32_t engine_rmsnorm_forward(const void* x, const void* w, int32_t dtype, int6
 }
 
 int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_rms, const void* dy, int32_t dtype, int64_t rows,
-                                int64_t n, int32_t mode, void* dx, float* dw)
+                                int64_t n, int32_t mode, void* dx, void* dw)
 {
     if (rows < 0 || n <= 0 || !valid_dtype(dtype) || (mode != ENGINE_NORM_WEIGHT && mode != ENGINE_NORM_UNIT_OFFSET))
         return ENGINE_BAD_ARGUMENT;
     if (!dw) return ENGINE_BAD_ARGUMENT;
-    std::fill(dw, dw + n, 0.0f);
-    if (rows == 0) return ENGINE_OK;
+    if (rows == 0)
+    {
+        std::memset(dw, 0, static_cast<size_t>(n) * element_size(dtype));
+        return ENGINE_OK;
+    }
     if (!x || !w || !inv_rms || !dy || !dx) return ENGINE_BAD_ARGUMENT;
     const EngineFusedKernels* k = fused_kernels_for(current_isa());
     // The weight gradient is summed per chunk of rows, then the chunks in order: the chunks depend only on the
@@ -292,8 +305,16 @@ int32_t engine_rmsnorm_backward(const void* x, const void* w, const float* inv_r
                                          static_cast<const uint16_t*>(dy), begin, end, n, mode, static_cast<uint16_t*>(dx), acc, stream);
         }
     });
-    for (int64_t c = 0; c < chunks; ++c)
-        for (int64_t j = 0; j < n; ++j) dw[j] += partial[c * n + j];
+    // dw is written in the weight's dtype (bf16: rounded once, from the fp32 sum), so no conversion op follows.
+    for (int64_t j = 0; j < n; ++j)
+    {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < chunks; ++c) sum += partial[c * n + j];
+        if (dtype == ENGINE_DTYPE_F32)
+            static_cast<float*>(dw)[j] = sum;
+        else
+            static_cast<uint16_t*>(dw)[j] = bf16_nearest_even(sum);
+    }
     return ENGINE_OK;
 }
 

@@ -1,43 +1,38 @@
+using Engine.Kernels.Autograd;
 using static TorchSharp.torch;
-using static TorchSharp.torch.autograd;
 
 namespace Engine.Kernels;
 
 /// <summary>
-/// Fused act(gate) · up (SwiGLU, GeGLU), f32 or bf16 on the CPU. Saves gate and up only (the composite also keeps
-/// act(gate)); the backward recomputes the activation. Arguments: gate, up, <see cref="GatedActivation"/>.
+/// Fused act(gate) · up (SwiGLU, GeGLU), f32 or bf16, CPU or CUDA. Saves gate and up only (the composite also keeps
+/// act(gate)); the backward recomputes the activation.
 /// </summary>
-internal sealed class GatedActivationFunction : SingleTensorFunction<GatedActivationFunction>
+internal sealed class GatedActivationFunction : KernelNode
 {
-    public override string Name => "FusedGatedActivation";
+    readonly int _activation;
 
-    public override Tensor forward(AutogradContext ctx, params object[] vars)
+    GatedActivationFunction(GatedActivation activation) => _activation = (int)activation;
+
+    public static Tensor Apply(Tensor gate, Tensor up, GatedActivation activation)
     {
-        var gate = ((Tensor)vars[0]).contiguous();
-        var up = ((Tensor)vars[1]).contiguous();
-        int activation = (int)(GatedActivation)vars[2];
-        var h = empty_like(gate);
-        LayerKernels.GluForward(activation, gate, up, h);
-        ctx.save_for_backward(new List<Tensor> { gate, up });
-        ctx.save_data("activation", activation);
-        return h;
+        var node = new GatedActivationFunction(activation);
+        return node.Forward(new[] { gate, up }, () =>
+        {
+            var g = gate.is_contiguous() ? gate : gate.contiguous();
+            var u = up.is_contiguous() ? up : up.contiguous();
+            var h = empty_like(g);
+            LayerKernels.GluForward(node._activation, g, u, h);
+            return (h, new[] { g, u });
+        });
     }
 
-    public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
+    protected override Tensor?[] Backward(Tensor gradOutput)
     {
-        var saved = ctx.get_saved_variables();
-        try
-        {
-            Tensor gate = saved[0], up = saved[1];
-            using var dh = gradOutput.to(gate.dtype).contiguous();
-            var dGate = empty_like(gate);
-            var dUp = empty_like(up);
-            LayerKernels.GluBackward((int)ctx.get_data("activation"), gate, up, dh, dGate, dUp);
-            return ReturnedGradients.Hand(dGate, dUp, null);
-        }
-        finally
-        {
-            foreach (var t in saved) t.Dispose();
-        }
+        Tensor gate = Saved(0), up = Saved(1);
+        var dh = gradOutput.dtype == gate.dtype && gradOutput.is_contiguous() ? gradOutput : gradOutput.to(gate.dtype).contiguous();
+        var dGate = empty_like(gate);
+        var dUp = empty_like(up);
+        LayerKernels.GluBackward(_activation, gate, up, dh, dGate, dUp);
+        return new[] { dGate, dUp };
     }
 }

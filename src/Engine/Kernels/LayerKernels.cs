@@ -34,7 +34,7 @@ public static class LayerKernels
     public static Tensor? RmsNorm(Tensor x, Tensor weight, double eps, bool unitOffset)
     {
         if (!Applies(x) || weight.dtype != x.dtype || weight.dim() != 1 || weight.shape[0] != x.shape[^1] || !SameDevice(weight, x)) return null;
-        return RmsNormFunction.apply(x, weight, eps, unitOffset);
+        return RmsNormFunction.Apply(x, weight, eps, unitOffset);
     }
 
     /// <summary>
@@ -47,14 +47,14 @@ public static class LayerKernels
         long tokens = x.shape[0] * x.shape[1];
         if (cosHalf.dtype != ScalarType.Float32 || !cosHalf.is_contiguous() || cosHalf.numel() != tokens * (x.shape[3] / 2)) return null;
         if (!sinHalf.is_contiguous() || !SameDevice(cosHalf, x) || !SameDevice(sinHalf, x)) return null;
-        return RopeFunction.apply(x, cosHalf, sinHalf);
+        return RopeFunction.Apply(x, cosHalf, sinHalf);
     }
 
     /// <summary>act(gate) · up; null when the fused kernel does not apply.</summary>
     public static Tensor? Gated(Tensor gate, Tensor up, GatedActivation activation)
     {
         if (!Applies(gate) || up.dtype != gate.dtype || !gate.shape.SequenceEqual(up.shape) || !SameDevice(up, gate)) return null;
-        return GatedActivationFunction.apply(gate, up, activation);
+        return GatedActivationFunction.Apply(gate, up, activation);
     }
 
     // A kernel reads every input through the device pointer of the first: all must live on its device.
@@ -73,11 +73,20 @@ public static class LayerKernels
         else NativeKernels.RmsNormForward(Ptr(x), Ptr(weight), Dtype(x), rows, n, eps, mode, Ptr(y), Ptr(invRms));
     }
 
-    internal static void RmsNormBackward(Tensor x, Tensor weight, Tensor invRms, Tensor dy, int mode, Tensor dx, Tensor dw32)
+    /// <summary>dx into <paramref name="dx"/>; returns dw [n] in the weight's dtype (the CPU kernel writes it so; the CUDA
+    /// kernel sums it in fp32, converted here).</summary>
+    internal static Tensor RmsNormBackward(Tensor x, Tensor weight, Tensor invRms, Tensor dy, int mode, Tensor dx)
     {
         long n = x.shape[^1], rows = x.numel() / Math.Max(1, n);
-        if (x.device_type == DeviceType.CUDA) LayerCudaKernels.RmsNormBackward(x, weight, invRms, dy, mode, dx, dw32);
-        else NativeKernels.RmsNormBackward(Ptr(x), Ptr(weight), Ptr(invRms), Ptr(dy), Dtype(x), rows, n, mode, Ptr(dx), Ptr(dw32));
+        if (x.device_type == DeviceType.CUDA)
+        {
+            using var dw32 = empty(new[] { n }, ScalarType.Float32, x.device);
+            LayerCudaKernels.RmsNormBackward(x, weight, invRms, dy, mode, dx, dw32);
+            return dw32.to(weight.dtype);
+        }
+        var dw = empty(new[] { n }, weight.dtype);
+        NativeKernels.RmsNormBackward(Ptr(x), Ptr(weight), Ptr(invRms), Ptr(dy), Dtype(x), rows, n, mode, Ptr(dx), Ptr(dw));
+        return dw;
     }
 
     internal static void Rope(Tensor x, Tensor cos, Tensor sin, bool inverse)

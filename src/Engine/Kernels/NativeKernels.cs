@@ -10,7 +10,7 @@ namespace Engine.Kernels;
 internal static unsafe class NativeKernels
 {
     public const string LibraryFile = "libengine_native.so";
-    const int ExpectedAbi = 6;
+    const int ExpectedAbi = 7;
 
     public const int DtypeF32 = 0, DtypeBf16 = 1;
     const int Ok = 0, BadArgument = 1, LabelOutOfRange = 2;
@@ -30,7 +30,7 @@ internal static unsafe class NativeKernels
         public delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int> KlZ0;
         public delegate* unmanaged<void*, long, int> AdviseHugePages;
         public delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int> RmsNormForward;
-        public delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int> RmsNormBackward;
+        public delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, void*, int> RmsNormBackward;
         public delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int> Rope;
         public delegate* unmanaged<void*, long, long, long, void*, int, float*, float*, long, long, long, long, int, int> RopeStrided;
         public delegate* unmanaged<int, void*, void*, int, long, void*, int> GluForward;
@@ -97,7 +97,7 @@ internal static unsafe class NativeKernels
                     KlZ0 = (delegate* unmanaged<float*, float*, float*, byte*, long, long, float*, float*, double*, int>)NativeLibrary.GetExport(handle, "engine_kl_z0"),
                     AdviseHugePages = (delegate* unmanaged<void*, long, int>)NativeLibrary.GetExport(handle, "engine_advise_huge_pages"),
                     RmsNormForward = (delegate* unmanaged<void*, void*, int, long, long, float, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_forward"),
-                    RmsNormBackward = (delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, float*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_backward"),
+                    RmsNormBackward = (delegate* unmanaged<void*, void*, float*, void*, int, long, long, int, void*, void*, int>)NativeLibrary.GetExport(handle, "engine_rmsnorm_backward"),
                     Rope = (delegate* unmanaged<void*, int, float*, float*, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope"),
                     RopeStrided = (delegate* unmanaged<void*, long, long, long, void*, int, float*, float*, long, long, long, long, int, int>)NativeLibrary.GetExport(handle, "engine_rope_strided"),
                     GluForward = (delegate* unmanaged<int, void*, void*, int, long, void*, int>)NativeLibrary.GetExport(handle, "engine_glu_forward"),
@@ -259,7 +259,7 @@ internal static unsafe class NativeKernels
     public static void RmsNormBackward(IntPtr x, IntPtr w, IntPtr invRms, IntPtr dy, int dtype, long rows, long n, int mode, IntPtr dx, IntPtr dw)
     {
         FollowTorchThreads();
-        Check(Require().RmsNormBackward((void*)x, (void*)w, (float*)invRms, (void*)dy, dtype, rows, n, mode, (void*)dx, (float*)dw), "engine_rmsnorm_backward");
+        Check(Require().RmsNormBackward((void*)x, (void*)w, (float*)invRms, (void*)dy, dtype, rows, n, mode, (void*)dx, (void*)dw), "engine_rmsnorm_backward");
     }
 
     public static void Rope(IntPtr x, int dtype, IntPtr cos, IntPtr sin, long tokens, long heads, long headDim, bool inverse)

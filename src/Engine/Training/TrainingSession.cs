@@ -1,5 +1,6 @@
 using Engine.Adapters;
 using Engine.Kernels;
+using Engine.Kernels.Autograd;
 using Engine.Data;
 using Engine.Distributed;
 using Engine.Methods;
@@ -255,7 +256,7 @@ public sealed class TrainingSession : IDisposable
                 // Gradients are summed over ranks once, during the last micro-batch's backward (DDP's no_sync before it).
                 if (Gradients != null) Gradients.Armed = m == micro.Count - 1;
                 var result = Step.Compute(micro[m], eval: false);
-                (result.Loss * weights[m]).backward();
+                KernelNode.RunBackward(result.Loss * weights[m]);
                 loss += result.Loss.item<float>() * weights[m];
                 metrics.Merge(result.Metrics);
                 tokens += micro[m].Tokens;
