@@ -13,8 +13,8 @@ namespace Engine.Bench;
 /// composite, forward + backward through autograd, both timed alternately in one run; the bytes the fused kernels
 /// must move at least and the time that takes at the measured copy bandwidth (the floor). The native kernels are
 /// also timed alone (forward + backward on buffers made once), so the row shows both what the kernels cost against
-/// the floor and what a call through autograd adds: TorchSharp's custom-function node, its handles and the
-/// allocation of the outputs, a fixed cost per call that does not grow with the tensors.
+/// the floor and what a call through autograd adds: the node (<see cref="Engine.Kernels.Autograd.KernelNode"/>), the
+/// engine, the handles and the allocation of the outputs, a fixed cost per call that does not grow with the tensors.
 /// </summary>
 public sealed record LayerKernelBenchResult
 {

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using System.Runtime.InteropServices;
 using static Engine.Kernels.Autograd.LibTorchAutograd;
@@ -178,8 +177,8 @@ internal abstract unsafe class KernelNode
 
     /// <summary>
     /// A pair of native thunks (backward, delete) made once and lent to one node at a time: the C node takes bare function
-    /// pointers without a context argument, so each live node needs its own pair, and making a pair per call is what made
-    /// TorchSharp's nodes slow.
+    /// pointers without a context argument, so each live node needs its own pair (TorchSharp's Function marshals two
+    /// fresh delegates per call).
     /// </summary>
     sealed class Slot
     {
