@@ -28,6 +28,8 @@ public interface ISessionProbe
     void OptimizerBuilt();
     /// <summary>After the reference: a resident model's weights, or what the cached pre-pass left behind.</summary>
     void ReferenceBuilt();
+    /// <summary>Right before each micro-batch's backward, when the forward's saved activations are all alive.</summary>
+    void BeforeBackward() { }
 }
 
 /// <summary>One optimizer step's result, over every rank of a data-parallel run (tokens and metrics summed over ranks).</summary>
@@ -59,11 +61,14 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The trained LoRA adapters on the frozen policy; null for full fine-tuning.</summary>
     public LoraAdapters? Adapters { get; }
 
+    readonly ISessionProbe? _probe;
+
     TrainingSession(TrainingOptions options, LlamaForCausalLM policy, TextTokenizer? tokenizer, AdamW optimizer, IReferenceLogps? reference,
-        IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ICommunicator ranks, LoraAdapters? adapters)
+        IBatchSource<ITrainBatch> train, IBatchSource<ITrainBatch>? eval, IReadOnlyList<string> dataFiles, ICommunicator ranks, LoraAdapters? adapters,
+        ISessionProbe? probe)
     {
         Options = options; Policy = policy; Tokenizer = tokenizer; Optimizer = optimizer; Reference = reference; Adapters = adapters;
-        Train = train; Eval = eval; DataFiles = dataFiles; Ranks = ranks;
+        Train = train; Eval = eval; DataFiles = dataFiles; Ranks = ranks; _probe = probe;
         Step = options.Step.Method.CreateStep(options.Step.Objective, new StepContext(policy, reference, options.Step.Head) { Ranks = ranks });
         if (ranks.Size > 1)
         {
@@ -169,7 +174,7 @@ public sealed class TrainingSession : IDisposable
             probe?.OptimizerBuilt();
             reference = OpenReference(o, policy, adapters, resuming: checkpoint != null, synthetic ? null : o.OutputDir, train, eval, files, observer, ranks);
             probe?.ReferenceBuilt();
-            return new TrainingSession(o, policy, tokenizer, optimizer, reference, train, eval, files, ranks, adapters);
+            return new TrainingSession(o, policy, tokenizer, optimizer, reference, train, eval, files, ranks, adapters, probe);
         }
         catch
         {
@@ -256,6 +261,7 @@ public sealed class TrainingSession : IDisposable
                 // Gradients are summed over ranks once, during the last micro-batch's backward (DDP's no_sync before it).
                 if (Gradients != null) Gradients.Armed = m == micro.Count - 1;
                 var result = Step.Compute(micro[m], eval: false);
+                _probe?.BeforeBackward();
                 KernelNode.RunBackward(result.Loss * weights[m]);
                 loss += result.Loss.item<float>() * weights[m];
                 metrics.Merge(result.Metrics);
