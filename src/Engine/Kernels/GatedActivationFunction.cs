@@ -18,8 +18,8 @@ internal sealed class GatedActivationFunction : KernelNode
         var node = new GatedActivationFunction(activation);
         return node.Forward(new[] { gate, up }, () =>
         {
-            var g = gate.is_contiguous() ? gate : gate.contiguous();
-            var u = up.is_contiguous() ? up : up.contiguous();
+            var g = Contiguous(gate);
+            var u = Contiguous(up);
             var h = empty_like(g);
             LayerKernels.GluForward(node._activation, g, u, h);
             return (h, new[] { g, u });
@@ -29,7 +29,7 @@ internal sealed class GatedActivationFunction : KernelNode
     protected override Tensor?[] Backward(Tensor gradOutput)
     {
         Tensor gate = Saved(0), up = Saved(1);
-        var dh = gradOutput.dtype == gate.dtype && gradOutput.is_contiguous() ? gradOutput : gradOutput.to(gate.dtype).contiguous();
+        var dh = Incoming(gradOutput, gate.dtype);
         var dGate = empty_like(gate);
         var dUp = empty_like(up);
         LayerKernels.GluBackward(_activation, gate, up, dh, dGate, dUp);

@@ -21,8 +21,8 @@ internal sealed class RmsNormFunction : KernelNode
         var node = new RmsNormFunction(unitOffset ? ModeUnitOffset : ModeWeight);
         return node.Forward(new[] { x, weight }, () =>
         {
-            var xc = x.is_contiguous() ? x : x.contiguous();
-            var wc = weight.is_contiguous() ? weight : weight.contiguous();
+            var xc = Contiguous(x);
+            var wc = Contiguous(weight);
             long n = xc.shape[^1], rows = xc.numel() / Math.Max(1, n);
             var y = empty_like(xc);
             var inv = empty(new[] { rows }, ScalarType.Float32, xc.device);
@@ -34,7 +34,7 @@ internal sealed class RmsNormFunction : KernelNode
     protected override Tensor?[] Backward(Tensor gradOutput)
     {
         Tensor x = Saved(0), weight = Saved(1), inv = Saved(2);
-        var dy = gradOutput.dtype == x.dtype && gradOutput.is_contiguous() ? gradOutput : gradOutput.to(x.dtype).contiguous();
+        var dy = Incoming(gradOutput, x.dtype);
         var dx = empty_like(x);
         var dw = LayerKernels.RmsNormBackward(x, weight, inv, dy, _mode, dx);
         return new[] { dx, dw };

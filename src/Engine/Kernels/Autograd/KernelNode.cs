@@ -31,6 +31,13 @@ internal abstract unsafe class KernelNode
     /// </summary>
     protected abstract Tensor?[] Backward(Tensor gradOutput);
 
+    /// <summary><paramref name="t"/> itself when contiguous (no new handle), else a contiguous copy: what the kernels read.</summary>
+    protected static Tensor Contiguous(Tensor t) => t.is_contiguous() ? t : t.contiguous();
+
+    /// <summary>The incoming gradient as the kernels read it: in <paramref name="dtype"/> and contiguous (itself when it is).</summary>
+    protected static Tensor Incoming(Tensor gradOutput, ScalarType dtype) =>
+        gradOutput.dtype == dtype && gradOutput.is_contiguous() ? gradOutput : gradOutput.to(dtype).contiguous();
+
     /// <summary>The <paramref name="index"/>-th tensor <see cref="Forward"/>'s body saved (a handle of backward's scope).</summary>
     protected Tensor Saved(int index)
     {
